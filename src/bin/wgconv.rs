@@ -1,0 +1,339 @@
+//! `wgconv`: the command-line tool. Thin: parses arguments, calls the library, prints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use wgconv::{cpu, io, Conv2dParams, Engine, Padding, Tensor};
+
+#[derive(Parser)]
+#[command(
+    name = "wgconv",
+    version,
+    about = "PyTorch-exact 2D convolution on the GPU through wgpu, checked against a CPU reference",
+    long_about = "PyTorch-exact 2D convolution on the GPU through wgpu, checked against a CPU reference.\n\n\
+                  With no command, runs the lecture's worked examples on the GPU and on the CPU reference.\n\
+                  Pick an adapter with WGPU_BACKEND=vulkan|gl, WGPU_ADAPTER_NAME=<substring>, WGPU_POWER_PREF=low|high."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the lecture's worked examples on the GPU and on the CPU reference (the default).
+    Demo,
+    /// List every adapter wgpu sees and the one wgconv would pick.
+    Info,
+    /// Convolve float32 .npy files: input [N,C,H,W], weight [O,C/groups,kh,kw], bias [O].
+    #[command(
+        after_help = "Example:\n  wgconv run --input x.npy --weight w.npy --bias b.npy --stride 2 --padding same --output y.npy"
+    )]
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Input tensor, float32 .npy, shape [N, C, H, W].
+    #[arg(long)]
+    input: PathBuf,
+    /// Weight tensor, float32 .npy, shape [O, C/groups, kh, kw].
+    #[arg(long)]
+    weight: PathBuf,
+    /// Optional bias, float32 .npy, shape [O].
+    #[arg(long)]
+    bias: Option<PathBuf>,
+    /// Stride: S or SH,SW.
+    #[arg(long, value_name = "S|SH,SW", default_value = "1", value_parser = parse_pair)]
+    stride: (usize, usize),
+    /// Zero padding: P, PH,PW, T,B,L,R, same or valid.
+    #[arg(long, value_name = "P|PH,PW|T,B,L,R|same|valid", default_value = "0", value_parser = parse_padding)]
+    padding: Padding,
+    /// Dilation: D or DH,DW.
+    #[arg(long, value_name = "D|DH,DW", default_value = "1", value_parser = parse_pair)]
+    dilation: (usize, usize),
+    /// Groups.
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
+    /// Where to write the output, float32 .npy, shape [N, O, P, Q].
+    #[arg(long)]
+    output: PathBuf,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = Device::Gpu)]
+    device: Device,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Device {
+    /// The wgpu adapter chosen by the environment.
+    Gpu,
+    /// The f64-accumulating CPU reference.
+    Cpu,
+}
+
+fn parse_numbers(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|part| {
+            let part = part.trim();
+            part.parse::<usize>()
+                .map_err(|_| format!("'{part}' is not a non-negative integer"))
+        })
+        .collect()
+}
+
+fn parse_pair(s: &str) -> Result<(usize, usize), String> {
+    match parse_numbers(s)?.as_slice() {
+        [v] => Ok((*v, *v)),
+        [h, w] => Ok((*h, *w)),
+        other => Err(format!(
+            "expected one number or two separated by a comma, got {} numbers",
+            other.len()
+        )),
+    }
+}
+
+fn parse_padding(s: &str) -> Result<Padding, String> {
+    match s.trim().to_lowercase().as_str() {
+        "same" => return Ok(Padding::Same),
+        "valid" => return Ok(Padding::Valid),
+        _ => {}
+    }
+    match parse_numbers(s)?.as_slice() {
+        [p] => Ok(Padding::uniform(*p)),
+        [h, w] => Ok(Padding::symmetric(*h, *w)),
+        [t, b, l, r] => Ok(Padding::explicit(*t, *b, *l, *r)),
+        other => Err(format!(
+            "expected 1, 2 or 4 numbers, 'same' or 'valid', got {} numbers",
+            other.len()
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles::egl=off"),
+    )
+    .init();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Demo) {
+        Command::Demo => demo(),
+        Command::Info => info(),
+        Command::Run(args) => run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wgconv: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn info() -> wgconv::Result<()> {
+    let adapters = wgconv::list_adapters(None);
+    println!("adapters wgpu sees ({}):", adapters.len());
+    for a in &adapters {
+        println!("  {a}");
+    }
+    let engine = Engine::new()?;
+    println!("wgconv would use: {}", engine.adapter());
+    let l = engine.limits();
+    println!(
+        "  limits: max_storage_buffer_binding_size {} B, max_buffer_size {} B, max workgroups per dimension {}",
+        l.max_binding, l.max_buffer, l.max_workgroups_per_dim
+    );
+    Ok(())
+}
+
+fn run(args: &RunArgs) -> wgconv::Result<()> {
+    let input = io::read_npy(&args.input)?;
+    let weight = io::read_npy(&args.weight)?;
+    let bias = args.bias.as_ref().map(io::read_npy).transpose()?;
+    let params = Conv2dParams::default()
+        .with_stride(args.stride)
+        .with_padding(args.padding)
+        .with_dilation(args.dilation)
+        .with_groups(args.groups);
+    let output = match args.device {
+        Device::Gpu => Engine::new()?.conv2d(&input, &weight, bias.as_ref(), &params)?,
+        Device::Cpu => cpu::reference::conv2d(&input, &weight, bias.as_ref(), &params)?,
+    };
+    io::write_npy(&args.output, &output)?;
+    eprintln!(
+        "wrote {} with shape {:?}",
+        args.output.display(),
+        output.shape()
+    );
+    Ok(())
+}
+
+/// Prints a `h x w` matrix with aligned columns, indented under a label.
+fn print_matrix(label: &str, data: &[f32], w: usize) {
+    println!("  {label}");
+    for row in data.chunks(w) {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:>7.1}")).collect();
+        println!("    [{} ]", cells.join(""));
+    }
+}
+
+/// Runs one example on the GPU and on the CPU reference, prints both, and checks they agree.
+fn both(
+    engine: &Engine,
+    title: &str,
+    x: &Tensor,
+    k: &Tensor,
+    params: &Conv2dParams,
+) -> wgconv::Result<Tensor> {
+    let gpu = engine.conv2d(x, k, None, params)?;
+    let cpu = cpu::reference::conv2d(x, k, None, params)?;
+    println!("{title}");
+    let [_, o, _, w] = [
+        gpu.shape()[0],
+        gpu.shape()[1],
+        gpu.shape()[2],
+        gpu.shape()[3],
+    ];
+    let plane = gpu.len() / o.max(1);
+    for c in 0..o {
+        let suffix = if o > 1 {
+            format!(" channel {c}")
+        } else {
+            String::new()
+        };
+        print_matrix(
+            &format!("GPU{suffix}:"),
+            &gpu.data()[c * plane..(c + 1) * plane],
+            w,
+        );
+        print_matrix(
+            &format!("CPU reference{suffix}:"),
+            &cpu.data()[c * plane..(c + 1) * plane],
+            w,
+        );
+    }
+    let worst = gpu
+        .data()
+        .iter()
+        .zip(cpu.data())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!("  max |GPU - CPU| = {worst:e}\n");
+    Ok(gpu)
+}
+
+fn demo() -> wgconv::Result<()> {
+    let engine = Engine::new()?;
+    println!("wgconv: the convolution lecture on {}\n", engine.adapter());
+    let p = Conv2dParams::default();
+
+    // corr2d on the 3x3 example.
+    let x = Tensor::new([1, 1, 3, 3], (0..9).map(|v| v as f32).collect())?;
+    let k = Tensor::new([1, 1, 2, 2], vec![0.0, 1.0, 2.0, 3.0])?;
+    both(
+        &engine,
+        "corr2d(X = 0..9 as 3x3, K = [[0, 1], [2, 3]]): expect [[19, 25], [37, 43]]",
+        &x,
+        &k,
+        &p,
+    )?;
+
+    // Edge detection: a 6x8 image, ones with a black band in columns 2..6.
+    let edges = Tensor::from_fn([1, 1, 6, 8], |i| {
+        if (2..6).contains(&(i % 8)) {
+            0.0
+        } else {
+            1.0
+        }
+    })?;
+    let k_edge = Tensor::new([1, 1, 1, 2], vec![1.0, -1.0])?;
+    both(
+        &engine,
+        "Edge detection, 6x8 image with K = [1, -1]: 1 marks white->black, -1 black->white",
+        &edges,
+        &k_edge,
+        &p,
+    )?;
+    let transposed = Tensor::from_fn([1, 1, 8, 6], |i| edges.data()[(i % 6) * 8 + i / 6])?;
+    both(
+        &engine,
+        "The transposed image with the same K: horizontal edges are invisible to it",
+        &transposed,
+        &k_edge,
+        &p,
+    )?;
+
+    // Multiple input channels: X and X+1, K and K+1.
+    let x2 = Tensor::from_fn([1, 2, 3, 3], |i| (i % 9) as f32 + (i / 9) as f32)?;
+    let k2 = Tensor::from_fn([1, 2, 2, 2], |i| (i % 4) as f32 + (i / 4) as f32)?;
+    both(
+        &engine,
+        "Two input channels (X, X+1) with (K, K+1): expect [[56, 72], [104, 120]]",
+        &x2,
+        &k2,
+        &p,
+    )?;
+
+    // Multiple output channels: kernels K, K+1, K+2 stacked.
+    let k3 = Tensor::from_fn([3, 2, 2, 2], |i| {
+        (i % 4) as f32 + ((i / 4) % 2) as f32 + (i / 8) as f32
+    })?;
+    both(
+        &engine,
+        "Three output channels from kernels (K, K+1, K+2)",
+        &x2,
+        &k3,
+        &p,
+    )?;
+
+    // 1x1 convolution as a matrix product over channels.
+    let x1v = ndarray::Array3::from_shape_fn((3, 3, 3), |(c, h, w)| {
+        ((c * 9 + h * 3 + w) * 7 % 11) as f32 - 5.0
+    });
+    let k1v = ndarray::Array4::from_shape_fn((2, 3, 1, 1), |(o, c, _, _)| (o * 3 + c) as f32 - 2.0);
+    let x1 = Tensor::new([1, 3, 3, 3], x1v.iter().copied().collect())?;
+    let k1 = Tensor::new([2, 3, 1, 1], k1v.iter().copied().collect())?;
+    let gpu1 = both(&engine, "1x1 convolution, 3 -> 2 channels", &x1, &k1, &p)?;
+    let mm = cpu::lecture::corr2d_multi_in_out_1x1(x1v.view(), k1v.view())?;
+    let same = mm
+        .iter()
+        .zip(gpu1.data())
+        .all(|(a, b)| (a - b).abs() <= 1e-5 * a.abs().max(1.0));
+    println!("  equals the matrix product K[2x3] . X[3x9]: {same}\n");
+
+    // Padding and stride shapes on an 8x8 input.
+    println!("Output shapes for an 8x8 input, floor((n + pad - dilation*(k-1) - 1) / stride) + 1:");
+    let cases: [(&str, [usize; 2], Padding, (usize, usize)); 4] = [
+        ("k3, padding 1", [3, 3], Padding::uniform(1), (1, 1)),
+        (
+            "k(5,3), padding (2,1)",
+            [5, 3],
+            Padding::symmetric(2, 1),
+            (1, 1),
+        ),
+        (
+            "k3, padding 1, stride 2",
+            [3, 3],
+            Padding::uniform(1),
+            (2, 2),
+        ),
+        (
+            "k(3,5), padding (0,1), stride (3,4)",
+            [3, 5],
+            Padding::symmetric(0, 1),
+            (3, 4),
+        ),
+    ];
+    for (name, [kh, kw], padding, stride) in cases {
+        let params = Conv2dParams::default()
+            .with_padding(padding)
+            .with_stride(stride);
+        let x = Tensor::full([1, 1, 8, 8], 1.0)?;
+        let k = Tensor::full([1, 1, kh, kw], 1.0)?;
+        let y = engine.conv2d(&x, &k, None, &params)?;
+        println!("  {name:<38} -> {}x{}", y.shape()[2], y.shape()[3]);
+    }
+    println!("\nComputed on {}.", engine.adapter());
+    println!("Next: `wgconv info` to list adapters, `wgconv run --help` to convolve your own .npy files.");
+    Ok(())
+}

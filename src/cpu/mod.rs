@@ -1,0 +1,4 @@
+//! Convolutions on the CPU: the independent f64 reference and the lecture's worked functions.
+
+pub mod lecture;
+pub mod reference;

@@ -1,0 +1,264 @@
+//! The one error type of the crate.
+//!
+//! Shape and parameter messages are modelled on PyTorch's, so a user moving a model from
+//! `torch.nn.Conv2d` to wgconv sees familiar wording with the offending values in it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in wgconv, each variant naming the values involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Input tensor is not `[N, C, H, W]`.
+    #[error("expected 4D input [N, C, H, W] to conv2d, but got input of size {shape:?}")]
+    InputRank {
+        /// The shape given.
+        shape: Vec<usize>,
+    },
+
+    /// Weight tensor is not `[O, C/groups, kh, kw]`.
+    #[error(
+        "expected 4D weight [O, C/groups, kh, kw] to conv2d, but got weight of size {shape:?}"
+    )]
+    WeightRank {
+        /// The shape given.
+        shape: Vec<usize>,
+    },
+
+    /// A dimension that must be positive is zero (only the batch may be empty).
+    #[error("expected non-zero size for every dimension of {what} except the batch, but got {what} of size {shape:?}")]
+    EmptyDimension {
+        /// `"input"` or `"weight"`.
+        what: &'static str,
+        /// The shape given.
+        shape: Vec<usize>,
+    },
+
+    /// Input channels differ from `weight[1] * groups`.
+    #[error("Given groups={groups}, weight of size {weight:?}, expected input{input:?} to have {expected} channels, but got {got} channels instead")]
+    ChannelMismatch {
+        /// The groups parameter.
+        groups: usize,
+        /// Weight shape.
+        weight: Vec<usize>,
+        /// Input shape.
+        input: Vec<usize>,
+        /// `weight[1] * groups`.
+        expected: usize,
+        /// `input[1]`.
+        got: usize,
+    },
+
+    /// Input channels are not divisible by `groups`.
+    #[error("Given groups={groups}, expected input{input:?} to have a number of channels divisible by {groups}, but got {channels} channels instead")]
+    InChannelsNotDivisible {
+        /// The groups parameter.
+        groups: usize,
+        /// Input shape.
+        input: Vec<usize>,
+        /// `input[1]`.
+        channels: usize,
+    },
+
+    /// Output channels (`weight[0]`) are not divisible by `groups`.
+    #[error("Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but got weight of size {weight:?} instead")]
+    OutChannelsNotDivisible {
+        /// The groups parameter.
+        groups: usize,
+        /// Weight shape.
+        weight: Vec<usize>,
+    },
+
+    /// Bias is not a vector of `weight[0]` elements.
+    #[error("Given weight of size {weight:?}, expected bias to be 1-dimensional with {expected} elements, but got bias of size {got:?} instead")]
+    BiasShape {
+        /// Weight shape.
+        weight: Vec<usize>,
+        /// `weight[0]`.
+        expected: usize,
+        /// The bias shape given.
+        got: Vec<usize>,
+    },
+
+    /// The dilated kernel does not fit in the padded input.
+    #[error("Calculated padded input size per channel: ({padded_h} x {padded_w}). Kernel size: ({kernel_h} x {kernel_w}). Kernel size can't be greater than actual input size")]
+    KernelTooLarge {
+        /// `H + pad_top + pad_bottom`.
+        padded_h: usize,
+        /// `W + pad_left + pad_right`.
+        padded_w: usize,
+        /// `dilation_h * (kh - 1) + 1`.
+        kernel_h: usize,
+        /// `dilation_w * (kw - 1) + 1`.
+        kernel_w: usize,
+    },
+
+    /// Stride, dilation or groups is zero.
+    #[error("non-positive {name} is not supported: got {name}={value}")]
+    NonPositive {
+        /// `"stride"`, `"dilation"` or `"groups"`.
+        name: &'static str,
+        /// The value given, e.g. `(0, 1)` or `0`.
+        value: String,
+    },
+
+    /// `padding = Same` with a stride other than 1, as PyTorch refuses it.
+    #[error("padding='same' is not supported for strided convolutions: got stride=({stride_h}, {stride_w})")]
+    SameWithStride {
+        /// Vertical stride.
+        stride_h: usize,
+        /// Horizontal stride.
+        stride_w: usize,
+    },
+
+    /// A host buffer's length does not match the shape it comes with.
+    #[error("{what} of shape {shape:?} needs {expected} elements, but {got} were given")]
+    DataLength {
+        /// Which tensor.
+        what: &'static str,
+        /// The shape given.
+        shape: Vec<usize>,
+        /// Product of the shape.
+        expected: usize,
+        /// Length of the data.
+        got: usize,
+    },
+
+    /// A size overflows the index arithmetic of the shaders or of the host.
+    #[error("{what} is too large: {value} exceeds {limit} ({why})")]
+    TooLarge {
+        /// What is too large, e.g. `"output element count"`.
+        what: String,
+        /// Its value.
+        value: u64,
+        /// The limit.
+        limit: u64,
+        /// Which limit, e.g. `"u32 indices in the shader"`.
+        why: &'static str,
+    },
+
+    /// The matrix-product form of a convolution needs a 1x1 kernel.
+    #[error("the 1x1 (matrix-product) convolution needs a kernel of size 1x1, but got weight of size {weight:?}")]
+    NotPointwise {
+        /// The weight shape given.
+        weight: Vec<usize>,
+    },
+
+    /// A size computed from the shapes overflows the host's `usize`.
+    #[error("the {what} overflows this host's address space")]
+    SizeOverflow {
+        /// Which size.
+        what: String,
+    },
+
+    /// A buffer would exceed one of the device's limits.
+    #[error("{what} needs {bytes} bytes, more than the device's {limit_name} of {limit} bytes")]
+    DeviceLimit {
+        /// Which buffer.
+        what: String,
+        /// Bytes it needs.
+        bytes: u64,
+        /// The wgpu limit's name, e.g. `max_storage_buffer_binding_size`.
+        limit_name: &'static str,
+        /// The limit's value on this device.
+        limit: u64,
+    },
+
+    /// A [`GpuTensor`](crate::GpuTensor) was used with an engine that did not create it.
+    #[error("{what} belongs to engine #{tensor_engine}, but was passed to engine #{engine}; download it and upload it to this engine")]
+    ForeignTensor {
+        /// Which argument.
+        what: &'static str,
+        /// Engine id of the tensor.
+        tensor_engine: u64,
+        /// Engine id of the callee.
+        engine: u64,
+    },
+
+    /// An output tensor given to `conv2d_into` has the wrong shape.
+    #[error("output tensor has shape {got:?}, but this convolution produces {expected:?}")]
+    OutputShape {
+        /// Shape the convolution produces.
+        expected: Vec<usize>,
+        /// Shape of the tensor given.
+        got: Vec<usize>,
+    },
+
+    /// No adapter matched the request.
+    #[error("no GPU adapter found ({request}). Adapters seen: [{seen}]. On a headless Linux box install a software adapter: `apt-get install -y mesa-vulkan-drivers` (lavapipe, WGPU_BACKEND=vulkan) or Mesa's EGL/llvmpipe (WGPU_BACKEND=gl)")]
+    NoAdapter {
+        /// What was asked for (backends, adapter name).
+        request: String,
+        /// Every adapter wgpu enumerated, possibly none.
+        seen: String,
+    },
+
+    /// The adapter refused to create a device.
+    #[error("the adapter '{adapter}' could not create a device: {message}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's message.
+        message: String,
+    },
+
+    /// wgpu reported a validation error (a bug in wgconv, or a limit it did not foresee).
+    #[error("wgpu validation error during {during}: {message}")]
+    Validation {
+        /// What wgconv was doing.
+        during: String,
+        /// wgpu's message.
+        message: String,
+    },
+
+    /// The device ran out of memory.
+    #[error("GPU out of memory during {during}")]
+    OutOfMemory {
+        /// What wgconv was doing.
+        during: String,
+    },
+
+    /// The device was lost (driver reset, `destroy`, ...); create a new [`Engine`](crate::Engine).
+    #[error("the GPU device was lost: {reason}; create a new Engine")]
+    DeviceLost {
+        /// wgpu's reason.
+        reason: String,
+    },
+
+    /// Waiting for the GPU took longer than the engine's bound.
+    #[error("waited {waited_ms} ms for the GPU during {during} without completion (the engine's wait bound)")]
+    Timeout {
+        /// What wgconv was waiting for.
+        during: String,
+        /// The bound in milliseconds.
+        waited_ms: u128,
+    },
+
+    /// Mapping a readback buffer failed.
+    #[error("reading back from the GPU failed: {message}")]
+    Readback {
+        /// wgpu's message.
+        message: String,
+    },
+
+    /// A `.npy` file could not be read or written.
+    #[error("{path}: {message}")]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with wgconv's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,841 @@
+//! The GPU engine: adapter and device selection, error scopes, the pipeline cache, dispatch and
+//! bounded waits.
+//!
+//! Set up once (device, bind group layout, pipelines on first use), reuse per call; read back with
+//! `map_async` + a bounded `poll` + `unmap`, as in wgpu's compute examples.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::Kernel;
+use crate::gpu::plan::{self, PlanLimits};
+use crate::gpu::tensor::GpuTensor;
+use crate::spec::{Conv2dParams, Conv2dShape};
+use crate::tensor::Tensor;
+
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How an [`Engine`] picks its adapter and how long it waits for the GPU.
+///
+/// Fields left `None` fall back to wgpu's environment variables: `WGPU_BACKEND`
+/// (e.g. `vulkan`, `gl`), `WGPU_ADAPTER_NAME` (a case-insensitive substring of the adapter's
+/// name) and `WGPU_POWER_PREF` (`low` or `high`; wgconv defaults to `high`).
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Backends to consider; `None` reads `WGPU_BACKEND`, else all.
+    pub backends: Option<wgpu::Backends>,
+    /// Substring of the adapter name; `None` reads `WGPU_ADAPTER_NAME`.
+    pub adapter_name: Option<String>,
+    /// Power preference; `None` reads `WGPU_POWER_PREF`, else high performance.
+    pub power_preference: Option<wgpu::PowerPreference>,
+    /// Longest wait for any GPU work before [`Error::Timeout`].
+    pub wait_timeout: Duration,
+    /// Limits to request; `None` requests everything the adapter offers.
+    pub limits: Option<wgpu::Limits>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            backends: None,
+            adapter_name: None,
+            power_preference: None,
+            wait_timeout: Duration::from_secs(120),
+            limits: None,
+        }
+    }
+}
+
+/// What wgpu tells about an adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// Backend, e.g. Vulkan or Gl.
+    pub backend: wgpu::Backend,
+    /// Discrete, integrated, CPU, ...
+    pub device_type: wgpu::DeviceType,
+    /// Driver name.
+    pub driver: String,
+    /// Driver version details.
+    pub driver_info: String,
+}
+
+impl From<wgpu::AdapterInfo> for AdapterSummary {
+    fn from(info: wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: info.name,
+            backend: info.backend,
+            device_type: info.device_type,
+            driver: info.driver,
+            driver_info: info.driver_info,
+        }
+    }
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({:?}, {:?}",
+            self.name, self.backend, self.device_type
+        )?;
+        let driver = format!("{} {}", self.driver, self.driver_info);
+        if !driver.trim().is_empty() {
+            write!(f, ", driver {}", driver.trim())?;
+        }
+        write!(f, ")")
+    }
+}
+
+fn backends_from(options: &EngineOptions) -> wgpu::Backends {
+    options
+        .backends
+        .unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()))
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu sees on `backends` (`None`: `WGPU_BACKEND`, else all).
+pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
+    let backends = backends_from(&EngineOptions {
+        backends,
+        ..EngineOptions::default()
+    });
+    let instance = new_instance(backends);
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .map(|a| AdapterSummary::from(a.get_info()))
+        .collect()
+}
+
+/// Owns the wgpu device and queue, the compiled pipelines, and the rules for waiting on the GPU.
+///
+/// `Engine` is `Send + Sync`: share it between threads with `Arc`. Tensors it creates
+/// ([`GpuTensor`]) can only be used with it.
+pub struct Engine {
+    id: u64,
+    // Kept alive for the adapter's sake.
+    _instance: wgpu::Instance,
+    adapter: AdapterSummary,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    limits: PlanLimits,
+    pipeline_layout: wgpu::PipelineLayout,
+    bind_group_layout: wgpu::BindGroupLayout,
+    // Keyed by kernel; checked under the read lock, built under the write lock.
+    pipelines: RwLock<HashMap<Kernel, wgpu::ComputePipeline>>,
+    // Bound in place of the bias when there is none (the shader skips it).
+    no_bias: wgpu::Buffer,
+    lost: Arc<Mutex<Option<String>>>,
+    wait_timeout: Duration,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("id", &self.id)
+            .field("adapter", &self.adapter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine on the adapter chosen by the environment (see [`EngineOptions`]).
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] (with the install hint for software adapters) or [`Error::RequestDevice`].
+    pub fn new() -> Result<Self> {
+        Self::with_options(EngineOptions::default())
+    }
+
+    /// Async twin of [`Engine::new`].
+    ///
+    /// # Errors
+    /// As [`Engine::new`].
+    pub async fn new_async() -> Result<Self> {
+        Self::with_options_async(EngineOptions::default()).await
+    }
+
+    /// An engine with explicit options.
+    ///
+    /// # Errors
+    /// As [`Engine::new`].
+    pub fn with_options(options: EngineOptions) -> Result<Self> {
+        pollster::block_on(Self::with_options_async(options))
+    }
+
+    /// Async twin of [`Engine::with_options`].
+    ///
+    /// # Errors
+    /// As [`Engine::new`].
+    pub async fn with_options_async(options: EngineOptions) -> Result<Self> {
+        // 1. Instance and adapter, honouring WGPU_BACKEND / WGPU_ADAPTER_NAME / WGPU_POWER_PREF.
+        let backends = backends_from(&options);
+        let instance = new_instance(backends);
+        let adapter = pick_adapter(&instance, backends, &options).await?;
+        let summary = AdapterSummary::from(adapter.get_info());
+        log::info!("wgconv: using adapter {summary}");
+
+        // 2. Device with the adapter's own limits (or the caller's), so large tensors fit.
+        let required_limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgconv"),
+                required_limits,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: summary.name.clone(),
+                message: e.to_string(),
+            })?;
+
+        // 3. Loss and uncaptured errors are recorded, never panics.
+        let lost = Arc::new(Mutex::new(None));
+        let lost_flag = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            *lost_flag.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(format!("{reason:?}: {message}"));
+        });
+        device.on_uncaptured_error(Arc::new(|e| {
+            log::error!("wgconv: uncaptured wgpu error: {e}")
+        }));
+
+        // 4. One bind group layout for every convolution kernel: in, weight, bias, out, params.
+        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgconv conv2d"),
+            entries: &[
+                storage(0, true),
+                storage(1, true),
+                storage(2, true),
+                storage(3, false),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 4,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("wgconv conv2d"),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        let no_bias = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgconv no-bias"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let limits = PlanLimits::from(&device.limits());
+        Ok(Engine {
+            id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
+            _instance: instance,
+            adapter: summary,
+            device,
+            queue,
+            limits,
+            pipeline_layout,
+            bind_group_layout,
+            pipelines: RwLock::new(HashMap::new()),
+            no_bias,
+            lost,
+            wait_timeout: options.wait_timeout,
+        })
+    }
+
+    /// The adapter this engine runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    /// This engine's id, as carried by its tensors.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The device limits plans are made against.
+    pub fn limits(&self) -> PlanLimits {
+        self.limits
+    }
+
+    /// The wgpu device, for callers that want to interoperate.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The longest this engine waits for GPU work.
+    pub fn wait_timeout(&self) -> Duration {
+        self.wait_timeout
+    }
+
+    fn ensure_alive(&self) -> Result<()> {
+        match &*self.lost.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(reason) => Err(Error::DeviceLost {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch into errors.
+    fn scoped<T>(&self, during: &str, f: impl FnOnce() -> T) -> Result<T> {
+        self.ensure_alive()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        // Native wgpu resolves scopes synchronously, so these futures are ready at once.
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        self.ensure_alive()?;
+        if oom.is_some() {
+            return Err(Error::OutOfMemory {
+                during: during.to_string(),
+            });
+        }
+        if let Some(e) = validation {
+            return Err(Error::Validation {
+                during: during.to_string(),
+                message: e.to_string(),
+            });
+        }
+        Ok(value)
+    }
+
+    fn check_owner(&self, what: &'static str, t: &GpuTensor) -> Result<()> {
+        if t.engine_id() == self.id {
+            Ok(())
+        } else {
+            Err(Error::ForeignTensor {
+                what,
+                tensor_engine: t.engine_id(),
+                engine: self.id,
+            })
+        }
+    }
+
+    fn pipeline(&self, kernel: Kernel) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self
+            .pipelines
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&kernel)
+        {
+            return Ok(p.clone());
+        }
+        let mut cache = self
+            .pipelines
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = cache.get(&kernel) {
+            return Ok(p.clone());
+        }
+        let pipeline = self.scoped(&format!("building the {} pipeline", kernel.name()), || {
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name()),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(kernel.name()),
+                    layout: Some(&self.pipeline_layout),
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &[("WORKGROUP_SIZE", f64::from(kernel.workgroup_size()))],
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        })?;
+        cache.insert(kernel, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Allocates a GPU tensor of `shape` (contents unspecified until written).
+    ///
+    /// # Errors
+    /// [`Error::DeviceLimit`], [`Error::OutOfMemory`], [`Error::DeviceLost`].
+    pub fn alloc(&self, shape: &[usize]) -> Result<GpuTensor> {
+        let len = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| Error::SizeOverflow {
+                what: format!("element count of shape {shape:?}"),
+            })?;
+        let bytes = plan::check_buffer("tensor", len, &self.limits)?;
+        let buffer = self.scoped("allocating a tensor", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgconv tensor"),
+                // Zero-sized bindings are invalid, so empty tensors get a token buffer.
+                size: bytes.max(4),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(GpuTensor::new(buffer, shape.to_vec(), len, self.id))
+    }
+
+    /// Copies a host tensor to the GPU.
+    ///
+    /// # Errors
+    /// As [`Engine::alloc`].
+    pub fn upload(&self, tensor: &Tensor) -> Result<GpuTensor> {
+        let gpu = self.alloc(tensor.shape())?;
+        if !tensor.is_empty() {
+            self.scoped("uploading a tensor", || {
+                self.queue
+                    .write_buffer(gpu.buffer(), 0, bytemuck::cast_slice(tensor.data()));
+            })?;
+        }
+        Ok(gpu)
+    }
+
+    /// Overwrites a GPU tensor with host data of the same shape.
+    ///
+    /// # Errors
+    /// [`Error::OutputShape`] when the shapes differ; [`Error::ForeignTensor`]; [`Error::DeviceLost`].
+    pub fn write(&self, target: &mut GpuTensor, tensor: &Tensor) -> Result<()> {
+        self.check_owner("target", target)?;
+        if target.shape() != tensor.shape() {
+            return Err(Error::OutputShape {
+                expected: tensor.shape().to_vec(),
+                got: target.shape().to_vec(),
+            });
+        }
+        if !tensor.is_empty() {
+            self.scoped("writing a tensor", || {
+                self.queue
+                    .write_buffer(target.buffer(), 0, bytemuck::cast_slice(tensor.data()));
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Copies a GPU tensor back to the host, waiting at most the engine's wait bound.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::DeviceLost`], [`Error::Readback`], [`Error::ForeignTensor`].
+    pub fn download(&self, tensor: &GpuTensor) -> Result<Tensor> {
+        let Some(readback) = self.start_readback(tensor)? else {
+            return Tensor::new(tensor.shape().to_vec(), Vec::new());
+        };
+        self.wait(&readback.submission, "download")?;
+        self.finish_readback(readback)
+    }
+
+    /// Async twin of [`Engine::download`].
+    ///
+    /// # Errors
+    /// As [`Engine::download`].
+    pub async fn download_async(&self, tensor: &GpuTensor) -> Result<Tensor> {
+        let Some(readback) = self.start_readback(tensor)? else {
+            return Tensor::new(tensor.shape().to_vec(), Vec::new());
+        };
+        self.wait_async(&readback.submission, "download").await?;
+        self.finish_readback(readback)
+    }
+
+    fn start_readback(&self, tensor: &GpuTensor) -> Result<Option<Readback>> {
+        self.check_owner("tensor", tensor)?;
+        if tensor.is_empty() {
+            return Ok(None);
+        }
+        let bytes = tensor.len() as u64 * 4;
+        let (tx, rx) = flume::bounded(1);
+        let (staging, submission) = self.scoped("reading back a tensor", || {
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgconv readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("wgconv readback"),
+                });
+            encoder.copy_buffer_to_buffer(tensor.buffer(), 0, &staging, 0, bytes);
+            let submission = self.queue.submit([encoder.finish()]);
+            staging.map_async(wgpu::MapMode::Read, .., move |result| {
+                // The receiver may be gone if the caller gave up; nothing to do then.
+                let _ = tx.send(result);
+            });
+            (staging, submission)
+        })?;
+        Ok(Some(Readback {
+            staging,
+            submission,
+            rx,
+            shape: tensor.shape().to_vec(),
+        }))
+    }
+
+    fn finish_readback(&self, readback: Readback) -> Result<Tensor> {
+        let mapped = match readback.rx.try_recv() {
+            Ok(result) => result,
+            Err(_) => {
+                // The wait returned, so the callback is due on the next poll.
+                let _ = self.device.poll(wgpu::PollType::Poll);
+                readback.rx.try_recv().map_err(|_| Error::Readback {
+                    message: "the buffer mapping did not complete after the GPU finished".into(),
+                })?
+            }
+        };
+        mapped.map_err(|e| Error::Readback {
+            message: e.to_string(),
+        })?;
+        let data = {
+            let view = readback
+                .staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Readback {
+                    message: e.to_string(),
+                })?;
+            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+        };
+        readback.staging.unmap();
+        Tensor::new(readback.shape, data)
+    }
+
+    fn wait(&self, submission: &wgpu::SubmissionIndex, during: &str) -> Result<()> {
+        self.ensure_alive()?;
+        let result = self.device.poll(wgpu::PollType::Wait {
+            submission_index: Some(submission.clone()),
+            timeout: Some(self.wait_timeout),
+        });
+        self.poll_result(result, during)
+    }
+
+    async fn wait_async(&self, submission: &wgpu::SubmissionIndex, during: &str) -> Result<()> {
+        self.ensure_alive()?;
+        // wgpu only makes progress when polled; a helper thread does the blocking poll so the
+        // caller's executor is never blocked.
+        let (tx, rx) = flume::bounded(1);
+        let device = self.device.clone();
+        let submission = submission.clone();
+        let timeout = self.wait_timeout;
+        std::thread::Builder::new()
+            .name("wgconv-poll".into())
+            .spawn(move || {
+                let result = device.poll(wgpu::PollType::Wait {
+                    submission_index: Some(submission),
+                    timeout: Some(timeout),
+                });
+                let _ = tx.send(result);
+            })
+            .map_err(|e| Error::Readback {
+                message: format!("could not start the poll thread: {e}"),
+            })?;
+        let result = rx.recv_async().await.map_err(|_| Error::Readback {
+            message: "the poll thread ended without a result".into(),
+        })?;
+        self.poll_result(result, during)
+    }
+
+    fn poll_result(
+        &self,
+        result: std::result::Result<wgpu::PollStatus, wgpu::PollError>,
+        during: &str,
+    ) -> Result<()> {
+        self.ensure_alive()?;
+        match result {
+            Ok(_) => Ok(()),
+            Err(wgpu::PollError::Timeout) => Err(Error::Timeout {
+                during: during.to_string(),
+                waited_ms: self.wait_timeout.as_millis(),
+            }),
+            Err(e) => Err(Error::Readback {
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Waits until all submitted GPU work has finished, at most the engine's wait bound.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::DeviceLost`].
+    pub fn synchronize(&self) -> Result<()> {
+        self.ensure_alive()?;
+        let result = self.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: Some(self.wait_timeout),
+        });
+        self.poll_result(result, "synchronize")
+    }
+
+    /// Async twin of [`Engine::synchronize`].
+    ///
+    /// # Errors
+    /// As [`Engine::synchronize`].
+    pub async fn synchronize_async(&self) -> Result<()> {
+        let submission = self.queue.submit([]);
+        self.wait_async(&submission, "synchronize").await
+    }
+
+    /// Convolution of GPU tensors into a new GPU tensor `[N, O, P, Q]`; returns once the work is
+    /// submitted (download or [`Engine::synchronize`] to wait for it).
+    ///
+    /// # Errors
+    /// Every shape or parameter error of [`Conv2dShape::new`], the plan's size errors
+    /// ([`Error::TooLarge`], [`Error::DeviceLimit`]), [`Error::ForeignTensor`], GPU errors.
+    pub fn conv2d_gpu(
+        &self,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+    ) -> Result<GpuTensor> {
+        let shape = Conv2dShape::new(
+            input.shape(),
+            weight.shape(),
+            bias.map(GpuTensor::shape),
+            params,
+        )?;
+        let mut output = self.alloc(&shape.output_shape())?;
+        self.conv2d_into(input, weight, bias, params, &mut output)?;
+        Ok(output)
+    }
+
+    /// Convolution of GPU tensors written into `output`, which must have the output's shape.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_gpu`], and [`Error::OutputShape`].
+    pub fn conv2d_into(
+        &self,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
+        // 1. Validate ownership and shapes, then plan on the host.
+        self.check_owner("input", input)?;
+        self.check_owner("weight", weight)?;
+        if let Some(b) = bias {
+            self.check_owner("bias", b)?;
+        }
+        self.check_owner("output", output)?;
+        let shape = Conv2dShape::new(
+            input.shape(),
+            weight.shape(),
+            bias.map(GpuTensor::shape),
+            params,
+        )?;
+        if output.shape() != shape.output_shape() {
+            return Err(Error::OutputShape {
+                expected: shape.output_shape().to_vec(),
+                got: output.shape().to_vec(),
+            });
+        }
+        if shape.output_len() == 0 {
+            return Ok(());
+        }
+        let plan = plan::plan(&shape, &self.limits)?;
+        let pipeline = self.pipeline(plan.kernel)?;
+
+        // 2. Bind, dispatch, submit.
+        self.scoped(&format!("dispatching {}", plan.kernel.name()), || {
+            let uniforms = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("wgconv params"),
+                    contents: bytemuck::bytes_of(&plan.uniforms),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            let bias_buffer = bias.map_or(&self.no_bias, GpuTensor::buffer);
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(plan.kernel.name()),
+                layout: &self.bind_group_layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: input.buffer().as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: weight.buffer().as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: bias_buffer.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: output.buffer().as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: uniforms.as_entire_binding(),
+                    },
+                ],
+            });
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some(plan.kernel.name()),
+                });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(plan.kernel.name()),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(plan.workgroups.0, plan.workgroups.1, 1);
+            }
+            self.queue.submit([encoder.finish()]);
+        })
+    }
+
+    /// One-shot convolution: host tensors in, host tensor `[N, O, P, Q]` out.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_gpu`] and [`Engine::download`].
+    pub fn conv2d(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &Conv2dParams,
+    ) -> Result<Tensor> {
+        match self.conv2d_submit(input, weight, bias, params)? {
+            Submitted::Empty(t) => Ok(t),
+            Submitted::Running(output) => self.download(&output),
+        }
+    }
+
+    /// Async twin of [`Engine::conv2d`].
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d`].
+    pub async fn conv2d_async(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &Conv2dParams,
+    ) -> Result<Tensor> {
+        match self.conv2d_submit(input, weight, bias, params)? {
+            Submitted::Empty(t) => Ok(t),
+            Submitted::Running(output) => self.download_async(&output).await,
+        }
+    }
+
+    fn conv2d_submit(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &Conv2dParams,
+    ) -> Result<Submitted> {
+        // Validate and plan before uploading anything.
+        let shape = Conv2dShape::new(
+            input.shape(),
+            weight.shape(),
+            bias.map(Tensor::shape),
+            params,
+        )?;
+        if shape.output_len() == 0 {
+            return Ok(Submitted::Empty(Tensor::new(
+                shape.output_shape(),
+                Vec::new(),
+            )?));
+        }
+        plan::plan(&shape, &self.limits)?;
+        let input = self.upload(input)?;
+        let weight = self.upload(weight)?;
+        let bias = bias.map(|b| self.upload(b)).transpose()?;
+        Ok(Submitted::Running(self.conv2d_gpu(
+            &input,
+            &weight,
+            bias.as_ref(),
+            params,
+        )?))
+    }
+}
+
+enum Submitted {
+    Empty(Tensor),
+    Running(GpuTensor),
+}
+
+struct Readback {
+    staging: wgpu::Buffer,
+    submission: wgpu::SubmissionIndex,
+    rx: flume::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    shape: Vec<usize>,
+}
+
+async fn pick_adapter(
+    instance: &wgpu::Instance,
+    backends: wgpu::Backends,
+    options: &EngineOptions,
+) -> Result<wgpu::Adapter> {
+    let name = options
+        .adapter_name
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .filter(|n| !n.is_empty());
+    let adapters = instance.enumerate_adapters(backends).await;
+    let seen = adapters
+        .iter()
+        .map(|a| AdapterSummary::from(a.get_info()).to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if let Some(name) = name {
+        // Not wgpu::util::initialize_adapter_from_env: it panics when nothing matches.
+        let wanted = name.to_lowercase();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+            .ok_or(Error::NoAdapter {
+                request: format!("backends {backends:?}, name containing '{name}'"),
+                seen,
+            });
+    }
+    let power_preference = options
+        .power_preference
+        .or_else(wgpu::PowerPreference::from_env)
+        .unwrap_or(wgpu::PowerPreference::HighPerformance);
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::NoAdapter {
+            request: format!("backends {backends:?}: {e}"),
+            seen,
+        })
+}

@@ -1,0 +1,48 @@
+//! `GpuTensor`: an f32 tensor living in a GPU storage buffer of one [`Engine`](crate::Engine).
+
+/// A C-order f32 tensor in GPU memory, created by an [`Engine`](crate::Engine) and usable only with it.
+///
+/// Keep weights and activations here to chain convolutions without host round trips.
+#[derive(Debug)]
+pub struct GpuTensor {
+    buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+    len: usize,
+    engine_id: u64,
+}
+
+impl GpuTensor {
+    pub(crate) fn new(buffer: wgpu::Buffer, shape: Vec<usize>, len: usize, engine_id: u64) -> Self {
+        GpuTensor {
+            buffer,
+            shape,
+            len,
+            engine_id,
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Id of the engine that owns it.
+    pub fn engine_id(&self) -> u64 {
+        self.engine_id
+    }
+
+    /// The underlying storage buffer (at least 4 bytes, even when empty).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}

@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod cpu;
+pub mod error;
+pub mod gpu;
+pub mod io;
+pub mod spec;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::engine::{list_adapters, AdapterSummary, Engine, EngineOptions};
+pub use gpu::tensor::GpuTensor;
+pub use spec::{conv_output_len, output_shape, Conv2dParams, Conv2dShape, IntoPair, Padding};
+pub use tensor::Tensor;

@@ -1,0 +1,105 @@
+//! `Tensor`: a host-side, C-order (row-major) f32 array with its shape.
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::error::{Error, Result};
+
+/// A dense f32 tensor in host memory, C order: the last index varies fastest.
+///
+/// Input is `[N, C, H, W]`, weight `[O, C/groups, kh, kw]`, bias `[O]`, output `[N, O, P, Q]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Tensor {
+    /// Wraps `data` (C order) with `shape`.
+    ///
+    /// # Errors
+    /// [`Error::DataLength`] when `data.len()` is not the product of `shape`;
+    /// [`Error::SizeOverflow`] when that product overflows.
+    pub fn new(shape: impl Into<Vec<usize>>, data: Vec<f32>) -> Result<Self> {
+        let shape = shape.into();
+        let expected = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| Error::SizeOverflow {
+                what: format!("element count of shape {shape:?}"),
+            })?;
+        if expected != data.len() {
+            return Err(Error::DataLength {
+                what: "tensor",
+                shape,
+                expected,
+                got: data.len(),
+            });
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    /// A tensor whose element at flat index `i` is `f(i)`.
+    ///
+    /// # Errors
+    /// [`Error::SizeOverflow`] when the element count overflows.
+    pub fn from_fn(shape: impl Into<Vec<usize>>, f: impl FnMut(usize) -> f32) -> Result<Self> {
+        let shape = shape.into();
+        let len = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| Error::SizeOverflow {
+                what: format!("element count of shape {shape:?}"),
+            })?;
+        Ok(Tensor {
+            shape,
+            data: (0..len).map(f).collect(),
+        })
+    }
+
+    /// A tensor filled with `value`.
+    ///
+    /// # Errors
+    /// [`Error::SizeOverflow`] when the element count overflows.
+    pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Result<Self> {
+        Self::from_fn(shape, |_| value)
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The elements in C order.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Takes the elements out.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// Converts into an `ndarray` array of the same shape (no copy).
+    pub fn into_ndarray(self) -> ArrayD<f32> {
+        // The length was checked against the shape at construction.
+        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data)
+            .expect("length matches shape by construction")
+    }
+
+    /// Copies an `ndarray` array of any layout into a C-order tensor.
+    pub fn from_ndarray(array: &ArrayD<f32>) -> Self {
+        let shape = array.shape().to_vec();
+        let data = array.iter().copied().collect();
+        Tensor { shape, data }
+    }
+}
