@@ -25,22 +25,31 @@ fn dir() -> PathBuf {
 
 fn pair(v: &Value) -> (usize, usize) {
     let a = v.as_array().expect("pair is a list");
-    (a[0].as_u64().expect("int") as usize, a[1].as_u64().expect("int") as usize)
+    (
+        a[0].as_u64().expect("int") as usize,
+        a[1].as_u64().expect("int") as usize,
+    )
 }
 
 fn load_cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(dir().join("cases.json")).expect("tests/golden/cases.json is readable");
+    let text = std::fs::read_to_string(dir().join("cases.json"))
+        .expect("tests/golden/cases.json is readable");
     let cases: Vec<Value> = serde_json::from_str(&text).expect("cases.json is a JSON list");
     cases
         .iter()
         .map(|c| {
             let name = c["name"].as_str().expect("name").to_string();
-            let file = |part: &str| io::read_npy(dir().join(format!("{name}.{part}.npy"))).expect("golden .npy reads");
+            let file = |part: &str| {
+                io::read_npy(dir().join(format!("{name}.{part}.npy"))).expect("golden .npy reads")
+            };
             let padding = match &c["padding"] {
                 Value::String(s) if s == "same" => Padding::Same,
                 Value::String(s) if s == "valid" => Padding::Valid,
                 Value::Array(a) => {
-                    let n: Vec<usize> = a.iter().map(|v| v.as_u64().expect("int") as usize).collect();
+                    let n: Vec<usize> = a
+                        .iter()
+                        .map(|v| v.as_u64().expect("int") as usize)
+                        .collect();
                     Padding::explicit(n[0], n[1], n[2], n[3])
                 }
                 other => panic!("case {name}: bad padding {other}"),
@@ -54,7 +63,10 @@ fn load_cases() -> Vec<Case> {
             Case {
                 input: file("input"),
                 weight: file("weight"),
-                bias: c["bias"].as_bool().expect("bias flag").then(|| file("bias")),
+                bias: c["bias"]
+                    .as_bool()
+                    .expect("bias flag")
+                    .then(|| file("bias")),
                 output: file("output"),
                 params,
                 name,
@@ -72,7 +84,9 @@ fn golden_set_is_large_and_varied() {
     let cases = load_cases();
     assert!(cases.len() >= 20, "only {} golden cases", cases.len());
     assert!(cases.iter().any(|c| c.params.padding == Padding::Same));
-    assert!(cases.iter().any(|c| c.params.groups > 1 && c.params.groups == c.input.shape()[1]));
+    assert!(cases
+        .iter()
+        .any(|c| c.params.groups > 1 && c.params.groups == c.input.shape()[1]));
     assert!(cases.iter().any(|c| c.params.dilation != (1, 1)));
     assert!(cases.iter().any(|c| c.bias.is_none()) && cases.iter().any(|c| c.bias.is_some()));
 }
@@ -83,11 +97,22 @@ fn golden_set_is_large_and_varied() {
 fn cpu_reference_matches_pytorch() {
     for case in load_cases() {
         let (shape, got) =
-            cpu::reference::conv2d_f64(&case.input, &case.weight, case.bias.as_ref(), &case.params).expect(&case.name);
-        assert_eq!(shape.output_shape().as_slice(), case.output.shape(), "{}: output shape", case.name);
+            cpu::reference::conv2d_f64(&case.input, &case.weight, case.bias.as_ref(), &case.params)
+                .expect(&case.name);
+        assert_eq!(
+            shape.output_shape().as_slice(),
+            case.output.shape(),
+            "{}: output shape",
+            case.name
+        );
         for (i, (&g, &want)) in got.iter().zip(case.output.data()).enumerate() {
-            let tol = f64::from(f32::EPSILON) * f64::from(want.abs()) + f64::from(f32::MIN_POSITIVE);
-            assert!((g - f64::from(want)).abs() <= tol, "{}: element {i}: reference {g:e}, PyTorch {want:e}", case.name);
+            let tol =
+                f64::from(f32::EPSILON) * f64::from(want.abs()) + f64::from(f32::MIN_POSITIVE);
+            assert!(
+                (g - f64::from(want)).abs() <= tol,
+                "{}: element {i}: reference {g:e}, PyTorch {want:e}",
+                case.name
+            );
         }
     }
 }
@@ -96,14 +121,22 @@ fn cpu_reference_matches_pytorch() {
 fn gpu_matches_pytorch() {
     let engine = engine();
     for case in load_cases() {
-        let got = engine.conv2d(&case.input, &case.weight, case.bias.as_ref(), &case.params).expect(&case.name);
-        assert_eq!(got.shape(), case.output.shape(), "{}: output shape", case.name);
+        let got = engine
+            .conv2d(&case.input, &case.weight, case.bias.as_ref(), &case.params)
+            .expect(&case.name);
+        assert_eq!(
+            got.shape(),
+            case.output.shape(),
+            "{}: output shape",
+            case.name
+        );
         let k = case.weight.shape()[1..].iter().product();
         let max_b = case.bias.as_ref().map_or(0.0, max_abs);
         // Golden values are themselves rounded to f32: allow that rounding on top.
         let tol = tolerance(k, max_abs(&case.input), max_abs(&case.weight), max_b)
             + f64::from(f32::EPSILON) * max_abs(&case.output);
         let want: Vec<f64> = case.output.data().iter().map(|&v| f64::from(v)).collect();
-        compare(&case.name, shape4(&case.output), got.data(), &want, tol).unwrap_or_else(|m| panic!("{m}"));
+        compare(&case.name, shape4(&case.output), got.data(), &want, tol)
+            .unwrap_or_else(|m| panic!("{m}"));
     }
 }

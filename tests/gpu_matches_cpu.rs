@@ -38,7 +38,11 @@ fn random_config(rng: &mut ChaCha8Rng, pointwise_only: bool) -> Config {
             // Grouped: 2-4 groups of 1-16 channels each.
             6..=7 => {
                 let g = rng.random_range(2..=4);
-                (g, g * rng.random_range(1..=16), g * rng.random_range(1..=16))
+                (
+                    g,
+                    g * rng.random_range(1..=16),
+                    g * rng.random_range(1..=16),
+                )
             }
             // Depthwise with channel multiplier 1-3.
             _ => {
@@ -46,7 +50,11 @@ fn random_config(rng: &mut ChaCha8Rng, pointwise_only: bool) -> Config {
                 (c, c, c * rng.random_range(1..=3))
             }
         };
-        let (kh, kw) = if pointwise_only { (1, 1) } else { (rng.random_range(1..=7), rng.random_range(1..=7)) };
+        let (kh, kw) = if pointwise_only {
+            (1, 1)
+        } else {
+            (rng.random_range(1..=7), rng.random_range(1..=7))
+        };
         let mut stride = (rng.random_range(1..=3), rng.random_range(1..=3));
         let dilation = (rng.random_range(1..=3), rng.random_range(1..=3));
         let padding = match rng.random_range(0..20) {
@@ -62,16 +70,28 @@ fn random_config(rng: &mut ChaCha8Rng, pointwise_only: bool) -> Config {
                 rng.random_range(0..=3),
             ),
         };
-        let (groups, stride, padding) =
-            if pointwise_only && rng.random_bool(0.7) { (1, (1, 1), Padding::uniform(0)) } else { (groups, stride, padding) };
-        let o = if groups == 1 || o % groups == 0 { o } else { groups * o };
+        let (groups, stride, padding) = if pointwise_only && rng.random_bool(0.7) {
+            (1, (1, 1), Padding::uniform(0))
+        } else {
+            (groups, stride, padding)
+        };
+        let o = if groups == 1 || o % groups == 0 {
+            o
+        } else {
+            groups * o
+        };
         let (t, b, l, r) = padding.resolve((kh, kw), dilation);
         // Inputs from 1x1 up, grown only as much as the dilated kernel needs.
         let span_h = dilation.0 * (kh - 1) + 1;
         let span_w = dilation.1 * (kw - 1) + 1;
         let h = log_uniform(rng, 1, 40).max(span_h.saturating_sub(t + b));
         let w = log_uniform(rng, 1, 40).max(span_w.saturating_sub(l + r));
-        let params = Conv2dParams { stride, padding, dilation, groups };
+        let params = Conv2dParams {
+            stride,
+            padding,
+            dilation,
+            groups,
+        };
         let input = [batch, c, h, w];
         let weight = [o, c / groups, kh, kw];
         let bias = rng.random_bool(0.5);
@@ -79,7 +99,12 @@ fn random_config(rng: &mut ChaCha8Rng, pointwise_only: bool) -> Config {
             continue;
         };
         if shape.output_len() * shape.reduction_len() <= MAX_MACS {
-            return Config { input, weight, bias, params };
+            return Config {
+                input,
+                weight,
+                bias,
+                params,
+            };
         }
     }
 }
@@ -91,27 +116,41 @@ fn random_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
 /// Runs `count` random configurations from `seed` on the GPU (output buffer pre-filled with NaN)
 /// and on the CPU reference.
 fn check_random_configs(seed: u64, count: usize, pointwise_only: bool) {
-    let offset = std::env::var("WGCONV_TEST_SEED").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let offset = std::env::var("WGCONV_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
     let seed = seed.wrapping_add(offset);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let engine = engine();
     for case in 0..count {
         let cfg = random_config(&mut rng, pointwise_only);
-        let context = format!("seed {seed}, case {case}: {}", describe(&cfg.input, &cfg.weight, cfg.bias, &cfg.params));
+        let context = format!(
+            "seed {seed}, case {case}: {}",
+            describe(&cfg.input, &cfg.weight, cfg.bias, &cfg.params)
+        );
         let x = random_tensor(&mut rng, &cfg.input);
         let w = random_tensor(&mut rng, &cfg.weight);
         let b = cfg.bias.then(|| random_tensor(&mut rng, &[cfg.weight[0]]));
 
-        let (shape, want) = cpu::reference::conv2d_f64(&x, &w, b.as_ref(), &cfg.params).expect(&context);
+        let (shape, want) =
+            cpu::reference::conv2d_f64(&x, &w, b.as_ref(), &cfg.params).expect(&context);
         let gx = engine.upload(&x).expect(&context);
         let gw = engine.upload(&w).expect(&context);
         let gb = b.as_ref().map(|b| engine.upload(b).expect(&context));
         let nan = Tensor::full(shape.output_shape().to_vec(), f32::NAN).expect(&context);
         let mut out = engine.upload(&nan).expect(&context);
-        engine.conv2d_into(&gx, &gw, gb.as_ref(), &cfg.params, &mut out).expect(&context);
+        engine
+            .conv2d_into(&gx, &gw, gb.as_ref(), &cfg.params, &mut out)
+            .expect(&context);
         let got = engine.download(&out).expect(&context);
 
-        let tol = tolerance(shape.reduction_len(), max_abs(&x), max_abs(&w), b.as_ref().map_or(0.0, max_abs));
+        let tol = tolerance(
+            shape.reduction_len(),
+            max_abs(&x),
+            max_abs(&w),
+            b.as_ref().map_or(0.0, max_abs),
+        );
         if let Err(msg) = compare(&context, shape.output_shape(), got.data(), &want, tol) {
             let kernel = wgconv::gpu::plan::choose_kernel(&shape);
             panic!("{msg}\nkernel {kernel:?}; reproduce with WGCONV_TEST_SEED={offset}");

@@ -17,7 +17,10 @@ fn lecture_shapes_on_an_8x8_input() {
     assert_eq!(shape_8x8([3, 3], p.with_padding(1)), [8, 8]);
     assert_eq!(shape_8x8([5, 3], p.with_padding((2, 1))), [8, 8]);
     assert_eq!(shape_8x8([3, 3], p.with_padding(1).with_stride(2)), [4, 4]);
-    assert_eq!(shape_8x8([3, 5], p.with_padding((0, 1)).with_stride((3, 4))), [2, 2]);
+    assert_eq!(
+        shape_8x8([3, 5], p.with_padding((0, 1)).with_stride((3, 4))),
+        [2, 2]
+    );
 }
 
 #[test]
@@ -56,16 +59,27 @@ fn padding_same_with_even_kernel_puts_extra_at_bottom_and_right() {
     assert_eq!(Padding::Same.resolve((4, 2), (1, 1)), (1, 2, 0, 1));
     assert_eq!(Padding::Same.resolve((3, 3), (1, 1)), (1, 1, 1, 1));
     assert_eq!(Padding::Same.resolve((4, 2), (2, 3)), (3, 3, 1, 2));
-    let s = Conv2dShape::new(&[2, 3, 7, 8], &[4, 3, 4, 2], None, &Conv2dParams::default().with_padding(Padding::Same))
-        .unwrap();
+    let s = Conv2dShape::new(
+        &[2, 3, 7, 8],
+        &[4, 3, 4, 2],
+        None,
+        &Conv2dParams::default().with_padding(Padding::Same),
+    )
+    .unwrap();
     assert_eq!(s.output_shape(), [2, 4, 7, 8]);
-    assert_eq!((s.pad_top, s.pad_bottom, s.pad_left, s.pad_right), (1, 2, 0, 1));
+    assert_eq!(
+        (s.pad_top, s.pad_bottom, s.pad_left, s.pad_right),
+        (1, 2, 0, 1)
+    );
 }
 
 #[test]
 fn padding_valid_is_no_padding() {
     let p = Conv2dParams::default().with_padding(Padding::Valid);
-    assert_eq!(output_shape(&[1, 2, 6, 8], &[3, 2, 3, 3], &p).unwrap(), [1, 3, 4, 6]);
+    assert_eq!(
+        output_shape(&[1, 2, 6, 8], &[3, 2, 3, 3], &p).unwrap(),
+        [1, 3, 4, 6]
+    );
 }
 
 #[test]
@@ -74,14 +88,26 @@ fn padding_builders_mean_what_pytorch_means() {
     assert_eq!(Padding::from((1, 3)), Padding::explicit(1, 1, 3, 3));
     assert_eq!(Padding::from([0, 1, 2, 3]), Padding::explicit(0, 1, 2, 3));
     let p = Conv2dParams::default().with_padding([0, 2, 1, 0]);
-    assert_eq!(output_shape(&[1, 1, 5, 5], &[1, 1, 3, 3], &p).unwrap(), [1, 1, 5, 4]);
+    assert_eq!(
+        output_shape(&[1, 1, 5, 5], &[1, 1, 3, 3], &p).unwrap(),
+        [1, 1, 5, 4]
+    );
 }
 
 #[test]
 fn grouped_and_depthwise_shapes() {
     let p = Conv2dParams::default().with_groups(4).with_padding(1);
-    assert_eq!(output_shape(&[2, 4, 9, 9], &[8, 1, 3, 3], &p).unwrap(), [2, 8, 9, 9]);
-    let s = Conv2dShape::new(&[2, 8, 9, 9], &[8, 2, 3, 3], None, &Conv2dParams::default().with_groups(4)).unwrap();
+    assert_eq!(
+        output_shape(&[2, 4, 9, 9], &[8, 1, 3, 3], &p).unwrap(),
+        [2, 8, 9, 9]
+    );
+    let s = Conv2dShape::new(
+        &[2, 8, 9, 9],
+        &[8, 2, 3, 3],
+        None,
+        &Conv2dParams::default().with_groups(4),
+    )
+    .unwrap();
     assert_eq!(s.reduction_len(), 18);
     assert_eq!(s.flops(), 2 * (2 * 8 * 7 * 7) * 18);
 }

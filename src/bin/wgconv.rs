@@ -303,7 +303,7 @@ fn demo() -> wgconv::Result<()> {
 
     // Padding and stride shapes on an 8x8 input.
     println!("Output shapes for an 8x8 input, floor((n + pad - dilation*(k-1) - 1) / stride) + 1:");
-    let cases: [(&str, [usize; 2], Padding, (usize, usize)); 4] = [
+    let cases = [
         ("k3, padding 1", [3, 3], Padding::uniform(1), (1, 1)),
         (
             "k(5,3), padding (2,1)",

@@ -42,7 +42,9 @@ pub fn tolerance(k: usize, max_x: f64, max_w: f64, max_b: f64) -> f64 {
 
 /// Largest absolute value in a tensor.
 pub fn max_abs(t: &Tensor) -> f64 {
-    t.data().iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())))
+    t.data()
+        .iter()
+        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())))
 }
 
 /// Compares `got` (GPU, f32) with `want` (reference, f64) element by element.
@@ -50,15 +52,26 @@ pub fn max_abs(t: &Tensor) -> f64 {
 /// Fails on the first element outside `tol` (NaN included: outputs start as NaN, so a skipped
 /// element fails loudly), naming its `[n, o, p, q]` index, both values, the tolerance and the
 /// worst relative error over the whole tensor.
-pub fn compare(context: &str, shape: [usize; 4], got: &[f32], want: &[f64], tol: f64) -> Result<(), String> {
+pub fn compare(
+    context: &str,
+    shape: [usize; 4],
+    got: &[f32],
+    want: &[f64],
+    tol: f64,
+) -> Result<(), String> {
     if got.len() != want.len() {
-        return Err(format!("{context}: got {} elements, want {}", got.len(), want.len()));
+        return Err(format!(
+            "{context}: got {} elements, want {}",
+            got.len(),
+            want.len()
+        ));
     }
     let mut first_bad = None;
     let mut worst_rel = 0.0f64;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let diff = (f64::from(g) - w).abs();
-        if !(diff <= tol) && first_bad.is_none() {
+        let within = diff <= tol; // false for NaN
+        if !within && first_bad.is_none() {
             first_bad = Some((i, g, w, diff));
         }
         let rel = diff / w.abs().max(f64::from(f32::MIN_POSITIVE));
@@ -84,7 +97,12 @@ pub fn describe(input: &[usize], weight: &[usize], bias: bool, p: &Conv2dParams)
     let padding = match p.padding {
         Padding::Same => "same".to_string(),
         Padding::Valid => "valid".to_string(),
-        Padding::Explicit { top, bottom, left, right } => format!("[{top},{bottom},{left},{right}]"),
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => format!("[{top},{bottom},{left},{right}]"),
     };
     format!(
         "input {input:?} weight {weight:?} bias {bias} stride {:?} padding {padding} dilation {:?} groups {}",

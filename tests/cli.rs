@@ -1,0 +1,300 @@
+//! The command-line tool: success paths against the CPU reference, and the error path
+//! (exit status, one message on stderr, no output file).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use wgconv::{cpu, io, Conv2dParams, Padding, Tensor};
+
+fn wgconv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgconv"))
+        .args(args)
+        .output()
+        .expect("the wgconv binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, shape: &[usize], f: impl Fn(usize) -> f32) -> String {
+    let path = dir.join(name);
+    io::write_npy(&path, &Tensor::from_fn(shape.to_vec(), f).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn run_matches_the_cpu_reference_on_gpu_and_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write(dir.path(), "x.npy", &[2, 4, 9, 7], |i| {
+        ((i * 37) % 23) as f32 / 11.0 - 1.0
+    });
+    let w = write(dir.path(), "w.npy", &[6, 2, 3, 2], |i| {
+        ((i * 13) % 17) as f32 / 8.0 - 1.0
+    });
+    let b = write(dir.path(), "b.npy", &[6], |i| i as f32 / 4.0);
+    let params = Conv2dParams::default()
+        .with_stride((2, 1))
+        .with_padding(Padding::explicit(1, 0, 2, 1))
+        .with_dilation((1, 2))
+        .with_groups(2);
+    let want = cpu::reference::conv2d(
+        &io::read_npy(&x).unwrap(),
+        &io::read_npy(&w).unwrap(),
+        Some(&io::read_npy(&b).unwrap()),
+        &params,
+    )
+    .unwrap();
+    for device in ["gpu", "cpu"] {
+        let y = dir.path().join(format!("y_{device}.npy"));
+        let out = wgconv(&[
+            "run",
+            "--input",
+            &x,
+            "--weight",
+            &w,
+            "--bias",
+            &b,
+            "--stride",
+            "2,1",
+            "--padding",
+            "1,0,2,1",
+            "--dilation",
+            "1,2",
+            "--groups",
+            "2",
+            "--device",
+            device,
+            "--output",
+            y.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{device}: {}", stderr(&out));
+        let got = io::read_npy(&y).unwrap();
+        assert_eq!(got.shape(), want.shape());
+        for (g, r) in got.data().iter().zip(want.data()) {
+            assert!(
+                (g - r).abs() <= 1e-5 * r.abs().max(1.0),
+                "{device}: {g} vs {r}"
+            );
+        }
+    }
+}
+
+#[test]
+fn run_accepts_same_and_valid_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write(dir.path(), "x.npy", &[1, 2, 7, 8], |i| (i % 5) as f32);
+    let w = write(dir.path(), "w.npy", &[3, 2, 4, 2], |i| (i % 3) as f32 - 1.0);
+    for (padding, want) in [("same", [1, 3, 7, 8]), ("valid", [1, 3, 4, 7])] {
+        let y = dir.path().join(format!("{padding}.npy"));
+        let out = wgconv(&[
+            "run",
+            "--input",
+            &x,
+            "--weight",
+            &w,
+            "--padding",
+            padding,
+            "--output",
+            y.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(io::read_npy(&y).unwrap().shape(), want);
+    }
+}
+
+#[test]
+fn channel_mismatch_fails_with_one_message_and_no_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write(dir.path(), "x.npy", &[1, 4, 8, 8], |_| 1.0);
+    let w = write(dir.path(), "w.npy", &[8, 3, 1, 1], |_| 1.0);
+    let y = dir.path().join("y.npy");
+    let before = files_in(dir.path());
+    for device in ["gpu", "cpu"] {
+        let out = wgconv(&[
+            "run",
+            "--input",
+            &x,
+            "--weight",
+            &w,
+            "--device",
+            device,
+            "--output",
+            y.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{device}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "expected input[1, 4, 8, 8] to have 3 channels, but got 4 channels instead"
+            ),
+            "{device}: {err}"
+        );
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with("wgconv: error"))
+                .count(),
+            1,
+            "{device}: {err}"
+        );
+        assert_eq!(files_in(dir.path()), before, "{device}: files changed");
+    }
+}
+
+#[test]
+fn zero_stride_and_bad_padding_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write(dir.path(), "x.npy", &[1, 1, 5, 5], |_| 1.0);
+    let w = write(dir.path(), "w.npy", &[1, 1, 3, 3], |_| 1.0);
+    let y = dir.path().join("y.npy");
+    let y = y.to_str().unwrap();
+    let out = wgconv(&[
+        "run", "--input", &x, "--weight", &w, "--stride", "0", "--output", y,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("non-positive stride is not supported: got stride=(0, 0)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = wgconv(&[
+        "run",
+        "--input",
+        &x,
+        "--weight",
+        &w,
+        "--padding",
+        "1,2,3",
+        "--output",
+        y,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    assert!(
+        stderr(&out).contains("expected 1, 2 or 4 numbers"),
+        "{}",
+        stderr(&out)
+    );
+    let out = wgconv(&[
+        "run", "--input", &x, "--weight", &w, "--stride", "-1", "--output", y,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = wgconv(&[
+        "run",
+        "--input",
+        &x,
+        "--weight",
+        &w,
+        "--padding",
+        "same",
+        "--stride",
+        "2",
+        "--output",
+        y,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("padding='same' is not supported for strided convolutions"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!Path::new(y).exists());
+}
+
+#[test]
+fn missing_and_non_float32_files_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = write(dir.path(), "w.npy", &[1, 1, 3, 3], |_| 1.0);
+    let y = dir.path().join("y.npy");
+    let missing = dir.path().join("missing.npy");
+    let out = wgconv(&[
+        "run",
+        "--input",
+        missing.to_str().unwrap(),
+        "--weight",
+        &w,
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.npy"), "{}", stderr(&out));
+    let garbage = dir.path().join("garbage.npy");
+    std::fs::write(&garbage, b"this is not numpy").unwrap();
+    let out = wgconv(&[
+        "run",
+        "--input",
+        garbage.to_str().unwrap(),
+        "--weight",
+        &w,
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a readable float32 .npy file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!y.exists());
+}
+
+#[test]
+fn failed_run_leaves_an_existing_output_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write(dir.path(), "x.npy", &[1, 2, 5, 5], |_| 1.0);
+    let w = write(dir.path(), "w.npy", &[1, 3, 3, 3], |_| 1.0);
+    let y = dir.path().join("y.npy");
+    std::fs::write(&y, b"previous result").unwrap();
+    let out = wgconv(&[
+        "run",
+        "--input",
+        &x,
+        "--weight",
+        &w,
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(&y).unwrap(), b"previous result");
+}
+
+#[test]
+fn info_lists_adapters_and_the_pick() {
+    let out = wgconv(&["info"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("adapters wgpu sees") && text.contains("wgconv would use:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn no_arguments_runs_the_lecture_examples() {
+    let out = wgconv(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "19.0   25.0",
+        "37.0   43.0",
+        "56.0   72.0",
+        "104.0  120.0",
+        "148.0  172.0",
+        "192.0  224.0",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("equals the matrix product K[2x3] . X[3x9]: true"),
+        "{text}"
+    );
+    assert!(text.contains("-> 4x4") && text.contains("-> 2x2"), "{text}");
+}

@@ -1,0 +1,458 @@
+//! Every validation error: its kind and a message that names the offending values.
+
+mod common;
+
+use wgconv::gpu::plan::{self, PlanLimits};
+use wgconv::{cpu, Conv2dParams, Conv2dShape, Engine, EngineOptions, Error, Padding, Tensor};
+
+use common::engine;
+
+fn shape_err(input: &[usize], weight: &[usize], bias: Option<&[usize]>, p: Conv2dParams) -> Error {
+    Conv2dShape::new(input, weight, bias, &p).expect_err("this configuration must be refused")
+}
+
+fn ones(shape: &[usize]) -> Tensor {
+    Tensor::full(shape.to_vec(), 1.0).unwrap()
+}
+
+#[test]
+fn input_rank_other_than_4_is_refused() {
+    let e = shape_err(&[3, 8, 8], &[4, 3, 3, 3], None, Conv2dParams::default());
+    assert!(
+        matches!(e, Error::InputRank { ref shape } if shape == &[3, 8, 8]),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "expected 4D input [N, C, H, W] to conv2d, but got input of size [3, 8, 8]"
+    );
+}
+
+#[test]
+fn weight_rank_other_than_4_is_refused() {
+    let e = shape_err(&[1, 3, 8, 8], &[4, 3, 3], None, Conv2dParams::default());
+    assert!(matches!(e, Error::WeightRank { .. }), "{e:?}");
+    assert!(e.to_string().contains("[4, 3, 3]"), "{e}");
+}
+
+#[test]
+fn channel_mismatch_reads_like_pytorch() {
+    let e = shape_err(
+        &[1, 4, 64, 64],
+        &[8, 3, 1, 1],
+        None,
+        Conv2dParams::default(),
+    );
+    assert!(
+        matches!(
+            e,
+            Error::ChannelMismatch {
+                expected: 3,
+                got: 4,
+                groups: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "Given groups=1, weight of size [8, 3, 1, 1], expected input[1, 4, 64, 64] to have 3 channels, but got 4 channels instead"
+    );
+}
+
+#[test]
+fn kernel_larger_than_padded_input_reads_like_pytorch() {
+    let e = shape_err(
+        &[1, 1, 1, 1],
+        &[1, 1, 10, 10],
+        None,
+        Conv2dParams::default(),
+    );
+    assert!(
+        matches!(
+            e,
+            Error::KernelTooLarge {
+                padded_h: 1,
+                padded_w: 1,
+                kernel_h: 10,
+                kernel_w: 10
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "Calculated padded input size per channel: (1 x 1). Kernel size: (10 x 10). Kernel size can't be greater than actual input size"
+    );
+}
+
+#[test]
+fn dilated_kernel_size_counts_in_the_too_large_check() {
+    // 5 + 2 padding rows fit a 3-tap kernel with dilation 3 (span 7) exactly: one output row.
+    let p = Conv2dParams::default().with_dilation(3).with_padding(1);
+    assert_eq!(
+        wgconv::output_shape(&[1, 1, 5, 9], &[1, 1, 3, 3], &p).unwrap(),
+        [1, 1, 1, 5]
+    );
+    let e = shape_err(&[1, 1, 4, 9], &[1, 1, 3, 3], None, p);
+    assert!(
+        matches!(
+            e,
+            Error::KernelTooLarge {
+                padded_h: 6,
+                padded_w: 11,
+                kernel_h: 7,
+                kernel_w: 7
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn groups_must_divide_output_channels() {
+    let e = shape_err(
+        &[1, 4, 8, 8],
+        &[3, 2, 3, 3],
+        None,
+        Conv2dParams::default().with_groups(2),
+    );
+    assert!(
+        matches!(e, Error::OutChannelsNotDivisible { groups: 2, .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "Given groups=2, expected weight to be divisible by 2 at dimension 0, but got weight of size [3, 2, 3, 3] instead"
+    );
+}
+
+#[test]
+fn groups_must_divide_input_channels() {
+    let e = shape_err(
+        &[1, 5, 8, 8],
+        &[4, 2, 3, 3],
+        None,
+        Conv2dParams::default().with_groups(2),
+    );
+    assert!(
+        matches!(
+            e,
+            Error::InChannelsNotDivisible {
+                groups: 2,
+                channels: 5,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("divisible by 2") && e.to_string().contains("5 channels"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bias_length_must_match_output_channels() {
+    let e = shape_err(
+        &[1, 3, 8, 8],
+        &[8, 3, 3, 3],
+        Some(&[5]),
+        Conv2dParams::default(),
+    );
+    assert!(matches!(e, Error::BiasShape { expected: 8, .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "Given weight of size [8, 3, 3, 3], expected bias to be 1-dimensional with 8 elements, but got bias of size [5] instead"
+    );
+    let e = shape_err(
+        &[1, 3, 8, 8],
+        &[8, 3, 3, 3],
+        Some(&[8, 1]),
+        Conv2dParams::default(),
+    );
+    assert!(matches!(e, Error::BiasShape { .. }), "{e:?}");
+}
+
+#[test]
+fn zero_stride_dilation_or_groups_is_refused() {
+    let (x, w) = ([1, 3, 8, 8], [4, 3, 3, 3]);
+    let e = shape_err(&x, &w, None, Conv2dParams::default().with_stride((0, 1)));
+    assert!(
+        matches!(e, Error::NonPositive { name: "stride", .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "non-positive stride is not supported: got stride=(0, 1)"
+    );
+    let e = shape_err(&x, &w, None, Conv2dParams::default().with_dilation(0));
+    assert!(
+        matches!(
+            e,
+            Error::NonPositive {
+                name: "dilation",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "non-positive dilation is not supported: got dilation=(0, 0)"
+    );
+    let e = shape_err(&x, &w, None, Conv2dParams::default().with_groups(0));
+    assert!(
+        matches!(e, Error::NonPositive { name: "groups", .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "non-positive groups is not supported: got groups=0"
+    );
+}
+
+#[test]
+fn same_padding_with_stride_is_refused() {
+    let e = shape_err(
+        &[1, 3, 8, 8],
+        &[4, 3, 3, 3],
+        None,
+        Conv2dParams::default()
+            .with_padding(Padding::Same)
+            .with_stride(2),
+    );
+    assert!(
+        matches!(
+            e,
+            Error::SameWithStride {
+                stride_h: 2,
+                stride_w: 2
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "padding='same' is not supported for strided convolutions: got stride=(2, 2)"
+    );
+}
+
+#[test]
+fn empty_non_batch_dimensions_are_refused() {
+    let e = shape_err(&[1, 3, 0, 8], &[4, 3, 3, 3], None, Conv2dParams::default());
+    assert!(
+        matches!(e, Error::EmptyDimension { what: "input", .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("[1, 3, 0, 8]"), "{e}");
+    let e = shape_err(&[1, 3, 8, 8], &[0, 3, 3, 3], None, Conv2dParams::default());
+    assert!(
+        matches!(e, Error::EmptyDimension { what: "weight", .. }),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn data_length_must_match_the_shape() {
+    let e = Tensor::new([1, 2, 3, 3], vec![0.0; 17]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DataLength {
+                expected: 18,
+                got: 17,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "tensor of shape [1, 2, 3, 3] needs 18 elements, but 17 were given"
+    );
+}
+
+#[test]
+fn shape_errors_come_before_any_gpu_work_on_every_path() {
+    let x = ones(&[1, 4, 8, 8]);
+    let w = ones(&[8, 3, 1, 1]);
+    let p = Conv2dParams::default();
+    for e in [
+        engine().conv2d(&x, &w, None, &p).unwrap_err(),
+        pollster::block_on(engine().conv2d_async(&x, &w, None, &p)).unwrap_err(),
+        cpu::reference::conv2d(&x, &w, None, &p).unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::ChannelMismatch { .. }), "{e:?}");
+    }
+}
+
+#[test]
+fn sizes_overflowing_u32_shader_indices_are_refused() {
+    // 1 x 1 x 70000 x 70000 = 4.9e9 elements: more than u32 indices address.
+    let s = Conv2dShape::new(
+        &[1, 1, 70_000, 70_000],
+        &[1, 1, 1, 1],
+        None,
+        &Conv2dParams::default(),
+    )
+    .unwrap();
+    let limits = PlanLimits {
+        max_binding: u64::MAX,
+        max_buffer: u64::MAX,
+        max_workgroups_per_dim: 65535,
+    };
+    let e = plan::plan(&s, &limits).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::TooLarge {
+                value: 4_900_000_000,
+                limit: 4_294_967_295,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("input element count is too large: 4900000000 exceeds 4294967295"),
+        "{e}"
+    );
+}
+
+#[test]
+fn buffers_over_the_device_limits_are_refused() {
+    let s = Conv2dShape::new(
+        &[1, 1, 100, 100],
+        &[1, 1, 1, 1],
+        None,
+        &Conv2dParams::default(),
+    )
+    .unwrap();
+    let limits = PlanLimits {
+        max_binding: 1024,
+        max_buffer: 1 << 20,
+        max_workgroups_per_dim: 65535,
+    };
+    let e = plan::plan(&s, &limits).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DeviceLimit {
+                bytes: 40_000,
+                limit: 1024,
+                limit_name: "max_storage_buffer_binding_size",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "input needs 40000 bytes, more than the device's max_storage_buffer_binding_size of 1024 bytes");
+}
+
+#[test]
+fn a_device_with_small_limits_refuses_large_tensors_with_a_typed_error() {
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 4096,
+        ..wgpu::Limits::downlevel_defaults()
+    };
+    let small = Engine::with_options(EngineOptions {
+        limits: Some(limits),
+        ..EngineOptions::default()
+    })
+    .expect("an engine with small limits");
+    let x = ones(&[1, 1, 40, 40]);
+    let w = ones(&[1, 1, 3, 3]);
+    let e = small
+        .conv2d(&x, &w, None, &Conv2dParams::default())
+        .unwrap_err();
+    assert!(matches!(e, Error::DeviceLimit { limit: 4096, .. }), "{e:?}");
+    // Within the limits it works and is right.
+    let x = ones(&[1, 1, 10, 10]);
+    let y = small
+        .conv2d(&x, &w, None, &Conv2dParams::default())
+        .unwrap();
+    assert!(y.data().iter().all(|&v| v == 9.0));
+}
+
+#[test]
+fn tensors_from_another_engine_are_refused() {
+    let other = Engine::new().expect("a second engine");
+    let x = other.upload(&ones(&[1, 1, 4, 4])).unwrap();
+    let w = engine().upload(&ones(&[1, 1, 3, 3])).unwrap();
+    let e = engine()
+        .conv2d_gpu(&x, &w, None, &Conv2dParams::default())
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::ForeignTensor { what: "input", .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("download it and upload it to this engine"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_output_tensor_of_the_wrong_shape_is_refused() {
+    let x = engine().upload(&ones(&[1, 1, 4, 4])).unwrap();
+    let w = engine().upload(&ones(&[1, 1, 3, 3])).unwrap();
+    let mut out = engine().alloc(&[1, 1, 3, 3]).unwrap();
+    let e = engine()
+        .conv2d_into(&x, &w, None, &Conv2dParams::default(), &mut out)
+        .unwrap_err();
+    assert!(matches!(e, Error::OutputShape { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "output tensor has shape [1, 1, 3, 3], but this convolution produces [1, 1, 2, 2]"
+    );
+}
+
+#[test]
+fn an_unknown_adapter_name_is_an_error_with_an_install_hint() {
+    let e = Engine::with_options(EngineOptions {
+        adapter_name: Some("no-such-adapter-xyz".into()),
+        ..EngineOptions::default()
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::NoAdapter { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("no-such-adapter-xyz") && msg.contains("mesa-vulkan-drivers"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn lecture_functions_refuse_bad_shapes() {
+    use ndarray::{Array2, Array3, Array4};
+    let e =
+        wgconv::cpu::lecture::corr2d(Array2::zeros((2, 2)).view(), Array2::zeros((3, 1)).view())
+            .unwrap_err();
+    assert!(matches!(e, Error::KernelTooLarge { .. }), "{e:?}");
+    let e = wgconv::cpu::lecture::corr2d_multi_in(
+        Array3::zeros((2, 3, 3)).view(),
+        Array3::zeros((3, 2, 2)).view(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ChannelMismatch {
+                expected: 3,
+                got: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = wgconv::cpu::lecture::corr2d_multi_in_out_1x1(
+        Array3::zeros((2, 3, 3)).view(),
+        Array4::zeros((1, 2, 3, 3)).view(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::NotPointwise { .. }), "{e:?}");
+}
