@@ -184,6 +184,26 @@ pub enum Error {
         got: Vec<usize>,
     },
 
+    /// Packed weights were used with a different `groups` than they were packed for.
+    #[error(
+        "weights were packed for groups={packed}, but the convolution asks for groups={requested}"
+    )]
+    PackedGroups {
+        /// Groups at packing time.
+        packed: usize,
+        /// Groups of the call.
+        requested: usize,
+    },
+
+    /// A forced algorithm does not cover this convolution.
+    #[error("the {algorithm} algorithm cannot run this convolution: {reason}")]
+    UnsupportedAlgorithm {
+        /// The algorithm asked for.
+        algorithm: &'static str,
+        /// Why not.
+        reason: String,
+    },
+
     /// No adapter matched the request.
     #[error("no GPU adapter found ({request}). Adapters seen: [{seen}]. On a headless Linux box install a software adapter: `apt-get install -y mesa-vulkan-drivers` (lavapipe, WGPU_BACKEND=vulkan) or Mesa's EGL/llvmpipe (WGPU_BACKEND=gl)")]
     NoAdapter {

@@ -10,6 +10,7 @@ pub mod tensor;
 
 pub use error::{Error, Result};
 pub use gpu::engine::{list_adapters, AdapterSummary, Engine, EngineOptions};
-pub use gpu::tensor::GpuTensor;
+pub use gpu::plan::Algorithm;
+pub use gpu::tensor::{GpuTensor, PackedWeights};
 pub use spec::{conv_output_len, output_shape, Conv2dParams, Conv2dShape, IntoPair, Padding};
 pub use tensor::Tensor;

@@ -3,7 +3,9 @@
 mod common;
 
 use wgconv::gpu::plan::{self, PlanLimits};
-use wgconv::{cpu, Conv2dParams, Conv2dShape, Engine, EngineOptions, Error, Padding, Tensor};
+use wgconv::{
+    cpu, Algorithm, Conv2dParams, Conv2dShape, Engine, EngineOptions, Error, Padding, Tensor,
+};
 
 use common::engine;
 
@@ -298,12 +300,7 @@ fn sizes_overflowing_u32_shader_indices_are_refused() {
         &Conv2dParams::default(),
     )
     .unwrap();
-    let limits = PlanLimits {
-        max_binding: u64::MAX,
-        max_buffer: u64::MAX,
-        max_workgroups_per_dim: 65535,
-    };
-    let e = plan::plan(&s, &limits).unwrap_err();
+    let e = plan::plan(&s, &PlanLimits::unlimited_cpu(), Algorithm::Auto).unwrap_err();
     assert!(
         matches!(
             e,
@@ -334,9 +331,9 @@ fn buffers_over_the_device_limits_are_refused() {
     let limits = PlanLimits {
         max_binding: 1024,
         max_buffer: 1 << 20,
-        max_workgroups_per_dim: 65535,
+        ..PlanLimits::unlimited_cpu()
     };
-    let e = plan::plan(&s, &limits).unwrap_err();
+    let e = plan::plan(&s, &limits, Algorithm::Auto).unwrap_err();
     assert!(
         matches!(
             e,
@@ -455,4 +452,60 @@ fn lecture_functions_refuse_bad_shapes() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::NotPointwise { .. }), "{e:?}");
+}
+
+#[test]
+fn a_forced_algorithm_that_does_not_cover_the_shape_is_refused() {
+    let x = engine().upload(&ones(&[1, 2, 6, 6])).unwrap();
+    let w = engine().upload(&ones(&[4, 2, 3, 3])).unwrap();
+    let mut out = engine().alloc(&[1, 4, 4, 4]).unwrap();
+    let e = engine()
+        .conv2d_into_with(
+            Algorithm::Pointwise,
+            &x,
+            &w,
+            None,
+            &Conv2dParams::default(),
+            &mut out,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::UnsupportedAlgorithm {
+                algorithm: "pointwise",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("needs a 1x1 kernel"), "{e}");
+}
+
+#[test]
+fn packed_weights_refuse_other_groups() {
+    let w = engine().upload(&ones(&[4, 1, 3, 3])).unwrap();
+    let packed = engine().pack_weights(w, 2).unwrap();
+    let x = engine().upload(&ones(&[1, 2, 6, 6])).unwrap();
+    let mut out = engine().alloc(&[1, 4, 4, 4]).unwrap();
+    let e = engine()
+        .conv2d_packed_into(&x, &packed, None, &Conv2dParams::default(), &mut out)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::PackedGroups {
+                packed: 2,
+                requested: 1
+            }
+        ),
+        "{e:?}"
+    );
+    let e = engine()
+        .pack_weights(engine().upload(&ones(&[3, 1, 3, 3])).unwrap(), 2)
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::OutChannelsNotDivisible { groups: 2, .. }),
+        "{e:?}"
+    );
 }

@@ -7,7 +7,7 @@ mod common;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgconv::{cpu, Conv2dParams, Conv2dShape, Padding, Tensor};
+use wgconv::{cpu, Algorithm, Conv2dParams, Conv2dShape, Error, Padding, Tensor};
 
 use common::{compare, describe, engine, max_abs, tolerance};
 
@@ -139,24 +139,42 @@ fn check_random_configs(seed: u64, count: usize, pointwise_only: bool) {
         let gw = engine.upload(&w).expect(&context);
         let gb = b.as_ref().map(|b| engine.upload(b).expect(&context));
         let nan = Tensor::full(shape.output_shape().to_vec(), f32::NAN).expect(&context);
-        let mut out = engine.upload(&nan).expect(&context);
-        engine
-            .conv2d_into(&gx, &gw, gb.as_ref(), &cfg.params, &mut out)
-            .expect(&context);
-        let got = engine.download(&out).expect(&context);
-
         let tol = tolerance(
             shape.reduction_len(),
             max_abs(&x),
             max_abs(&w),
             b.as_ref().map_or(0.0, max_abs),
         );
-        if let Err(msg) = compare(&context, shape.output_shape(), got.data(), &want, tol) {
-            let kernel = wgconv::gpu::plan::choose_kernel(&shape);
-            panic!("{msg}\nkernel {kernel:?}; reproduce with WGCONV_TEST_SEED={offset}");
+        // Every algorithm that covers the shape, each into an output that starts as NaN.
+        for algorithm in ALGORITHMS {
+            let mut out = engine.upload(&nan).expect(&context);
+            let run =
+                engine.conv2d_into_with(algorithm, &gx, &gw, gb.as_ref(), &cfg.params, &mut out);
+            match run {
+                Ok(()) => {}
+                Err(Error::UnsupportedAlgorithm { .. }) if algorithm != Algorithm::Direct => {
+                    continue
+                }
+                Err(e) => panic!("{context}, {algorithm:?}: {e}"),
+            }
+            let got = engine.download(&out).expect(&context);
+            let context = format!("{context}, {algorithm:?}");
+            if let Err(msg) = compare(&context, shape.output_shape(), got.data(), &want, tol) {
+                let kernel = engine.plan(&shape).map(|p| p.kernel);
+                panic!("{msg}\nauto plan {kernel:?}; reproduce with WGCONV_TEST_SEED={offset}");
+            }
         }
     }
 }
+
+/// Auto, then each algorithm forced (skipped only where it does not cover the shape).
+const ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::Auto,
+    Algorithm::Direct,
+    Algorithm::Pointwise,
+    Algorithm::RegisterTiled,
+    Algorithm::SharedTiled,
+];
 
 #[test]
 fn random_configs_match_reference_part1() {
@@ -181,4 +199,30 @@ fn random_configs_match_reference_part4() {
 #[test]
 fn random_pointwise_configs_match_reference() {
     check_random_configs(0x5eed_1001, 80, true);
+}
+
+#[test]
+fn packed_weights_match_the_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_2001);
+    let engine = engine();
+    for case in 0..40 {
+        let cfg = random_config(&mut rng, false);
+        let context = format!(
+            "case {case}: {}",
+            describe(&cfg.input, &cfg.weight, cfg.bias, &cfg.params)
+        );
+        let x = random_tensor(&mut rng, &cfg.input);
+        let w = random_tensor(&mut rng, &cfg.weight);
+        let (shape, want) = cpu::reference::conv2d_f64(&x, &w, None, &cfg.params).expect(&context);
+        let gw = engine.upload(&w).expect(&context);
+        let packed = engine.pack_weights(gw, cfg.params.groups).expect(&context);
+        let gx = engine.upload(&x).expect(&context);
+        let got = engine
+            .conv2d_packed(&gx, &packed, None, &cfg.params)
+            .expect(&context);
+        let got = engine.download(&got).expect(&context);
+        let tol = tolerance(shape.reduction_len(), max_abs(&x), max_abs(&w), 0.0);
+        compare(&context, shape.output_shape(), got.data(), &want, tol)
+            .unwrap_or_else(|m| panic!("{m}"));
+    }
 }

@@ -1,8 +1,10 @@
-//! Every shader file parses and validates with naga, so a broken shader fails with no GPU at all.
+//! Every shader file parses and validates with naga, so a broken shader fails with no GPU at all;
+//! so does the generated register-tiled kernel over a sweep of geometries.
 
 use std::path::Path;
 
-use wgconv::gpu::kernels::Kernel;
+use wgconv::gpu::codegen::{regtile_source, RegTileSpec};
+use wgconv::gpu::kernels::SHADER_FILES;
 
 fn validate(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
@@ -27,26 +29,43 @@ fn every_shader_file_parses_and_validates() {
             count += 1;
         }
     }
-    assert!(
-        count >= 2,
-        "expected at least the direct and pointwise shaders, found {count}"
+    assert_eq!(
+        count,
+        SHADER_FILES.len(),
+        "every file in shaders/ is compiled into the crate and vice versa"
     );
 }
 
 #[test]
-fn every_kernel_source_is_a_shader_file_and_validates() {
+fn compiled_in_sources_are_the_files_on_disk() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    for kernel in Kernel::ALL {
-        let on_disk = std::fs::read_to_string(dir.join(format!("{}.wgsl", kernel.name())))
-            .unwrap_or_else(|e| {
-                panic!("{}: no shaders/{}.wgsl: {e}", kernel.name(), kernel.name())
-            });
-        assert_eq!(
-            on_disk,
-            kernel.source(),
-            "{} is not the file's text",
-            kernel.name()
-        );
-        validate(kernel.name(), kernel.source());
+    for (name, source) in SHADER_FILES {
+        let on_disk = std::fs::read_to_string(dir.join(format!("{name}.wgsl")))
+            .unwrap_or_else(|e| panic!("no shaders/{name}.wgsl: {e}"));
+        assert_eq!(on_disk, source, "{name} is not the file's text");
     }
+}
+
+#[test]
+fn generated_register_tiled_kernels_validate() {
+    let mut count = 0;
+    for tm in [4, 8] {
+        for padded in [false, true] {
+            for unrolled_channels in [None, Some(1), Some(3), Some(4)] {
+                let spec = RegTileSpec {
+                    tm,
+                    padded,
+                    unrolled_channels,
+                };
+                let source = regtile_source(&spec);
+                assert!(
+                    !source.contains("@generated body"),
+                    "{spec:?}: marker left in"
+                );
+                validate(&format!("{spec:?}"), &source);
+                count += 1;
+            }
+        }
+    }
+    assert_eq!(count, 16);
 }

@@ -14,8 +14,8 @@ use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::Kernel;
-use crate::gpu::plan::{self, PlanLimits};
-use crate::gpu::tensor::GpuTensor;
+use crate::gpu::plan::{self, Algorithm, Plan, PlanLimits};
+use crate::gpu::tensor::{GpuTensor, PackedWeights};
 use crate::spec::{Conv2dParams, Conv2dShape};
 use crate::tensor::Tensor;
 
@@ -38,6 +38,8 @@ pub struct EngineOptions {
     pub wait_timeout: Duration,
     /// Limits to request; `None` requests everything the adapter offers.
     pub limits: Option<wgpu::Limits>,
+    /// Algorithm for every convolution of this engine (`Auto` chooses per shape and adapter).
+    pub algorithm: Algorithm,
 }
 
 impl Default for EngineOptions {
@@ -48,6 +50,7 @@ impl Default for EngineOptions {
             power_preference: None,
             wait_timeout: Duration::from_secs(120),
             limits: None,
+            algorithm: Algorithm::Auto,
         }
     }
 }
@@ -133,12 +136,30 @@ pub struct Engine {
     limits: PlanLimits,
     pipeline_layout: wgpu::PipelineLayout,
     bind_group_layout: wgpu::BindGroupLayout,
-    // Keyed by kernel; checked under the read lock, built under the write lock.
-    pipelines: RwLock<HashMap<Kernel, wgpu::ComputePipeline>>,
+    // Keyed by (kernel with its specialization, workgroup size); checked under the read lock,
+    // built under the write lock.
+    pipelines: RwLock<HashMap<(Kernel, u32), wgpu::ComputePipeline>>,
     // Bound in place of the bias when there is none (the shader skips it).
     no_bias: wgpu::Buffer,
     lost: Arc<Mutex<Option<String>>>,
     wait_timeout: Duration,
+    algorithm: Algorithm,
+}
+
+/// Weights as a convolution call receives them.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    Plain(&'a GpuTensor),
+    Packed(&'a PackedWeights),
+}
+
+impl Weights<'_> {
+    fn plain(&self) -> &GpuTensor {
+        match self {
+            Weights::Plain(w) => w,
+            Weights::Packed(p) => &p.weight,
+        }
+    }
 }
 
 impl fmt::Debug for Engine {
@@ -253,7 +274,7 @@ impl Engine {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let limits = PlanLimits::from(&device.limits());
+        let limits = PlanLimits::new(&device.limits(), summary.device_type);
         Ok(Engine {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             _instance: instance,
@@ -267,6 +288,7 @@ impl Engine {
             no_bias,
             lost,
             wait_timeout: options.wait_timeout,
+            algorithm: options.algorithm,
         })
     }
 
@@ -340,12 +362,13 @@ impl Engine {
         }
     }
 
-    fn pipeline(&self, kernel: Kernel) -> Result<wgpu::ComputePipeline> {
+    fn pipeline(&self, kernel: Kernel, workgroup_size: u32) -> Result<wgpu::ComputePipeline> {
+        let key = (kernel, workgroup_size);
         if let Some(p) = self
             .pipelines
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&kernel)
+            .get(&key)
         {
             return Ok(p.clone());
         }
@@ -353,30 +376,40 @@ impl Engine {
             .pipelines
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = cache.get(&kernel) {
+        if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
-        let pipeline = self.scoped(&format!("building the {} pipeline", kernel.name()), || {
+        let name = kernel.file_name();
+        log::debug!("wgconv: building pipeline {kernel:?} with workgroup size {workgroup_size}");
+        let source = kernel.source();
+        // The shared-memory kernel has a fixed workgroup size; the others take it as an override.
+        let constants = [("WORKGROUP_SIZE", f64::from(workgroup_size))];
+        let constants: &[(&str, f64)] = if kernel == Kernel::SharedTiled {
+            &[]
+        } else {
+            &constants
+        };
+        let pipeline = self.scoped(&format!("building the {name} pipeline"), || {
             let module = self
                 .device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(kernel.name()),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(source),
                 });
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(kernel.name()),
+                    label: Some(name),
                     layout: Some(&self.pipeline_layout),
                     module: &module,
                     entry_point: Some("main"),
                     compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &[("WORKGROUP_SIZE", f64::from(kernel.workgroup_size()))],
+                        constants,
                         zero_initialize_workgroup_memory: false,
                     },
                     cache: None,
                 })
         })?;
-        cache.insert(kernel, pipeline.clone());
+        cache.insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -623,7 +656,14 @@ impl Engine {
             params,
         )?;
         let mut output = self.alloc(&shape.output_shape())?;
-        self.conv2d_into(input, weight, bias, params, &mut output)?;
+        self.run(
+            input,
+            Weights::Plain(weight),
+            bias,
+            params,
+            &mut output,
+            self.algorithm,
+        )?;
         Ok(output)
     }
 
@@ -639,13 +679,152 @@ impl Engine {
         params: &Conv2dParams,
         output: &mut GpuTensor,
     ) -> Result<()> {
+        self.run(
+            input,
+            Weights::Plain(weight),
+            bias,
+            params,
+            output,
+            self.algorithm,
+        )
+    }
+
+    /// As [`Engine::conv2d_into`] with an explicit algorithm instead of the engine's.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_into`], and [`Error::UnsupportedAlgorithm`].
+    pub fn conv2d_into_with(
+        &self,
+        algorithm: Algorithm,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
+        self.run(
+            input,
+            Weights::Plain(weight),
+            bias,
+            params,
+            output,
+            algorithm,
+        )
+    }
+
+    /// Packs `weight` (`[O, C/groups, kh, kw]`) for convolutions with `groups` groups, once.
+    ///
+    /// # Errors
+    /// Shape errors ([`Error::OutChannelsNotDivisible`], ...), size errors, GPU errors.
+    pub fn pack_weights(&self, weight: GpuTensor, groups: usize) -> Result<PackedWeights> {
+        self.check_owner("weight", &weight)?;
+        let shape = packing_shape(weight.shape(), groups)?;
+        let (plan, len) = plan::pack_plan(&shape, &self.limits)?;
+        let pipeline = self.pipeline(plan.kernel, plan.workgroup_size)?;
+        let packed = self.scoped("packing weights", || {
+            let packed = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgconv packed weights"),
+                size: (len as u64 * 4).max(16),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("pack"),
+                });
+            self.encode(
+                &mut encoder,
+                &pipeline,
+                &plan,
+                [weight.buffer(), weight.buffer(), &self.no_bias, &packed],
+            );
+            self.queue.submit([encoder.finish()]);
+            packed
+        })?;
+        Ok(PackedWeights {
+            weight,
+            packed,
+            groups,
+        })
+    }
+
+    /// Convolution with weights packed by [`Engine::pack_weights`], written into `output`.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_into`], and [`Error::PackedGroups`] when `params.groups` differs from
+    /// the packing's.
+    pub fn conv2d_packed_into(
+        &self,
+        input: &GpuTensor,
+        weights: &PackedWeights,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
+        if params.groups != weights.groups {
+            return Err(Error::PackedGroups {
+                packed: weights.groups,
+                requested: params.groups,
+            });
+        }
+        self.run(
+            input,
+            Weights::Packed(weights),
+            bias,
+            params,
+            output,
+            self.algorithm,
+        )
+    }
+
+    /// Convolution with packed weights into a new GPU tensor.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_packed_into`].
+    pub fn conv2d_packed(
+        &self,
+        input: &GpuTensor,
+        weights: &PackedWeights,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+    ) -> Result<GpuTensor> {
+        let shape = Conv2dShape::new(
+            input.shape(),
+            weights.shape(),
+            bias.map(GpuTensor::shape),
+            params,
+        )?;
+        let mut output = self.alloc(&shape.output_shape())?;
+        self.conv2d_packed_into(input, weights, bias, params, &mut output)?;
+        Ok(output)
+    }
+
+    /// The plan this engine makes for `shape` (which kernel, which tiles).
+    ///
+    /// # Errors
+    /// As [`plan::plan`].
+    pub fn plan(&self, shape: &Conv2dShape) -> Result<Plan> {
+        plan::plan(shape, &self.limits, self.algorithm)
+    }
+
+    fn run(
+        &self,
+        input: &GpuTensor,
+        weights: Weights<'_>,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+        output: &mut GpuTensor,
+        algorithm: Algorithm,
+    ) -> Result<()> {
         // 1. Validate ownership and shapes, then plan on the host.
         self.check_owner("input", input)?;
-        self.check_owner("weight", weight)?;
+        self.check_owner("weight", weights.plain())?;
         if let Some(b) = bias {
             self.check_owner("bias", b)?;
         }
         self.check_owner("output", output)?;
+        let weight = weights.plain();
         let shape = Conv2dShape::new(
             input.shape(),
             weight.shape(),
@@ -661,61 +840,100 @@ impl Engine {
         if shape.output_len() == 0 {
             return Ok(());
         }
-        let plan = plan::plan(&shape, &self.limits)?;
-        let pipeline = self.pipeline(plan.kernel)?;
+        let plan = plan::plan(&shape, &self.limits, algorithm)?;
+        let pipeline = self.pipeline(plan.kernel, plan.workgroup_size)?;
+        // Plain weights for a packed-layout kernel are packed on the fly, in the same submission.
+        let pack = match (plan.kernel.reads_packed_weights(), weights) {
+            (true, Weights::Plain(w)) => {
+                let (pack_plan, len) = plan::pack_plan(&shape, &self.limits)?;
+                Some((
+                    self.pipeline(pack_plan.kernel, pack_plan.workgroup_size)?,
+                    pack_plan,
+                    len,
+                    w,
+                ))
+            }
+            _ => None,
+        };
 
         // 2. Bind, dispatch, submit.
-        self.scoped(&format!("dispatching {}", plan.kernel.name()), || {
-            let uniforms = self
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("wgconv params"),
-                    contents: bytemuck::bytes_of(&plan.uniforms),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-            let bias_buffer = bias.map_or(&self.no_bias, GpuTensor::buffer);
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(plan.kernel.name()),
-                layout: &self.bind_group_layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: input.buffer().as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: weight.buffer().as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: bias_buffer.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: output.buffer().as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 4,
-                        resource: uniforms.as_entire_binding(),
-                    },
-                ],
-            });
+        self.scoped(&format!("dispatching {}", plan.kernel.file_name()), || {
             let mut encoder = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some(plan.kernel.name()),
+                    label: Some(plan.kernel.file_name()),
                 });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(plan.kernel.name()),
-                    timestamp_writes: None,
+            let temp_packed = pack.map(|(pipeline, pack_plan, len, w)| {
+                let packed = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgconv packed weights (per call)"),
+                    size: (len as u64 * 4).max(16),
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
                 });
-                pass.set_pipeline(&pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(plan.workgroups.0, plan.workgroups.1, 1);
-            }
+                self.encode(
+                    &mut encoder,
+                    &pipeline,
+                    &pack_plan,
+                    [w.buffer(), w.buffer(), &self.no_bias, &packed],
+                );
+                packed
+            });
+            let weight_buffer = match (plan.kernel.reads_packed_weights(), weights, &temp_packed) {
+                (true, _, Some(temp)) => temp,
+                (true, Weights::Packed(p), None) => &p.packed,
+                _ => weight.buffer(),
+            };
+            let bias_buffer = bias.map_or(&self.no_bias, GpuTensor::buffer);
+            self.encode(
+                &mut encoder,
+                &pipeline,
+                &plan,
+                [input.buffer(), weight_buffer, bias_buffer, output.buffer()],
+            );
             self.queue.submit([encoder.finish()]);
         })
+    }
+
+    /// Records one dispatch of `plan` with `buffers` at bindings 0-3 and the plan's uniforms at 4.
+    fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        plan: &Plan,
+        buffers: [&wgpu::Buffer; 4],
+    ) {
+        let uniforms = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgconv params"),
+                contents: bytemuck::bytes_of(&plan.uniforms),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: 4,
+            resource: uniforms.as_entire_binding(),
+        });
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(plan.kernel.file_name()),
+            layout: &self.bind_group_layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(plan.kernel.file_name()),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        let (x, y, z) = plan.workgroups;
+        pass.dispatch_workgroups(x, y, z);
     }
 
     /// One-shot convolution: host tensors in, host tensor `[N, O, P, Q]` out.
@@ -772,7 +990,7 @@ impl Engine {
                 Vec::new(),
             )?));
         }
-        plan::plan(&shape, &self.limits)?;
+        plan::plan(&shape, &self.limits, self.algorithm)?;
         let input = self.upload(input)?;
         let weight = self.upload(weight)?;
         let bias = bias.map(|b| self.upload(b)).transpose()?;
@@ -783,6 +1001,21 @@ impl Engine {
             params,
         )?))
     }
+}
+
+/// The shape whose packing plan packs `weight` for `groups` groups: an input exactly the size of
+/// the kernel, so every weight shape that can convolve anything is accepted.
+fn packing_shape(weight: &[usize], groups: usize) -> Result<Conv2dShape> {
+    let &[o, cg, kh, kw] = weight else {
+        return Err(Error::WeightRank {
+            shape: weight.to_vec(),
+        });
+    };
+    let channels = cg.checked_mul(groups).ok_or_else(|| Error::SizeOverflow {
+        what: "C/groups * groups".into(),
+    })?;
+    let params = Conv2dParams::default().with_groups(groups);
+    Conv2dShape::new(&[1, channels, kh, kw], &[o, cg, kh, kw], None, &params)
 }
 
 enum Submitted {

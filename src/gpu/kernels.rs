@@ -1,48 +1,106 @@
 //! Shader sources, the uniform block they share, and the key the pipeline cache uses.
 
+use std::borrow::Cow;
+
 use bytemuck::{Pod, Zeroable};
 
-/// A compute kernel wgconv can dispatch.
+use crate::gpu::codegen::{regtile_source, RegTileSpec};
+
+/// A compute kernel wgconv can dispatch, with its compile-time specialization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// One invocation per output element; every parameter combination.
+    /// One invocation per output element; every parameter combination. The fallback and the oracle.
     Direct,
     /// 1x1, stride 1, no padding, groups 1: a matrix product over channels, 4x4 register tiles.
     Pointwise,
+    /// Implicit GEMM, generated straight-line register tile, no barriers: for CPU adapters.
+    RegisterTiled(RegTileSpec),
+    /// Implicit GEMM through workgroup memory, 64x64 tiles: for real GPUs.
+    SharedTiled,
+    /// OIHW weights to the packed layout of the implicit-GEMM kernels.
+    PackWeights,
 }
 
 /// Output channels x pixels computed by one invocation of [`Kernel::Pointwise`].
 /// Twin: `TILE` in shaders/conv2d_pointwise.wgsl.
 pub const POINTWISE_TILE: usize = 4;
 
-impl Kernel {
-    /// Every kernel, for building and testing them all.
-    pub const ALL: [Kernel; 2] = [Kernel::Direct, Kernel::Pointwise];
+/// Output channels and pixels per workgroup of [`Kernel::SharedTiled`].
+/// Twin: `BLOCK` in shaders/conv2d_igemm_tiled.wgsl.
+pub const TILED_BLOCK: usize = 64;
 
-    /// The WGSL source text.
-    pub fn source(self) -> &'static str {
+/// Every shader file with its text, as compiled into the crate (the register-tiled one is the
+/// frame its generator fills).
+pub const SHADER_FILES: [(&str, &str); 5] = [
+    (
+        "conv2d_direct",
+        include_str!("../../shaders/conv2d_direct.wgsl"),
+    ),
+    (
+        "conv2d_pointwise",
+        include_str!("../../shaders/conv2d_pointwise.wgsl"),
+    ),
+    (
+        "conv2d_igemm_regtile",
+        include_str!("../../shaders/conv2d_igemm_regtile.wgsl"),
+    ),
+    (
+        "conv2d_igemm_tiled",
+        include_str!("../../shaders/conv2d_igemm_tiled.wgsl"),
+    ),
+    (
+        "pack_weights",
+        include_str!("../../shaders/pack_weights.wgsl"),
+    ),
+];
+
+fn file(name: &str) -> &'static str {
+    SHADER_FILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, s)| s)
+}
+
+impl Kernel {
+    /// The WGSL source text (generated for the register-tiled kernel).
+    pub fn source(self) -> Cow<'static, str> {
         match self {
-            Kernel::Direct => include_str!("../../shaders/conv2d_direct.wgsl"),
-            Kernel::Pointwise => include_str!("../../shaders/conv2d_pointwise.wgsl"),
+            Kernel::RegisterTiled(spec) => Cow::Owned(regtile_source(&spec)),
+            other => Cow::Borrowed(file(other.file_name())),
         }
     }
 
-    /// A label for wgpu objects and logs.
-    pub fn name(self) -> &'static str {
+    /// The shader file the kernel comes from.
+    pub fn file_name(self) -> &'static str {
         match self {
             Kernel::Direct => "conv2d_direct",
             Kernel::Pointwise => "conv2d_pointwise",
+            Kernel::RegisterTiled(_) => "conv2d_igemm_regtile",
+            Kernel::SharedTiled => "conv2d_igemm_tiled",
+            Kernel::PackWeights => "pack_weights",
         }
     }
 
-    /// Invocations per workgroup, passed to the shader's `WORKGROUP_SIZE` override.
-    pub fn workgroup_size(self) -> u32 {
-        64
+    /// Whether the kernel reads packed weights (see shaders/pack_weights.wgsl).
+    pub fn reads_packed_weights(self) -> bool {
+        matches!(self, Kernel::RegisterTiled(_) | Kernel::SharedTiled)
     }
 }
 
+/// Elements of the packed weight layout `[groups][ceil(og/4)][kh*kw*cg][4]`.
+pub fn packed_weight_len(
+    out_channels: usize,
+    cg: usize,
+    kh: usize,
+    kw: usize,
+    groups: usize,
+) -> usize {
+    let og = out_channels / groups.max(1);
+    groups * og.div_ceil(4) * kh * kw * cg * 4
+}
+
 /// The uniform block every convolution shader reads.
-/// Twin: `struct Params` in shaders/conv2d_*.wgsl (same field order, all u32).
+/// Twin: `struct Params` in shaders/*.wgsl (same field order, all u32).
 /// The unnamed fields are the [`Conv2dShape`](crate::Conv2dShape) fields of the same name.
 #[allow(missing_docs)]
 #[repr(C)]
@@ -65,9 +123,10 @@ pub struct ConvUniforms {
     pub dilation_h: u32,
     pub dilation_w: u32,
     pub has_bias: u32,
-    /// Work items in the dispatch (outputs for Direct, 4x4 tiles for Pointwise).
+    /// Work items in a flattened dispatch (outputs for Direct, 4x4 tiles for Pointwise, packed
+    /// elements for PackWeights).
     pub work_items: u32,
-    /// Invocations per dispatch row: `workgroups.x * workgroup_size`.
+    /// Invocations per dispatch row of a flattened dispatch: `workgroups.x * workgroup_size`.
     pub row_stride: u32,
     pub _pad: u32,
 }

@@ -4,21 +4,42 @@
 //! so a problem the shaders cannot index, or the device cannot hold, is refused with a typed error.
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{ConvUniforms, Kernel, POINTWISE_TILE};
+use crate::gpu::codegen::{RegTileSpec, MAX_UNROLLED_CHANNELS, REGTILE_PIXELS};
+use crate::gpu::kernels::{packed_weight_len, ConvUniforms, Kernel, POINTWISE_TILE, TILED_BLOCK};
 use crate::spec::Conv2dShape;
+
+/// Which convolution algorithm to run; `Auto` lets [`plan`] choose by shape and adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// The register-tiled implicit GEMM on CPU adapters, the shared-memory one on GPUs, where they
+    /// apply; else the direct kernel.
+    #[default]
+    Auto,
+    /// One invocation per output: every shape.
+    Direct,
+    /// The 1x1 matrix-product kernel (1x1, stride 1, no padding, groups 1).
+    Pointwise,
+    /// Implicit GEMM with a generated register tile and no barriers.
+    RegisterTiled,
+    /// Implicit GEMM tiled through workgroup memory.
+    SharedTiled,
+}
 
 /// A kernel and its dispatch for one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     /// The kernel chosen.
     pub kernel: Kernel,
-    /// Workgroups along x and y (z is 1).
-    pub workgroups: (u32, u32),
+    /// Invocations per workgroup.
+    pub workgroup_size: u32,
+    /// Workgroups along x, y and z.
+    pub workgroups: (u32, u32, u32),
     /// The uniform block for the shader.
     pub uniforms: ConvUniforms,
 }
 
-/// The device limits a plan must respect (a copy of the relevant `wgpu::Limits` fields).
+/// The device facts a plan depends on (a copy of the relevant `wgpu::Limits` fields and the
+/// adapter type).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanLimits {
     /// `max_storage_buffer_binding_size`.
@@ -27,31 +48,52 @@ pub struct PlanLimits {
     pub max_buffer: u64,
     /// `max_compute_workgroups_per_dimension`.
     pub max_workgroups_per_dim: u32,
+    /// `max_compute_invocations_per_workgroup`.
+    pub max_invocations: u32,
+    /// `max_compute_workgroup_storage_size` in bytes.
+    pub max_workgroup_storage: u32,
+    /// Whether the adapter runs shaders on the CPU (lavapipe, llvmpipe, WARP, ...).
+    pub cpu_adapter: bool,
 }
 
-impl From<&wgpu::Limits> for PlanLimits {
-    fn from(l: &wgpu::Limits) -> Self {
+impl PlanLimits {
+    /// From the device's limits and the adapter's type.
+    pub fn new(l: &wgpu::Limits, device_type: wgpu::DeviceType) -> Self {
         PlanLimits {
             max_binding: l.max_storage_buffer_binding_size,
             max_buffer: l.max_buffer_size,
             max_workgroups_per_dim: l.max_compute_workgroups_per_dimension,
+            max_invocations: l.max_compute_invocations_per_workgroup,
+            max_workgroup_storage: l.max_compute_workgroup_storage_size,
+            cpu_adapter: device_type == wgpu::DeviceType::Cpu,
+        }
+    }
+
+    /// Generous limits of a CPU adapter, for planning on the host alone (tests, tools).
+    pub fn unlimited_cpu() -> Self {
+        PlanLimits {
+            max_binding: u64::MAX,
+            max_buffer: u64::MAX,
+            max_workgroups_per_dim: 65535,
+            max_invocations: 256,
+            max_workgroup_storage: 16384,
+            cpu_adapter: true,
         }
     }
 }
 
-/// Picks the kernel for `shape`: the 1x1 matrix-product kernel where it applies, else direct.
-pub fn choose_kernel(shape: &Conv2dShape) -> Kernel {
-    let pointwise = shape.kernel_h == 1
+fn is_pointwise(shape: &Conv2dShape) -> bool {
+    shape.kernel_h == 1
         && shape.kernel_w == 1
         && shape.stride_h == 1
         && shape.stride_w == 1
         && shape.pad_top + shape.pad_bottom + shape.pad_left + shape.pad_right == 0
-        && shape.groups == 1;
-    if pointwise {
-        Kernel::Pointwise
-    } else {
-        Kernel::Direct
-    }
+        && shape.groups == 1
+}
+
+/// The kernel [`plan`] picks for `shape` with [`Algorithm::Auto`] on a CPU adapter.
+pub fn choose_kernel(shape: &Conv2dShape) -> Kernel {
+    plan(shape, &PlanLimits::unlimited_cpu(), Algorithm::Auto).map_or(Kernel::Direct, |p| p.kernel)
 }
 
 /// Checks that a tensor of `elements` f32 values fits in one storage binding on this device.
@@ -92,15 +134,24 @@ fn fits_u32(what: &str, value: usize, why: &'static str) -> Result<u32> {
 const INDEX_WHY: &str =
     "the shaders index with u32; splitting larger problems is not implemented yet";
 
-/// Plans `shape` on a device with `limits`.
+/// Plans `shape` with `algorithm` on a device with `limits`: the one place that chooses kernels
+/// and tile sizes.
 ///
 /// # Errors
 /// [`Error::TooLarge`] when an index overflows the shaders' u32/i32 arithmetic or the dispatch
-/// exceeds the workgroup grid; [`Error::DeviceLimit`] when a buffer exceeds the device's limits.
-pub fn plan(shape: &Conv2dShape, limits: &PlanLimits) -> Result<Plan> {
+/// exceeds the workgroup grid; [`Error::DeviceLimit`] when a buffer exceeds the device's limits;
+/// [`Error::UnsupportedAlgorithm`] when a forced algorithm does not cover the shape.
+pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> Result<Plan> {
     check_buffer("input", shape.input_len(), limits)?;
     check_buffer("weight", shape.weight_len(), limits)?;
     check_buffer("output", shape.output_len(), limits)?;
+    let packed_len = packed_weight_len(
+        shape.out_channels,
+        shape.in_channels_per_group(),
+        shape.kernel_h,
+        shape.kernel_w,
+        shape.groups,
+    );
     fits_u32("input element count", shape.input_len(), INDEX_WHY)?;
     fits_u32("weight element count", shape.weight_len(), INDEX_WHY)?;
     fits_u32("output element count", shape.output_len(), INDEX_WHY)?;
@@ -130,22 +181,122 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits) -> Result<Plan> {
             });
         }
     }
+    let uniforms = base_uniforms(shape)?;
+    let og = shape.out_channels_per_group();
+    let pixels = shape.out_h * shape.out_w;
+    let images = shape.batch * shape.groups;
+    let max_dim = limits.max_workgroups_per_dim as usize;
+    let packed_fits = check_buffer("packed weight", packed_len, limits).is_ok()
+        && u32::try_from(packed_len).is_ok();
 
-    let kernel = choose_kernel(shape);
-    let work_items = match kernel {
-        Kernel::Direct => shape.output_len(),
-        Kernel::Pointwise => {
-            let pixels = shape.out_h * shape.out_w;
-            shape.batch
-                * pixels.div_ceil(POINTWISE_TILE)
-                * shape.out_channels.div_ceil(POINTWISE_TILE)
-        }
+    // Candidates in order of preference; the first that applies wins.
+    let regtile = || -> Option<Plan> {
+        let tm = if og >= 8 { 8 } else { 4 };
+        let workgroup_size = regtile_workgroup_size(pixels);
+        let slots = workgroup_size as usize * REGTILE_PIXELS as usize;
+        let grid = (pixels.div_ceil(slots), og.div_ceil(tm as usize), images);
+        let in_grid = grid.0 <= max_dim && grid.1 <= max_dim && grid.2 <= max_dim;
+        let cg = shape.in_channels_per_group();
+        let spec = RegTileSpec {
+            tm,
+            padded: shape.pad_top + shape.pad_bottom + shape.pad_left + shape.pad_right > 0,
+            unrolled_channels: (cg as u32 <= MAX_UNROLLED_CHANNELS).then_some(cg as u32),
+        };
+        (in_grid && packed_fits && workgroup_size <= limits.max_invocations).then_some(Plan {
+            kernel: Kernel::RegisterTiled(spec),
+            workgroup_size,
+            workgroups: (grid.0 as u32, grid.1 as u32, grid.2 as u32),
+            uniforms,
+        })
     };
-    let wg = kernel.workgroup_size();
-    let (workgroups, row_stride) = grid(work_items, wg, limits.max_workgroups_per_dim)?;
+    let shared = || -> Option<Plan> {
+        let grid = (
+            pixels.div_ceil(TILED_BLOCK),
+            og.div_ceil(TILED_BLOCK),
+            images,
+        );
+        let in_grid = grid.0 <= max_dim && grid.1 <= max_dim && grid.2 <= max_dim;
+        // 1 KiB of vec4 weights + 4 KiB of inputs.
+        let fits = limits.max_invocations >= 256 && limits.max_workgroup_storage >= 8192;
+        (in_grid && packed_fits && fits).then_some(Plan {
+            kernel: Kernel::SharedTiled,
+            workgroup_size: 256,
+            workgroups: (grid.0 as u32, grid.1 as u32, grid.2 as u32),
+            uniforms,
+        })
+    };
+    let flat = |kernel: Kernel, work_items: usize| -> Result<Plan> {
+        let wg = 64;
+        let (workgroups, row_stride) = grid(work_items, wg, limits.max_workgroups_per_dim)?;
+        let mut uniforms = uniforms;
+        uniforms.work_items = fits_u32("work items", work_items, INDEX_WHY)?;
+        uniforms.row_stride = row_stride;
+        Ok(Plan {
+            kernel,
+            workgroup_size: wg,
+            workgroups: (workgroups.0, workgroups.1, 1),
+            uniforms,
+        })
+    };
+    let direct = || flat(Kernel::Direct, shape.output_len());
+    let pointwise = || {
+        let tiles = shape.batch
+            * pixels.div_ceil(POINTWISE_TILE)
+            * shape.out_channels.div_ceil(POINTWISE_TILE);
+        flat(Kernel::Pointwise, tiles)
+    };
+    let unsupported = |name: &'static str| Error::UnsupportedAlgorithm {
+        algorithm: name,
+        reason: "the shape or the device's limits are outside what it covers".into(),
+    };
+    match algorithm {
+        Algorithm::Direct => direct(),
+        Algorithm::Pointwise if is_pointwise(shape) => pointwise(),
+        Algorithm::Pointwise => Err(Error::UnsupportedAlgorithm {
+            algorithm: "pointwise",
+            reason: "it needs a 1x1 kernel, stride 1, no padding and groups 1".into(),
+        }),
+        Algorithm::RegisterTiled => regtile().ok_or_else(|| unsupported("register-tiled")),
+        Algorithm::SharedTiled => shared().ok_or_else(|| unsupported("shared-tiled")),
+        Algorithm::Auto => {
+            // Depthwise-like groups (fewer than 4 output channels each) leave the GEMM tiles
+            // mostly empty; the direct kernel does better there.
+            let gemm_worth_it = og >= 4;
+            let fast = if !gemm_worth_it {
+                None
+            } else if limits.cpu_adapter {
+                regtile()
+            } else if og >= 16 {
+                shared()
+            } else {
+                None
+            };
+            match fast {
+                Some(p) => Ok(p),
+                None if is_pointwise(shape) => pointwise(),
+                None => direct(),
+            }
+        }
+    }
+}
 
+/// Workgroup size for the register-tiled kernel: the size among 16, 32 and 64 whose blocks of
+/// `4 * size` pixels waste the fewest slots on `pixels` (the larger on a tie).
+fn regtile_workgroup_size(pixels: usize) -> u32 {
+    let mut best = (64u32, 0.0f64);
+    for wg in [64u32, 32, 16] {
+        let slots = wg as usize * REGTILE_PIXELS as usize;
+        let utilization = pixels as f64 / (pixels.div_ceil(slots) * slots) as f64;
+        if utilization > best.1 + 0.05 {
+            best = (wg, utilization);
+        }
+    }
+    best.0
+}
+
+fn base_uniforms(shape: &Conv2dShape) -> Result<ConvUniforms> {
     let u = |what: &str, v: usize| fits_u32(what, v, INDEX_WHY);
-    let uniforms = ConvUniforms {
+    Ok(ConvUniforms {
         batch: u("batch", shape.batch)?,
         in_channels: u("in_channels", shape.in_channels)?,
         in_h: u("in_h", shape.in_h)?,
@@ -163,15 +314,38 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits) -> Result<Plan> {
         dilation_h: u("dilation_h", shape.dilation_h)?,
         dilation_w: u("dilation_w", shape.dilation_w)?,
         has_bias: u32::from(shape.has_bias),
-        work_items: u("work items", work_items)?,
-        row_stride,
+        work_items: 0,
+        row_stride: 0,
         _pad: 0,
-    };
-    Ok(Plan {
-        kernel,
-        workgroups,
-        uniforms,
     })
+}
+
+/// The flattened plan that packs OIHW weights of `shape` into the implicit-GEMM layout.
+///
+/// # Errors
+/// [`Error::TooLarge`] or [`Error::DeviceLimit`] when the packed weights do not fit.
+pub fn pack_plan(shape: &Conv2dShape, limits: &PlanLimits) -> Result<(Plan, usize)> {
+    let len = packed_weight_len(
+        shape.out_channels,
+        shape.in_channels_per_group(),
+        shape.kernel_h,
+        shape.kernel_w,
+        shape.groups,
+    );
+    check_buffer("packed weight", len, limits)?;
+    let mut uniforms = base_uniforms(shape)?;
+    uniforms.work_items = fits_u32("packed weight element count", len, INDEX_WHY)?;
+    let (workgroups, row_stride) = grid(len, 64, limits.max_workgroups_per_dim)?;
+    uniforms.row_stride = row_stride;
+    Ok((
+        Plan {
+            kernel: Kernel::PackWeights,
+            workgroup_size: 64,
+            workgroups: (workgroups.0, workgroups.1, 1),
+            uniforms,
+        },
+        len,
+    ))
 }
 
 /// Lays `items` invocations out on a 2D grid of workgroups of `wg` invocations: as wide as the

@@ -46,3 +46,34 @@ impl GpuTensor {
         &self.buffer
     }
 }
+
+/// Convolution weights packed once into the layout the implicit-GEMM kernels read, so repeated
+/// inference pays the transform once. Keeps the OIHW tensor too, for the kernels that read it.
+#[derive(Debug)]
+pub struct PackedWeights {
+    pub(crate) weight: GpuTensor,
+    pub(crate) packed: wgpu::Buffer,
+    pub(crate) groups: usize,
+}
+
+impl PackedWeights {
+    /// The OIHW weight shape `[O, C/groups, kh, kw]`.
+    pub fn shape(&self) -> &[usize] {
+        self.weight.shape()
+    }
+
+    /// The groups the weights were packed for.
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// The OIHW weights.
+    pub fn weight(&self) -> &GpuTensor {
+        &self.weight
+    }
+
+    /// Id of the engine that owns them.
+    pub fn engine_id(&self) -> u64 {
+        self.weight.engine_id()
+    }
+}

@@ -1,0 +1,153 @@
+//! Generates the body of the register-tiled implicit-GEMM shader
+//! (shaders/conv2d_igemm_regtile.wgsl) for one kernel geometry.
+//!
+//! The register tile (`TM` output channels x 4 pixels), whether there is padding and, for few input
+//! channels, the channel count become straight-line WGSL: every multiply-add of the tile, every
+//! gather and every store is written out, since naga emits loops that CPU drivers do not unroll.
+//! The loops over taps and channels stay loops over uniforms, so a handful of pipelines serve
+//! every layer (each distinct pipeline costs a shader compile on the driver).
+
+use std::fmt::Write as _;
+
+/// The compile-time specialization of one register-tiled kernel. Kernel size, stride and
+/// dilation stay uniforms, so a handful of pipelines serve every layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegTileSpec {
+    /// Output channels per invocation: 4 or 8.
+    pub tm: u32,
+    /// Whether any side is padded (otherwise every tap of a valid pixel is inside the input).
+    pub padded: bool,
+    /// `Some(C/groups)` to unroll the channel loop too (few channels, e.g. an RGB stem).
+    pub unrolled_channels: Option<u32>,
+}
+
+/// Pixels per invocation (one vec4 slot each). Twin: the `t = 0..3` slots in the shader.
+pub const REGTILE_PIXELS: u32 = 4;
+
+/// Channel counts up to this are unrolled into the text.
+pub const MAX_UNROLLED_CHANNELS: u32 = 4;
+
+const MARKER: &str = "    // @generated body\n";
+
+/// The complete shader text for `spec`.
+pub fn regtile_source(spec: &RegTileSpec) -> String {
+    let template = include_str!("../../shaders/conv2d_igemm_regtile.wgsl");
+    // The template is ours and has the marker; a missing marker would fail the naga test.
+    template.replacen(MARKER, &regtile_body(spec), 1)
+}
+
+fn regtile_body(s: &RegTileSpec) -> String {
+    let mut b = String::new();
+    let tm = s.tm;
+    let slots = 0..REGTILE_PIXELS;
+    // `writeln!` into a String cannot fail.
+    macro_rules! w {
+        ($($arg:tt)*) => { let _ = writeln!(b, $($arg)*); };
+    }
+    w!(
+        "    // Generated for TM={tm}, padded {}, channels {}.",
+        s.padded,
+        s.unrolled_channels
+            .map_or("looped".to_string(), |c| format!("{c} unrolled"))
+    );
+    w!("    let n = wid.z / params.groups;");
+    w!("    let g = wid.z % params.groups;");
+    w!("    let og = params.out_channels / params.groups;");
+    w!("    let cg = params.in_channels / params.groups;");
+    w!("    let plane = params.in_h * params.in_w;");
+    w!("    let pixels = params.out_h * params.out_w;");
+    w!("    let k_len = params.kernel_h * params.kernel_w * cg;");
+    w!("    let o4_tiles = (og + 3u) / 4u;");
+    w!("    let in_base = (n * params.in_channels + g * cg) * plane;");
+    w!("    // Rows of packed weights for this tile's {} groups of 4 output channels (clamped; extra ones are not stored).", tm / 4);
+    for r4 in 0..tm / 4 {
+        w!(
+            "    let wrow{r4} = (g * o4_tiles + min(wid.y * {}u + {r4}u, o4_tiles - 1u)) * k_len;",
+            tm / 4
+        );
+    }
+    w!("    // This invocation's pixels, their validity and top-left input coordinates.");
+    w!("    let pix_base = wid.x * (WORKGROUP_SIZE * 4u) + lid.x;");
+    for t in slots.clone() {
+        w!("    let pix{t} = pix_base + {t}u * WORKGROUP_SIZE;");
+        w!("    let ok{t} = pix{t} < pixels;");
+        w!("    let row{t} = i32((pix{t} / params.out_w) * params.stride_h) - i32(params.pad_top);");
+        w!("    let col{t} = i32((pix{t} % params.out_w) * params.stride_w) - i32(params.pad_left);");
+    }
+    for r in 0..tm {
+        w!("    var acc{r} = vec4<f32>(0.0);");
+    }
+    w!("    for (var i = 0u; i < params.kernel_h; i++) {{");
+    w!("        for (var j = 0u; j < params.kernel_w; j++) {{");
+    w!("            let dr = i32(i * params.dilation_h);");
+    w!("            let dc = i32(j * params.dilation_w);");
+    for t in slots.clone() {
+        w!("            let r{t} = row{t} + dr;");
+        w!("            let c{t} = col{t} + dc;");
+        if s.padded {
+            w!("            let m{t} = ok{t} && r{t} >= 0 && r{t} < i32(params.in_h) && c{t} >= 0 && c{t} < i32(params.in_w);");
+        } else {
+            w!("            let m{t} = ok{t};");
+        }
+        // Masked-off slots read the (valid) first element of the plane and use zero.
+        w!("            let off{t} = in_base + select(0u, u32(r{t}) * params.in_w + u32(c{t}), m{t});");
+    }
+    w!("            let kb = (i * params.kernel_w + j) * cg;");
+    match s.unrolled_channels {
+        Some(c) => {
+            for ci in 0..c {
+                w!("            {{");
+                w!("                let ci = {ci}u;");
+                mac(&mut b, tm, "                ");
+                w!("            }}");
+            }
+        }
+        None => {
+            w!("            for (var ci = 0u; ci < cg; ci++) {{");
+            mac(&mut b, tm, "                ");
+            w!("            }}");
+        }
+    }
+    w!("        }}");
+    w!("    }}");
+    w!("    // Stores: output channel wid.y * {tm} + r, pixels pix_base + t * WORKGROUP_SIZE.");
+    for r in 0..tm {
+        w!("    {{");
+        w!("        let o = wid.y * {tm}u + {r}u;");
+        w!("        if o < og {{");
+        w!("            let oc = g * og + o;");
+        w!("            var b = 0.0;");
+        w!("            if params.has_bias != 0u {{");
+        w!("                b = bias[oc];");
+        w!("            }}");
+        w!("            let base = (n * params.out_channels + oc) * pixels;");
+        for (t, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+            w!("            if ok{t} {{");
+            w!("                output[base + pix{t}] = acc{r}.{lane} + b;");
+            w!("            }}");
+        }
+        w!("        }}");
+        w!("    }}");
+    }
+    b
+}
+
+/// One k step: gather 4 pixels' inputs, load TM weights (shared by all lanes), TM x 4 FMAs.
+fn mac(b: &mut String, tm: u32, indent: &str) {
+    let _ = writeln!(
+        b,
+        "{indent}let x = vec4<f32>(select(0.0, input[off0 + ci * plane], m0), select(0.0, input[off1 + ci * plane], m1), \
+         select(0.0, input[off2 + ci * plane], m2), select(0.0, input[off3 + ci * plane], m3));"
+    );
+    for r4 in 0..tm / 4 {
+        let _ = writeln!(b, "{indent}let w{r4} = weight[wrow{r4} + kb + ci];");
+    }
+    for r in 0..tm {
+        let lane = ["x", "y", "z", "w"][(r % 4) as usize];
+        let _ = writeln!(
+            b,
+            "{indent}acc{r} = fma(vec4<f32>(w{}.{lane}), x, acc{r});",
+            r / 4
+        );
+    }
+}
