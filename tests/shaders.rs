@@ -49,11 +49,12 @@ fn compiled_in_sources_are_the_files_on_disk() {
 #[test]
 fn generated_register_tiled_kernels_validate() {
     let mut count = 0;
-    for tm in [4, 8] {
+    for (tm, tn) in [(8, 4), (16, 16), (32, 8), (8, 16)] {
         for padded in [false, true] {
             for unrolled_channels in [None, Some(1), Some(3), Some(4)] {
                 let spec = RegTileSpec {
                     tm,
+                    tn,
                     padded,
                     unrolled_channels,
                 };
@@ -67,5 +68,5 @@ fn generated_register_tiled_kernels_validate() {
             }
         }
     }
-    assert_eq!(count, 16);
+    assert_eq!(count, 32);
 }

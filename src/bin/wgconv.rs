@@ -31,6 +31,11 @@ enum Command {
         after_help = "Example:\n  wgconv run --input x.npy --weight w.npy --bias b.npy --stride 2 --padding same --output y.npy"
     )]
     Run(RunArgs),
+    /// Time convolution layers on the GPU and the CPU baseline; every run is also a correctness check.
+    #[command(
+        after_help = "Examples:\n  wgconv bench --suite quick\n  wgconv bench --suite resnet --device both --repeat 5 --json bench.json"
+    )]
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -62,6 +67,43 @@ struct RunArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Device::Gpu)]
     device: Device,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Which layers.
+    #[arg(long, value_enum, default_value_t = Suite::Resnet)]
+    suite: Suite,
+    /// Batch size N.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Timed repetitions per measurement; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// What to time.
+    #[arg(long, value_enum, default_value_t = BenchDevice::Both)]
+    device: BenchDevice,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Suite {
+    /// ResNet-50 and VGG layers.
+    Resnet,
+    /// A few small layers that finish in seconds on a software adapter.
+    Quick,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchDevice {
+    /// The GPU only (the CPU baseline still runs once to check the result).
+    Gpu,
+    /// The CPU baseline only.
+    Cpu,
+    /// Both, with the speedup.
+    Both,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -120,6 +162,7 @@ fn main() -> ExitCode {
         Command::Demo => demo(),
         Command::Info => info(),
         Command::Run(args) => run(&args),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -165,6 +208,105 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
         args.output.display(),
         output.shape()
     );
+    Ok(())
+}
+
+fn bench(args: &BenchArgs) -> wgconv::Result<()> {
+    use wgconv::bench::{bench_layer, geomean, quick_suite, resnet_suite, BenchOptions};
+    let layers = match args.suite {
+        Suite::Resnet => resnet_suite(),
+        Suite::Quick => quick_suite(),
+    };
+    let options = BenchOptions {
+        batch: args.batch,
+        repeat: args.repeat,
+        gpu: args.device != BenchDevice::Cpu,
+        cpu: args.device != BenchDevice::Gpu,
+    };
+    let engine = if options.gpu {
+        Some(Engine::new()?)
+    } else {
+        None
+    };
+    let adapter = engine.as_ref().map(|e| e.adapter().clone());
+    match &adapter {
+        Some(a) => println!("GPU: {a}"),
+        None => println!("GPU: not measured"),
+    }
+    println!(
+        "CPU baseline: im2col + gemm on {} threads; batch {}, median of {} runs\n",
+        rayon::current_num_threads(),
+        args.batch,
+        args.repeat
+    );
+    let fmt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+    println!(
+        "{:<12} {:>9} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}",
+        "layer", "GFLOP", "gpu ms", "GFLOP/s", "gpu e2e", "cpu ms", "GFLOP/s", "speedup", "max err"
+    );
+    let mut results = Vec::new();
+    for layer in &layers {
+        let r = bench_layer(engine.as_ref(), layer, &options)?;
+        let speedup = match (r.gpu_ms, r.cpu_ms) {
+            (Some(g), Some(c)) => Some(c / g),
+            _ => None,
+        };
+        println!(
+            "{:<12} {:>9.3} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}",
+            layer.name,
+            r.flops as f64 / 1e9,
+            fmt(r.gpu_ms, 2),
+            fmt(r.gpu_ms.map(|m| r.gflops(m)), 1),
+            fmt(r.gpu_e2e_ms, 2),
+            fmt(r.cpu_ms, 2),
+            fmt(r.cpu_ms.map(|m| r.gflops(m)), 1),
+            fmt(speedup, 2),
+            r.max_abs_err
+                .map_or("-".to_string(), |e| format!("{e:.1e}")),
+        );
+        results.push(r);
+    }
+    let gpu_geo = geomean(results.iter().filter_map(|r| r.gpu_ms.map(|m| r.gflops(m))));
+    let cpu_geo = geomean(results.iter().filter_map(|r| r.cpu_ms.map(|m| r.gflops(m))));
+    println!("\ngeometric mean GFLOP/s: gpu {gpu_geo:.1}, cpu {cpu_geo:.1}");
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "adapter": adapter.as_ref().map_or(String::new(), |a| a.name.clone()),
+            "backend": adapter.as_ref().map_or(String::new(), |a| format!("{:?}", a.backend)),
+            "device_type": adapter.as_ref().map_or(String::new(), |a| format!("{:?}", a.device_type)),
+            "batch": args.batch,
+            "repeat": args.repeat,
+            "results": results.iter().map(|r| serde_json::json!({
+                "name": r.layer.name, "n": r.n, "c": r.layer.c, "h": r.layer.h, "w": r.layer.w,
+                "k": r.layer.k, "r": r.layer.r, "s": r.layer.s, "stride": r.layer.stride, "pad": r.layer.pad,
+                "flops": r.flops, "kernel": r.kernel, "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
+                "cpu_ms": r.cpu_ms, "max_abs_err": r.max_abs_err,
+            })).collect::<Vec<_>>(),
+        });
+        let text = serde_json::to_string_pretty(&json).map_err(|e| wgconv::Error::Npy {
+            path: path.clone(),
+            message: format!("could not encode JSON: {e}"),
+        })?;
+        write_atomically(path, text.as_bytes())?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> wgconv::Result<()> {
+    use std::io::Write;
+    let io_err = |source| wgconv::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
+    tmp.write_all(bytes).map_err(io_err)?;
+    tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())
 }
 

@@ -13,16 +13,15 @@ use std::fmt::Write as _;
 /// dilation stay uniforms, so a handful of pipelines serve every layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RegTileSpec {
-    /// Output channels per invocation: 4 or 8.
+    /// Output channels per invocation, a multiple of 4 (shared by all lanes of a workgroup).
     pub tm: u32,
+    /// Pixels per invocation (one per lane per slot): 1, 2 or 4.
+    pub tn: u32,
     /// Whether any side is padded (otherwise every tap of a valid pixel is inside the input).
     pub padded: bool,
     /// `Some(C/groups)` to unroll the channel loop too (few channels, e.g. an RGB stem).
     pub unrolled_channels: Option<u32>,
 }
-
-/// Pixels per invocation (one vec4 slot each). Twin: the `t = 0..3` slots in the shader.
-pub const REGTILE_PIXELS: u32 = 4;
 
 /// Channel counts up to this are unrolled into the text.
 pub const MAX_UNROLLED_CHANNELS: u32 = 4;
@@ -38,17 +37,17 @@ pub fn regtile_source(spec: &RegTileSpec) -> String {
 
 fn regtile_body(s: &RegTileSpec) -> String {
     let mut b = String::new();
-    let tm = s.tm;
-    let slots = 0..REGTILE_PIXELS;
+    let (tm, tn) = (s.tm, s.tn);
     // `writeln!` into a String cannot fail.
     macro_rules! w {
         ($($arg:tt)*) => { let _ = writeln!(b, $($arg)*); };
     }
+    let channels = s
+        .unrolled_channels
+        .map_or("looped".to_string(), |c| format!("{c} unrolled"));
     w!(
-        "    // Generated for TM={tm}, padded {}, channels {}.",
-        s.padded,
-        s.unrolled_channels
-            .map_or("looped".to_string(), |c| format!("{c} unrolled"))
+        "    // Generated for TM={tm}, TN={tn}, padded {}, channels {channels}.",
+        s.padded
     );
     w!("    let n = wid.z / params.groups;");
     w!("    let g = wid.z % params.groups;");
@@ -59,7 +58,7 @@ fn regtile_body(s: &RegTileSpec) -> String {
     w!("    let k_len = params.kernel_h * params.kernel_w * cg;");
     w!("    let o4_tiles = (og + 3u) / 4u;");
     w!("    let in_base = (n * params.in_channels + g * cg) * plane;");
-    w!("    // Rows of packed weights for this tile's {} groups of 4 output channels (clamped; extra ones are not stored).", tm / 4);
+    w!("    // Packed-weight rows of this tile's output channels, 4 per row (clamped; extras are not stored).");
     for r4 in 0..tm / 4 {
         w!(
             "    let wrow{r4} = (g * o4_tiles + min(wid.y * {}u + {r4}u, o4_tiles - 1u)) * k_len;",
@@ -67,21 +66,23 @@ fn regtile_body(s: &RegTileSpec) -> String {
         );
     }
     w!("    // This invocation's pixels, their validity and top-left input coordinates.");
-    w!("    let pix_base = wid.x * (WORKGROUP_SIZE * 4u) + lid.x;");
-    for t in slots.clone() {
+    w!("    let pix_base = wid.x * (WORKGROUP_SIZE * {tn}u) + lid.x;");
+    for t in 0..tn {
         w!("    let pix{t} = pix_base + {t}u * WORKGROUP_SIZE;");
         w!("    let ok{t} = pix{t} < pixels;");
         w!("    let row{t} = i32((pix{t} / params.out_w) * params.stride_h) - i32(params.pad_top);");
         w!("    let col{t} = i32((pix{t} % params.out_w) * params.stride_w) - i32(params.pad_left);");
     }
     for r in 0..tm {
-        w!("    var acc{r} = vec4<f32>(0.0);");
+        for t in 0..tn {
+            w!("    var acc{r}_{t} = 0.0;");
+        }
     }
     w!("    for (var i = 0u; i < params.kernel_h; i++) {{");
     w!("        for (var j = 0u; j < params.kernel_w; j++) {{");
     w!("            let dr = i32(i * params.dilation_h);");
     w!("            let dc = i32(j * params.dilation_w);");
-    for t in slots.clone() {
+    for t in 0..tn {
         w!("            let r{t} = row{t} + dr;");
         w!("            let c{t} = col{t} + dc;");
         if s.padded {
@@ -98,13 +99,13 @@ fn regtile_body(s: &RegTileSpec) -> String {
             for ci in 0..c {
                 w!("            {{");
                 w!("                let ci = {ci}u;");
-                mac(&mut b, tm, "                ");
+                mac(&mut b, s, "                ");
                 w!("            }}");
             }
         }
         None => {
             w!("            for (var ci = 0u; ci < cg; ci++) {{");
-            mac(&mut b, tm, "                ");
+            mac(&mut b, s, "                ");
             w!("            }}");
         }
     }
@@ -121,9 +122,9 @@ fn regtile_body(s: &RegTileSpec) -> String {
         w!("                b = bias[oc];");
         w!("            }}");
         w!("            let base = (n * params.out_channels + oc) * pixels;");
-        for (t, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+        for t in 0..tn {
             w!("            if ok{t} {{");
-            w!("                output[base + pix{t}] = acc{r}.{lane} + b;");
+            w!("                output[base + pix{t}] = acc{r}_{t} + b;");
             w!("            }}");
         }
         w!("        }}");
@@ -132,22 +133,26 @@ fn regtile_body(s: &RegTileSpec) -> String {
     b
 }
 
-/// One k step: gather 4 pixels' inputs, load TM weights (shared by all lanes), TM x 4 FMAs.
-fn mac(b: &mut String, tm: u32, indent: &str) {
-    let _ = writeln!(
-        b,
-        "{indent}let x = vec4<f32>(select(0.0, input[off0 + ci * plane], m0), select(0.0, input[off1 + ci * plane], m1), \
-         select(0.0, input[off2 + ci * plane], m2), select(0.0, input[off3 + ci * plane], m3));"
-    );
-    for r4 in 0..tm / 4 {
-        let _ = writeln!(b, "{indent}let w{r4} = weight[wrow{r4} + kb + ci];");
-    }
-    for r in 0..tm {
-        let lane = ["x", "y", "z", "w"][(r % 4) as usize];
+/// One k step: gather TN inputs (one per lane and slot), load TM weights (the same for every
+/// lane, so the driver can broadcast them), TM x TN multiply-adds.
+fn mac(b: &mut String, s: &RegTileSpec, indent: &str) {
+    for t in 0..s.tn {
         let _ = writeln!(
             b,
-            "{indent}acc{r} = fma(vec4<f32>(w{}.{lane}), x, acc{r});",
-            r / 4
+            "{indent}let x{t} = select(0.0, input[off{t} + ci * plane], m{t});"
         );
+    }
+    for r4 in 0..s.tm / 4 {
+        let _ = writeln!(b, "{indent}let w{r4} = weight[wrow{r4} + kb + ci];");
+    }
+    for r in 0..s.tm {
+        let lane = ["x", "y", "z", "w"][(r % 4) as usize];
+        for t in 0..s.tn {
+            let _ = writeln!(
+                b,
+                "{indent}acc{r}_{t} = fma(w{}.{lane}, x{t}, acc{r}_{t});",
+                r / 4
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! so a problem the shaders cannot index, or the device cannot hold, is refused with a typed error.
 
 use crate::error::{Error, Result};
-use crate::gpu::codegen::{RegTileSpec, MAX_UNROLLED_CHANNELS, REGTILE_PIXELS};
+use crate::gpu::codegen::{RegTileSpec, MAX_UNROLLED_CHANNELS};
 use crate::gpu::kernels::{packed_weight_len, ConvUniforms, Kernel, POINTWISE_TILE, TILED_BLOCK};
 use crate::spec::Conv2dShape;
 
@@ -191,14 +191,14 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
 
     // Candidates in order of preference; the first that applies wins.
     let regtile = || -> Option<Plan> {
-        let tm = if og >= 8 { 8 } else { 4 };
-        let workgroup_size = regtile_workgroup_size(pixels);
-        let slots = workgroup_size as usize * REGTILE_PIXELS as usize;
+        let (tm, tn, workgroup_size) = regtile_tile(og, pixels);
+        let slots = workgroup_size as usize * tn as usize;
         let grid = (pixels.div_ceil(slots), og.div_ceil(tm as usize), images);
         let in_grid = grid.0 <= max_dim && grid.1 <= max_dim && grid.2 <= max_dim;
         let cg = shape.in_channels_per_group();
         let spec = RegTileSpec {
             tm,
+            tn,
             padded: shape.pad_top + shape.pad_bottom + shape.pad_left + shape.pad_right > 0,
             unrolled_channels: (cg as u32 <= MAX_UNROLLED_CHANNELS).then_some(cg as u32),
         };
@@ -280,12 +280,42 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
     }
 }
 
+/// Register tile `(TM, TN)` and workgroup size for `og` output channels per group and `pixels`
+/// output pixels.
+///
+/// Why big tiles: on CPU adapters (Mesa's lavapipe and llvmpipe) every storage-buffer load is a
+/// loop over the SIMD lanes with a bounds check per lane, whether or not the address is uniform,
+/// so a k step costs about `TM + TN` loop-loads while the `TM * TN` multiply-adds are nearly free,
+/// even when accumulators spill. The tile maximises `TM*TN / (TM+TN)` times the fraction of
+/// pixel and channel slots that hold real outputs, within 256 accumulators per invocation.
+fn regtile_tile(og: usize, pixels: usize) -> (u32, u32, u32) {
+    let mut best = ((8u32, 4u32, 64u32), 0.0f64);
+    for tn in [4u32, 8, 16] {
+        for tm in [8u32, 16, 32] {
+            if tm * tn > 256 {
+                continue;
+            }
+            let wg = regtile_workgroup_size(pixels, tn);
+            let slots = (wg * tn) as usize;
+            let pixel_use = pixels as f64 / (pixels.div_ceil(slots) * slots) as f64;
+            let channel_use = og as f64 / (og.div_ceil(tm as usize) * tm as usize) as f64;
+            let intensity = f64::from(tm * tn) / f64::from(tm + tn);
+            let score = pixel_use * channel_use * intensity;
+            if score > best.1 * 1.02 {
+                best = ((tm, tn, wg), score);
+            }
+        }
+    }
+    best.0
+}
+
 /// Workgroup size for the register-tiled kernel: the size among 16, 32 and 64 whose blocks of
-/// `4 * size` pixels waste the fewest slots on `pixels` (the larger on a tie).
-fn regtile_workgroup_size(pixels: usize) -> u32 {
+/// `tn * size` pixels waste the fewest slots on `pixels` (the larger unless a smaller one wastes
+/// clearly less).
+fn regtile_workgroup_size(pixels: usize, tn: u32) -> u32 {
     let mut best = (64u32, 0.0f64);
     for wg in [64u32, 32, 16] {
-        let slots = wg as usize * REGTILE_PIXELS as usize;
+        let slots = wg as usize * tn as usize;
         let utilization = pixels as f64 / (pixels.div_ceil(slots) * slots) as f64;
         if utilization > best.1 + 0.05 {
             best = (wg, utilization);
