@@ -11,7 +11,8 @@ fn validate(name: &str, source: &str) {
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
+        // Subgroup operations are used only where the device has them (wgpu's SUBGROUP feature).
+        naga::valid::Capabilities::default() | naga::valid::Capabilities::SUBGROUP,
     )
     .validate(&module)
     .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
@@ -51,12 +52,19 @@ fn generated_register_tiled_kernels_validate() {
     let mut count = 0;
     for (tm, tn) in [(8, 4), (16, 16), (32, 8), (8, 16)] {
         for padded in [false, true] {
-            for unrolled_channels in [None, Some(1), Some(3), Some(4)] {
+            for (unrolled_channels, subgroup) in [
+                (None, None),
+                (Some(1), None),
+                (Some(3), Some(8)),
+                (None, Some(8)),
+                (None, Some(4)),
+            ] {
                 let spec = RegTileSpec {
                     tm,
                     tn,
                     padded,
                     unrolled_channels,
+                    subgroup,
                 };
                 let source = regtile_source(&spec);
                 assert!(
@@ -68,5 +76,5 @@ fn generated_register_tiled_kernels_validate() {
             }
         }
     }
-    assert_eq!(count, 32);
+    assert_eq!(count, 40);
 }

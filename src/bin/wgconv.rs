@@ -186,6 +186,10 @@ fn info() -> wgconv::Result<()> {
         "  limits: max_storage_buffer_binding_size {} B, max_buffer_size {} B, max workgroups per dimension {}",
         l.max_binding, l.max_buffer, l.max_workgroups_per_dim
     );
+    match l.subgroup_size {
+        Some(size) => println!("  subgroups: {size} invocations"),
+        None => println!("  subgroups: not available"),
+    }
     Ok(())
 }
 

@@ -21,6 +21,8 @@ pub struct RegTileSpec {
     pub padded: bool,
     /// `Some(C/groups)` to unroll the channel loop too (few channels, e.g. an RGB stem).
     pub unrolled_channels: Option<u32>,
+    /// `Some(subgroup size)` to load each weight once per subgroup and broadcast it to the lanes.
+    pub subgroup: Option<u32>,
 }
 
 /// Channel counts up to this are unrolled into the text.
@@ -31,9 +33,18 @@ const MARKER: &str = "    // @generated body\n";
 /// The complete shader text for `spec`.
 pub fn regtile_source(spec: &RegTileSpec) -> String {
     let template = include_str!("../../shaders/conv2d_igemm_regtile.wgsl");
-    // The template is ours and has the marker; a missing marker would fail the naga test.
-    template.replacen(MARKER, &regtile_body(spec), 1)
+    // The template is ours and has the marker and signature; a miss would fail the naga test.
+    let text = template.replacen(MARKER, &regtile_body(spec), 1);
+    match spec.subgroup {
+        None => text,
+        // naga takes subgroup operations without an `enable` (wgpu's SUBGROUP feature gates them).
+        Some(_) => text.replacen(SIGNATURE, SUBGROUP_SIGNATURE, 1),
+    }
 }
+
+const SIGNATURE: &str = "@builtin(local_invocation_id) lid: vec3<u32>) {";
+const SUBGROUP_SIGNATURE: &str =
+    "@builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {";
 
 fn regtile_body(s: &RegTileSpec) -> String {
     let mut b = String::new();
@@ -59,11 +70,21 @@ fn regtile_body(s: &RegTileSpec) -> String {
     w!("    let o4_tiles = (og + 3u) / 4u;");
     w!("    let in_base = (n * params.in_channels + g * cg) * plane;");
     w!("    // Packed-weight rows of this tile's output channels, 4 per row (clamped; extras are not stored).");
-    for r4 in 0..tm / 4 {
-        w!(
-            "    let wrow{r4} = (g * o4_tiles + min(wid.y * {}u + {r4}u, o4_tiles - 1u)) * k_len;",
-            tm / 4
-        );
+    let rows = tm / 4;
+    match s.subgroup {
+        None => {
+            for r4 in 0..rows {
+                w!("    let wrow{r4} = (g * o4_tiles + min(wid.y * {rows}u + {r4}u, o4_tiles - 1u)) * k_len;");
+            }
+        }
+        Some(size) => {
+            w!("    // Lane l loads rows l, l + {size}, ...; the other lanes get them by broadcast.");
+            for j in 0..rows.div_ceil(size) {
+                let first = j * size;
+                let last = rows - 1;
+                w!("    let lrow{j} = (g * o4_tiles + min(wid.y * {rows}u + min({first}u + lane, {last}u), o4_tiles - 1u)) * k_len;");
+            }
+        }
     }
     w!("    // This invocation's pixels, their validity and top-left input coordinates.");
     w!("    let pix_base = wid.x * (WORKGROUP_SIZE * {tn}u) + lid.x;");
@@ -142,8 +163,25 @@ fn mac(b: &mut String, s: &RegTileSpec, indent: &str) {
             "{indent}let x{t} = select(0.0, input[off{t} + ci * plane], m{t});"
         );
     }
-    for r4 in 0..s.tm / 4 {
-        let _ = writeln!(b, "{indent}let w{r4} = weight[wrow{r4} + kb + ci];");
+    match s.subgroup {
+        None => {
+            for r4 in 0..s.tm / 4 {
+                let _ = writeln!(b, "{indent}let w{r4} = weight[wrow{r4} + kb + ci];");
+            }
+        }
+        Some(size) => {
+            for j in 0..(s.tm / 4).div_ceil(size) {
+                let _ = writeln!(b, "{indent}let l{j} = weight[lrow{j} + kb + ci];");
+            }
+            for r4 in 0..s.tm / 4 {
+                let _ = writeln!(
+                    b,
+                    "{indent}let w{r4} = subgroupBroadcast(l{}, {}u);",
+                    r4 / size,
+                    r4 % size
+                );
+            }
+        }
     }
     for r in 0..s.tm {
         let lane = ["x", "y", "z", "w"][(r % 4) as usize];

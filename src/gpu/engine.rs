@@ -205,14 +205,25 @@ impl Engine {
         let backends = backends_from(&options);
         let instance = new_instance(backends);
         let adapter = pick_adapter(&instance, backends, &options).await?;
-        let summary = AdapterSummary::from(adapter.get_info());
+        let info = adapter.get_info();
+        let summary = AdapterSummary::from(info.clone());
         log::info!("wgconv: using adapter {summary}");
+        // Subgroup broadcasts let the register-tiled kernel load each weight once per subgroup;
+        // the generator needs the subgroup size fixed at compile time.
+        let subgroup_size = (adapter.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == info.subgroup_max_size)
+            .then_some(info.subgroup_min_size);
 
         // 2. Device with the adapter's own limits (or the caller's), so large tensors fit.
         let required_limits = options.limits.clone().unwrap_or_else(|| adapter.limits());
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgconv"),
+                required_features: if subgroup_size.is_some() {
+                    wgpu::Features::SUBGROUP
+                } else {
+                    wgpu::Features::empty()
+                },
                 required_limits,
                 ..Default::default()
             })
@@ -274,7 +285,8 @@ impl Engine {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let limits = PlanLimits::new(&device.limits(), summary.device_type);
+        let mut limits = PlanLimits::new(&device.limits(), summary.device_type);
+        limits.subgroup_size = subgroup_size;
         Ok(Engine {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             _instance: instance,

@@ -54,6 +54,8 @@ pub struct PlanLimits {
     pub max_workgroup_storage: u32,
     /// Whether the adapter runs shaders on the CPU (lavapipe, llvmpipe, WARP, ...).
     pub cpu_adapter: bool,
+    /// The subgroup size, when the device has subgroup operations and a fixed subgroup size.
+    pub subgroup_size: Option<u32>,
 }
 
 impl PlanLimits {
@@ -66,6 +68,7 @@ impl PlanLimits {
             max_invocations: l.max_compute_invocations_per_workgroup,
             max_workgroup_storage: l.max_compute_workgroup_storage_size,
             cpu_adapter: device_type == wgpu::DeviceType::Cpu,
+            subgroup_size: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl PlanLimits {
             max_invocations: 256,
             max_workgroup_storage: 16384,
             cpu_adapter: true,
+            subgroup_size: None,
         }
     }
 }
@@ -191,7 +195,7 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
 
     // Candidates in order of preference; the first that applies wins.
     let regtile = || -> Option<Plan> {
-        let (tm, tn, workgroup_size) = regtile_tile(og, pixels);
+        let (tm, tn, workgroup_size) = regtile_tile(og, pixels, limits.subgroup_size);
         let slots = workgroup_size as usize * tn as usize;
         let grid = (pixels.div_ceil(slots), og.div_ceil(tm as usize), images);
         let in_grid = grid.0 <= max_dim && grid.1 <= max_dim && grid.2 <= max_dim;
@@ -201,6 +205,7 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             tn,
             padded: shape.pad_top + shape.pad_bottom + shape.pad_left + shape.pad_right > 0,
             unrolled_channels: (cg as u32 <= MAX_UNROLLED_CHANNELS).then_some(cg as u32),
+            subgroup: limits.subgroup_size,
         };
         (in_grid && packed_fits && workgroup_size <= limits.max_invocations).then_some(Plan {
             kernel: Kernel::RegisterTiled(spec),
@@ -285,13 +290,15 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
 ///
 /// Why big tiles: on CPU adapters (Mesa's lavapipe and llvmpipe) every storage-buffer load is a
 /// loop over the SIMD lanes with a bounds check per lane, whether or not the address is uniform,
-/// so a k step costs about `TM + TN` loop-loads while the `TM * TN` multiply-adds are nearly free,
-/// even when accumulators spill. The tile maximises `TM*TN / (TM+TN)` times the fraction of
-/// pixel and channel slots that hold real outputs, within 256 accumulators per invocation.
-fn regtile_tile(og: usize, pixels: usize) -> (u32, u32, u32) {
+/// while the multiply-adds are nearly free, even when accumulators spill. A k step loads `TN`
+/// inputs and `TM/4` vec4 weights (about 2.8 scalar loads each); with subgroups the weights are
+/// loaded once per subgroup, `ceil(TM/4 / size)` vec4 loads, and broadcast. The tile maximises
+/// multiply-adds per load times the fraction of pixel and channel slots holding real outputs,
+/// within 256 accumulators per invocation.
+fn regtile_tile(og: usize, pixels: usize, subgroup: Option<u32>) -> (u32, u32, u32) {
     let mut best = ((8u32, 4u32, 64u32), 0.0f64);
     for tn in [4u32, 8, 16] {
-        for tm in [8u32, 16, 32] {
+        for tm in [8u32, 16, 32, 64] {
             if tm * tn > 256 {
                 continue;
             }
@@ -299,7 +306,11 @@ fn regtile_tile(og: usize, pixels: usize) -> (u32, u32, u32) {
             let slots = (wg * tn) as usize;
             let pixel_use = pixels as f64 / (pixels.div_ceil(slots) * slots) as f64;
             let channel_use = og as f64 / (og.div_ceil(tm as usize) * tm as usize) as f64;
-            let intensity = f64::from(tm * tn) / f64::from(tm + tn);
+            let weight_loads = match subgroup {
+                Some(size) => (tm / 4).div_ceil(size),
+                None => tm / 4,
+            };
+            let intensity = f64::from(tm * tn) / (f64::from(tn) + 2.8 * f64::from(weight_loads));
             let score = pixel_use * channel_use * intensity;
             if score > best.1 * 1.02 {
                 best = ((tm, tn, wg), score);
