@@ -298,3 +298,49 @@ fn no_arguments_runs_the_lecture_examples() {
     );
     assert!(text.contains("-> 4x4") && text.contains("-> 2x2"), "{text}");
 }
+
+#[test]
+fn bench_quick_writes_the_documented_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = wgconv(&[
+        "bench",
+        "--suite",
+        "quick",
+        "--repeat",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("geometric mean GFLOP/s"), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["adapter"].as_str().is_some_and(|a| !a.is_empty()), "{v}");
+    assert!(v["backend"].is_string());
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), wgconv::bench::quick_suite().len());
+    for r in results {
+        for key in [
+            "name", "n", "c", "h", "w", "k", "r", "s", "stride", "pad", "flops",
+        ] {
+            assert!(!r[key].is_null(), "{key} missing in {r}");
+        }
+        for key in ["gpu_ms", "gpu_e2e_ms", "cpu_ms"] {
+            assert!(r[key].as_f64().is_some_and(|t| t > 0.0), "{key} in {r}");
+        }
+        // Every bench run is a correctness check as well: data and bias lie in [-1, 1], so each
+        // side is within K * eps32 (+ eps32 for the bias) of the exact result (tests/common).
+        let k = ["c", "r", "s"]
+            .iter()
+            .map(|key| r[*key].as_f64().unwrap())
+            .product::<f64>();
+        let eps = f64::from(f32::EPSILON);
+        let err = r["max_abs_err"].as_f64().unwrap();
+        assert!(
+            err <= 2.0 * (k * eps + eps),
+            "GPU and CPU disagree by {err} in {r}"
+        );
+    }
+}
