@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use wgconv::{cpu, io, Conv2dParams, Padding, Tensor};
+use wgconv::{cpu, io, Algorithm, Conv2dParams, Error, Padding, Tensor};
 
 use common::{compare, engine, max_abs, tolerance};
 
@@ -118,9 +118,17 @@ fn cpu_reference_matches_pytorch() {
 }
 
 #[test]
-fn gpu_matches_pytorch() {
+fn gpu_matches_pytorch_on_every_kernel() {
     let engine = engine();
     for case in load_cases() {
+        let k = case.weight.shape()[1..].iter().product();
+        let max_b = case.bias.as_ref().map_or(0.0, max_abs);
+        // Golden values are themselves rounded to f32: allow that rounding on top.
+        let tol = tolerance(k, max_abs(&case.input), max_abs(&case.weight), max_b)
+            + f64::from(f32::EPSILON) * max_abs(&case.output);
+        let want: Vec<f64> = case.output.data().iter().map(|&v| f64::from(v)).collect();
+
+        // The one-shot call, with the engine's own choice of kernel.
         let got = engine
             .conv2d(&case.input, &case.weight, case.bias.as_ref(), &case.params)
             .expect(&case.name);
@@ -130,13 +138,35 @@ fn gpu_matches_pytorch() {
             "{}: output shape",
             case.name
         );
-        let k = case.weight.shape()[1..].iter().product();
-        let max_b = case.bias.as_ref().map_or(0.0, max_abs);
-        // Golden values are themselves rounded to f32: allow that rounding on top.
-        let tol = tolerance(k, max_abs(&case.input), max_abs(&case.weight), max_b)
-            + f64::from(f32::EPSILON) * max_abs(&case.output);
-        let want: Vec<f64> = case.output.data().iter().map(|&v| f64::from(v)).collect();
         compare(&case.name, shape4(&case.output), got.data(), &want, tol)
             .unwrap_or_else(|m| panic!("{m}"));
+
+        // Every kernel that covers the case, forced, into an output that starts as NaN.
+        let x = engine.upload(&case.input).expect(&case.name);
+        let w = engine.upload(&case.weight).expect(&case.name);
+        let b = case
+            .bias
+            .as_ref()
+            .map(|b| engine.upload(b).expect(&case.name));
+        let nan = Tensor::full(case.output.shape().to_vec(), f32::NAN).expect(&case.name);
+        for algorithm in [
+            Algorithm::Direct,
+            Algorithm::Pointwise,
+            Algorithm::RegisterTiled,
+            Algorithm::SharedTiled,
+        ] {
+            let mut out = engine.upload(&nan).expect(&case.name);
+            match engine.conv2d_into_with(algorithm, &x, &w, b.as_ref(), &case.params, &mut out) {
+                Ok(()) => {}
+                Err(Error::UnsupportedAlgorithm { .. }) if algorithm != Algorithm::Direct => {
+                    continue
+                }
+                Err(e) => panic!("{}, {algorithm:?}: {e}", case.name),
+            }
+            let got = engine.download(&out).expect(&case.name);
+            let context = format!("{}, {algorithm:?}", case.name);
+            compare(&context, shape4(&case.output), got.data(), &want, tol)
+                .unwrap_or_else(|m| panic!("{m}"));
+        }
     }
 }
