@@ -8,29 +8,7 @@
 // Grid: workgroup_id.x = block of 64 output pixels, workgroup_id.y = block of 64 output channels
 // within the group, workgroup_id.z = n * groups + g.
 
-// Twin: `ConvUniforms` in src/gpu/kernels.rs (same field order, all u32).
-struct Params {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    groups: u32,
-    out_h: u32,
-    out_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    has_bias: u32,
-    work_items: u32,
-    row_stride: u32,
-    _pad: u32,
-}
+// `struct Params` (the uniform block) comes from shaders/conv_params.wgsl, prepended at load.
 
 @group(0) @binding(0) var<storage, read> input: array<f32>;
 // Packed weights, twin of shaders/pack_weights.wgsl: [groups][ceil(og/4)][K][4].

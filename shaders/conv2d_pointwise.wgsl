@@ -5,31 +5,7 @@
 // Each invocation computes a 4x4 register tile: 4 output channels x 4 consecutive pixels.
 // Edge tiles clamp their loads and skip their stores, so any O and H*W work.
 
-// Twin: `ConvUniforms` in src/gpu/kernels.rs (same field order, all u32).
-struct Params {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    groups: u32,
-    out_h: u32,
-    out_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    has_bias: u32,
-    // Number of work items (here: 4x4 tiles) in the dispatch.
-    work_items: u32,
-    // Invocations per dispatch row: num_workgroups.x * workgroup size.
-    row_stride: u32,
-    _pad: u32,
-}
+// `struct Params` (the uniform block) comes from shaders/conv_params.wgsl, prepended at load.
 
 @group(0) @binding(0) var<storage, read> input: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;

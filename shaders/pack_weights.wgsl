@@ -3,30 +3,7 @@
 // with og = O/groups, cg = C/groups, and zeros for output channels past og, so each k step of a
 // tile of 4 output channels is one aligned vec4 load.
 
-// Twin: `ConvUniforms` in src/gpu/kernels.rs (same field order, all u32).
-struct Params {
-    batch: u32,
-    in_channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_channels: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    groups: u32,
-    out_h: u32,
-    out_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    has_bias: u32,
-    // Packed elements to write.
-    work_items: u32,
-    row_stride: u32,
-    _pad: u32,
-}
+// `struct Params` (the uniform block) comes from shaders/conv_params.wgsl, prepended at load.
 
 @group(0) @binding(0) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> packed: array<f32>;

@@ -12,12 +12,12 @@
 
 mod common;
 
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::ThreadPool;
-use wgconv::{cpu, Conv2dParams, Conv2dShape, Padding, Tensor};
+use wgconv::{cpu, Conv2dParams, Padding, Tensor};
 
-use common::{compare, describe, max_abs, tolerance};
+use common::{compare, describe, max_abs, random_config, random_tensor, seed_offset, tolerance};
 
 /// Upper bound on multiply-adds per random configuration, to keep the naive reference quick.
 const MAX_MACS: usize = 2_000_000;
@@ -26,107 +26,11 @@ const MAX_MACS: usize = 2_000_000;
 /// channel blocks) depends on it, so every split shape gets exercised on any machine.
 const THREAD_COUNTS: [usize; 4] = [1, 2, 3, 5];
 
-struct Config {
-    input: [usize; 4],
-    weight: [usize; 4],
-    bias: bool,
-    params: Conv2dParams,
-}
-
 fn pool(threads: usize) -> ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .expect("a rayon pool")
-}
-
-fn seed_offset() -> u64 {
-    std::env::var("WGCONV_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(0)
-}
-
-fn log_uniform(rng: &mut ChaCha8Rng, lo: usize, hi: usize) -> usize {
-    let v = (lo as f64).ln() + rng.random::<f64>() * ((hi as f64 + 1.0).ln() - (lo as f64).ln());
-    (v.exp() as usize).clamp(lo, hi)
-}
-
-/// Draws one valid configuration: batch 1-4, channels 1-64, kernels 1-7 (even and non-square),
-/// stride 1-3, asymmetric padding or same/valid, dilation 1-3, groups incl. depthwise with a
-/// channel multiplier (1 takes the direct loop, 2-8 the GEMM), inputs from 1x1 up, bias or not.
-fn random_config(rng: &mut ChaCha8Rng) -> Config {
-    loop {
-        let batch = rng.random_range(1..=4);
-        let (groups, c, o) = match rng.random_range(0..12) {
-            0..=5 => (1, log_uniform(rng, 1, 64), log_uniform(rng, 1, 64)),
-            6..=7 => {
-                let g = rng.random_range(2..=4);
-                (
-                    g,
-                    g * rng.random_range(1..=16),
-                    g * rng.random_range(1..=16),
-                )
-            }
-            8..=10 => {
-                let c = log_uniform(rng, 1, 64);
-                (c, c, c * rng.random_range(1..=3))
-            }
-            _ => {
-                let c = log_uniform(rng, 1, 8);
-                (c, c, c * rng.random_range(5..=8))
-            }
-        };
-        let (kh, kw) = match rng.random_range(0..6) {
-            0 => (1, 1),
-            _ => (rng.random_range(1..=7), rng.random_range(1..=7)),
-        };
-        let mut stride = (rng.random_range(1..=3), rng.random_range(1..=3));
-        let dilation = (rng.random_range(1..=3), rng.random_range(1..=3));
-        let padding = match rng.random_range(0..20) {
-            0..=2 => {
-                stride = (1, 1);
-                Padding::Same
-            }
-            3..=4 => Padding::Valid,
-            _ => Padding::explicit(
-                rng.random_range(0..=3),
-                rng.random_range(0..=3),
-                rng.random_range(0..=3),
-                rng.random_range(0..=3),
-            ),
-        };
-        let (t, b, l, r) = padding.resolve((kh, kw), dilation);
-        // Inputs from 1x1 up, grown only as much as the dilated kernel needs.
-        let span_h = dilation.0 * (kh - 1) + 1;
-        let span_w = dilation.1 * (kw - 1) + 1;
-        let h = log_uniform(rng, 1, 48).max(span_h.saturating_sub(t + b));
-        let w = log_uniform(rng, 1, 48).max(span_w.saturating_sub(l + r));
-        let params = Conv2dParams {
-            stride,
-            padding,
-            dilation,
-            groups,
-        };
-        let input = [batch, c, h, w];
-        let weight = [o, c / groups, kh, kw];
-        let bias = rng.random_bool(0.5);
-        let Ok(shape) = Conv2dShape::new(&input, &weight, bias.then_some(&[o][..]), &params) else {
-            continue;
-        };
-        if shape.output_len() * shape.reduction_len() <= MAX_MACS {
-            return Config {
-                input,
-                weight,
-                bias,
-                params,
-            };
-        }
-    }
-}
-
-fn random_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
-    Tensor::from_fn(shape.to_vec(), |_| rng.random_range(-1.0f32..=1.0)).expect("shape fits")
 }
 
 /// `cpu::fast::conv2d` in `pool`; a panic or an error fails with `context` (seed, configuration).
@@ -191,7 +95,7 @@ fn check_random_configs(seed: u64, count: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let pools: Vec<ThreadPool> = THREAD_COUNTS.iter().map(|&t| pool(t)).collect();
     for case in 0..count {
-        let cfg = random_config(&mut rng);
+        let cfg = random_config(&mut rng, MAX_MACS, false);
         let threads = THREAD_COUNTS[case % THREAD_COUNTS.len()];
         let context = format!(
             "cpu::fast vs reference, seed {seed} (WGCONV_TEST_SEED={offset}), case {case}: {} on {threads} threads",

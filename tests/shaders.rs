@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use wgconv::gpu::codegen::{regtile_source, RegTileSpec};
-use wgconv::gpu::kernels::SHADER_FILES;
+use wgconv::gpu::kernels::{with_params, PARAMS_WGSL, SHADER_FILES};
 
 fn validate(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
@@ -26,13 +26,19 @@ fn every_shader_file_parses_and_validates() {
         let path = entry.expect("readable entry").path();
         if path.extension().is_some_and(|e| e == "wgsl") {
             let source = std::fs::read_to_string(&path).expect("readable shader");
-            validate(&path.display().to_string(), &source);
+            // Kernel files are completed by the shared uniform block, as the engine does.
+            let full = if source == PARAMS_WGSL {
+                source
+            } else {
+                with_params(&source)
+            };
+            validate(&path.display().to_string(), &full);
             count += 1;
         }
     }
     assert_eq!(
         count,
-        SHADER_FILES.len(),
+        SHADER_FILES.len() + 1,
         "every file in shaders/ is compiled into the crate and vice versa"
     );
 }
@@ -45,6 +51,8 @@ fn compiled_in_sources_are_the_files_on_disk() {
             .unwrap_or_else(|e| panic!("no shaders/{name}.wgsl: {e}"));
         assert_eq!(on_disk, source, "{name} is not the file's text");
     }
+    let params = std::fs::read_to_string(dir.join("conv_params.wgsl")).expect("conv_params.wgsl");
+    assert_eq!(params, PARAMS_WGSL);
 }
 
 #[test]

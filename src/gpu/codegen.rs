@@ -9,6 +9,8 @@
 
 use std::fmt::Write as _;
 
+use crate::gpu::kernels::with_params;
+
 /// The compile-time specialization of one register-tiled kernel. Kernel size, stride and
 /// dilation stay uniforms, so a handful of pipelines serve every layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,7 +36,7 @@ const MARKER: &str = "    // @generated body\n";
 pub fn regtile_source(spec: &RegTileSpec) -> String {
     let template = include_str!("../../shaders/conv2d_igemm_regtile.wgsl");
     // The template is ours and has the marker and signature; a miss would fail the naga test.
-    let text = template.replacen(MARKER, &regtile_body(spec), 1);
+    let text = with_params(&template.replacen(MARKER, &regtile_body(spec), 1));
     match spec.subgroup {
         None => text,
         // naga takes subgroup operations without an `enable` (wgpu's SUBGROUP feature gates them).

@@ -29,8 +29,16 @@ pub const POINTWISE_TILE: usize = 4;
 /// Twin: `BLOCK` in shaders/conv2d_igemm_tiled.wgsl.
 pub const TILED_BLOCK: usize = 64;
 
-/// Every shader file with its text, as compiled into the crate (the register-tiled one is the
-/// frame its generator fills).
+/// The uniform block's WGSL definition, prepended to every kernel's text.
+pub const PARAMS_WGSL: &str = include_str!("../../shaders/conv_params.wgsl");
+
+/// A kernel file's text with the uniform block's definition in front: what wgpu compiles.
+pub fn with_params(file_text: &str) -> String {
+    format!("{PARAMS_WGSL}\n{file_text}")
+}
+
+/// Every kernel's shader file with its text, as compiled into the crate (the register-tiled one
+/// is the frame its generator fills); each is completed by [`with_params`].
 pub const SHADER_FILES: [(&str, &str); 5] = [
     (
         "conv2d_direct",
@@ -66,7 +74,7 @@ impl Kernel {
     pub fn source(self) -> Cow<'static, str> {
         match self {
             Kernel::RegisterTiled(spec) => Cow::Owned(regtile_source(&spec)),
-            other => Cow::Borrowed(file(other.file_name())),
+            other => Cow::Owned(with_params(file(other.file_name()))),
         }
     }
 
@@ -100,7 +108,7 @@ pub fn packed_weight_len(
 }
 
 /// The uniform block every convolution shader reads.
-/// Twin: `struct Params` in shaders/*.wgsl (same field order, all u32).
+/// Twin: `struct Params` in shaders/conv_params.wgsl (same field order, all u32).
 /// The unnamed fields are the [`Conv2dShape`](crate::Conv2dShape) fields of the same name.
 #[allow(missing_docs)]
 #[repr(C)]

@@ -109,3 +109,125 @@ pub fn describe(input: &[usize], weight: &[usize], bias: bool, p: &Conv2dParams)
         p.stride, p.dilation, p.groups
     )
 }
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgconv::Conv2dShape;
+
+/// `WGCONV_TEST_SEED=N` shifts every random test's seed by N (default 0).
+pub fn seed_offset() -> u64 {
+    std::env::var("WGCONV_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// A seeded generator, shifted by [`seed_offset`].
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed.wrapping_add(seed_offset()))
+}
+
+/// One random convolution: shapes and parameters.
+pub struct Config {
+    pub input: [usize; 4],
+    pub weight: [usize; 4],
+    pub bias: bool,
+    pub params: Conv2dParams,
+}
+
+impl Config {
+    /// The one-line description for failure messages.
+    pub fn describe(&self) -> String {
+        describe(&self.input, &self.weight, self.bias, &self.params)
+    }
+}
+
+fn log_uniform(rng: &mut ChaCha8Rng, lo: usize, hi: usize) -> usize {
+    let v = (lo as f64).ln() + rng.random::<f64>() * ((hi as f64 + 1.0).ln() - (lo as f64).ln());
+    (v.exp() as usize).clamp(lo, hi)
+}
+
+/// Draws one valid configuration with at most `max_macs` multiply-adds: batch 1-4, channels
+/// 1-64, kernels 1-7 (even and non-square; `pointwise_only` keeps them 1x1), stride 1-3,
+/// asymmetric padding or same/valid, dilation 1-3, groups incl. depthwise with channel
+/// multipliers 1-8, inputs from 1x1 up, with or without bias.
+pub fn random_config(rng: &mut ChaCha8Rng, max_macs: usize, pointwise_only: bool) -> Config {
+    loop {
+        let batch = rng.random_range(1..=4);
+        let (groups, c, o) = match rng.random_range(0..12) {
+            0..=5 => (1, log_uniform(rng, 1, 64), log_uniform(rng, 1, 64)),
+            6..=7 => {
+                let g = rng.random_range(2..=4);
+                (
+                    g,
+                    g * rng.random_range(1..=16),
+                    g * rng.random_range(1..=16),
+                )
+            }
+            8..=10 => {
+                let c = log_uniform(rng, 1, 64);
+                (c, c, c * rng.random_range(1..=3))
+            }
+            _ => {
+                let c = log_uniform(rng, 1, 8);
+                (c, c, c * rng.random_range(5..=8))
+            }
+        };
+        let (kh, kw) = match rng.random_range(0..6) {
+            _ if pointwise_only => (1, 1),
+            0 => (1, 1),
+            _ => (rng.random_range(1..=7), rng.random_range(1..=7)),
+        };
+        let mut stride = (rng.random_range(1..=3), rng.random_range(1..=3));
+        let dilation = (rng.random_range(1..=3), rng.random_range(1..=3));
+        let mut padding = match rng.random_range(0..20) {
+            0..=2 => {
+                stride = (1, 1);
+                Padding::Same
+            }
+            3..=4 => Padding::Valid,
+            _ => Padding::explicit(
+                rng.random_range(0..=3),
+                rng.random_range(0..=3),
+                rng.random_range(0..=3),
+                rng.random_range(0..=3),
+            ),
+        };
+        let mut groups = groups;
+        // Pointwise runs are mostly plain matrix products (stride 1, no padding, one group).
+        if pointwise_only && rng.random_bool(0.7) {
+            (groups, stride, padding) = (1, (1, 1), Padding::uniform(0));
+        }
+        let (t, b, l, r) = padding.resolve((kh, kw), dilation);
+        // Inputs from 1x1 up, grown only as much as the dilated kernel needs.
+        let span_h = dilation.0 * (kh - 1) + 1;
+        let span_w = dilation.1 * (kw - 1) + 1;
+        let h = log_uniform(rng, 1, 48).max(span_h.saturating_sub(t + b));
+        let w = log_uniform(rng, 1, 48).max(span_w.saturating_sub(l + r));
+        let params = Conv2dParams {
+            stride,
+            padding,
+            dilation,
+            groups,
+        };
+        let input = [batch, c, h, w];
+        let weight = [o, c / groups, kh, kw];
+        let bias = rng.random_bool(0.5);
+        let Ok(shape) = Conv2dShape::new(&input, &weight, bias.then_some(&[o][..]), &params) else {
+            continue;
+        };
+        if shape.output_len() * shape.reduction_len() <= max_macs {
+            return Config {
+                input,
+                weight,
+                bias,
+                params,
+            };
+        }
+    }
+}
+
+/// Values uniform in [-1, 1] (zero mean, as the tolerance argument assumes).
+pub fn random_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
+    Tensor::from_fn(shape.to_vec(), |_| rng.random_range(-1.0f32..=1.0)).expect("shape fits")
+}

@@ -1,0 +1,27 @@
+// The uniform block every wgconv compute shader reads, prepended to each shader's text at load
+// time (src/gpu/kernels.rs) so there is one definition.
+// Twin: `ConvUniforms` in src/gpu/kernels.rs (same field order, all u32).
+struct Params {
+    batch: u32,
+    in_channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_channels: u32,
+    kernel_h: u32,
+    kernel_w: u32,
+    groups: u32,
+    out_h: u32,
+    out_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    dilation_h: u32,
+    dilation_w: u32,
+    has_bias: u32,
+    // Work items of a flattened dispatch (outputs, 4x4 tiles or packed elements).
+    work_items: u32,
+    // Invocations per dispatch row of a flattened dispatch: num_workgroups.x * workgroup size.
+    row_stride: u32,
+    _pad: u32,
+}
