@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use wgpu::util::DeviceExt;
@@ -144,6 +144,10 @@ pub struct Engine {
     lost: Arc<Mutex<Option<String>>>,
     wait_timeout: Duration,
     algorithm: Algorithm,
+    // On OpenGL, wgpu-hal holds one context lock per call and panics when another thread waits
+    // for it longer than a few seconds (a long kernel, a large shader compile). wgconv takes this
+    // lock first, so threads queue here, without a deadline, instead.
+    gl_serial: Option<Arc<Mutex<()>>>,
 }
 
 /// Weights as a convolution call receives them.
@@ -287,6 +291,7 @@ impl Engine {
         });
         let mut limits = PlanLimits::new(&device.limits(), summary.device_type);
         limits.subgroup_size = subgroup_size;
+        let gl_serial = (summary.backend == wgpu::Backend::Gl).then(|| Arc::new(Mutex::new(())));
         Ok(Engine {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             _instance: instance,
@@ -301,6 +306,7 @@ impl Engine {
             lost,
             wait_timeout: options.wait_timeout,
             algorithm: options.algorithm,
+            gl_serial,
         })
     }
 
@@ -329,6 +335,13 @@ impl Engine {
         self.wait_timeout
     }
 
+    /// Serializes device access on OpenGL (see `gl_serial`); a no-op elsewhere.
+    fn serial(&self) -> Option<MutexGuard<'_, ()>> {
+        self.gl_serial
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     fn ensure_alive(&self) -> Result<()> {
         match &*self.lost.lock().unwrap_or_else(PoisonError::into_inner) {
             Some(reason) => Err(Error::DeviceLost {
@@ -341,6 +354,7 @@ impl Engine {
     /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch into errors.
     fn scoped<T>(&self, during: &str, f: impl FnOnce() -> T) -> Result<T> {
         self.ensure_alive()?;
+        let _serial = self.serial();
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
@@ -576,6 +590,7 @@ impl Engine {
                             waited_ms: self.wait_timeout.as_millis(),
                         });
                     }
+                    let _serial = self.serial();
                     let _ = self.device.poll(wgpu::PollType::Poll);
                 }
             }
@@ -583,6 +598,7 @@ impl Engine {
         mapped.map_err(|e| Error::Readback {
             message: e.to_string(),
         })?;
+        let _serial = self.serial();
         let data = {
             let view = readback
                 .staging
@@ -598,10 +614,12 @@ impl Engine {
 
     fn wait(&self, submission: &wgpu::SubmissionIndex, during: &str) -> Result<()> {
         self.ensure_alive()?;
+        let serial = self.serial();
         let result = self.device.poll(wgpu::PollType::Wait {
             submission_index: Some(submission.clone()),
             timeout: Some(self.wait_timeout),
         });
+        drop(serial);
         self.poll_result(result, during)
     }
 
@@ -613,9 +631,13 @@ impl Engine {
         let device = self.device.clone();
         let submission = submission.clone();
         let timeout = self.wait_timeout;
+        let gl_serial = self.gl_serial.clone();
         std::thread::Builder::new()
             .name("wgconv-poll".into())
             .spawn(move || {
+                let _serial = gl_serial
+                    .as_ref()
+                    .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner));
                 let result = device.poll(wgpu::PollType::Wait {
                     submission_index: Some(submission),
                     timeout: Some(timeout),
@@ -655,10 +677,12 @@ impl Engine {
     /// [`Error::Timeout`], [`Error::DeviceLost`].
     pub fn synchronize(&self) -> Result<()> {
         self.ensure_alive()?;
+        let serial = self.serial();
         let result = self.device.poll(wgpu::PollType::Wait {
             submission_index: None,
             timeout: Some(self.wait_timeout),
         });
+        drop(serial);
         self.poll_result(result, "synchronize")
     }
 
@@ -667,7 +691,10 @@ impl Engine {
     /// # Errors
     /// As [`Engine::synchronize`].
     pub async fn synchronize_async(&self) -> Result<()> {
-        let submission = self.queue.submit([]);
+        let submission = {
+            let _serial = self.serial();
+            self.queue.submit([])
+        };
         self.wait_async(&submission, "synchronize").await
     }
 
