@@ -1,10 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "ndarray")]
+pub mod array;
 pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+#[cfg(feature = "ndarray")]
 pub mod io;
 pub mod spec;
 pub mod tensor;

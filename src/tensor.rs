@@ -1,7 +1,5 @@
 //! `Tensor`: a host-side, C-order (row-major) f32 array with its shape.
 
-use ndarray::{ArrayD, IxDyn};
-
 use crate::error::{Error, Result};
 
 /// A dense f32 tensor in host memory, C order: the last index varies fastest.
@@ -88,18 +86,30 @@ impl Tensor {
     pub fn into_data(self) -> Vec<f32> {
         self.data
     }
+}
 
+#[cfg(feature = "ndarray")]
+impl Tensor {
     /// Converts into an `ndarray` array of the same shape (no copy).
-    pub fn into_ndarray(self) -> ArrayD<f32> {
+    pub fn into_ndarray(self) -> ndarray::ArrayD<f32> {
         // The length was checked against the shape at construction.
-        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data)
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.shape), self.data)
             .expect("length matches shape by construction")
     }
 
-    /// Copies an `ndarray` array of any layout into a C-order tensor.
-    pub fn from_ndarray(array: &ArrayD<f32>) -> Self {
+    /// Copies an `ndarray` array or view of any layout (transposed, sliced, strided) into a C-order
+    /// tensor, element by element in logical order, so the values mean what the array means.
+    pub fn from_ndarray<S, D>(array: &ndarray::ArrayBase<S, D>) -> Self
+    where
+        S: ndarray::Data<Elem = f32>,
+        D: ndarray::Dimension,
+    {
         let shape = array.shape().to_vec();
-        let data = array.iter().copied().collect();
+        let data = match array.as_slice() {
+            // Already C-order and contiguous: one copy.
+            Some(slice) => slice.to_vec(),
+            None => array.iter().copied().collect(),
+        };
         Tensor { shape, data }
     }
 }

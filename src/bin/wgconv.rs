@@ -479,7 +479,29 @@ fn demo() -> wgconv::Result<()> {
         let y = engine.conv2d(&x, &k, None, &params)?;
         println!("  {name:<38} -> {}x{}", y.shape()[2], y.shape()[3]);
     }
+    // A short benchmark: two small layers, GPU against the fair CPU baseline.
+    println!("\nA short benchmark (median of 3; the CPU side is im2col + gemm on all cores):");
+    let options = wgconv::bench::BenchOptions {
+        batch: 1,
+        repeat: 3,
+        gpu: true,
+        cpu: true,
+    };
+    for layer in wgconv::bench::quick_suite().iter().take(2) {
+        let r = wgconv::bench::bench_layer(Some(&engine), layer, &options)?;
+        let (g, c) = (r.gpu_ms.unwrap_or(f64::NAN), r.cpu_ms.unwrap_or(f64::NAN));
+        println!(
+            "  {:<14} GPU {:>7.2} ms ({:>6.1} GFLOP/s)   CPU {:>7.2} ms ({:>6.1} GFLOP/s)   max |GPU - CPU| {:.1e}",
+            layer.name,
+            g,
+            r.gflops(g),
+            c,
+            r.gflops(c),
+            r.max_abs_err.unwrap_or(f64::NAN)
+        );
+    }
     println!("\nComputed on {}.", engine.adapter());
-    println!("Next: `wgconv info` to list adapters, `wgconv run --help` to convolve your own .npy files.");
+    println!("Next: `wgconv info` lists adapters, `wgconv bench` times ResNet layers,");
+    println!("      `wgconv run --help` convolves your own .npy files.");
     Ok(())
 }
