@@ -270,6 +270,19 @@ pub enum Error {
         message: String,
     },
 
+    /// An image file could not be read or written.
+    #[error("{path}: {message}")]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A benchmark suite file, CSV file or chart could not be read or written.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+
     /// A file system operation failed.
     #[error("{path}: {source}")]
     Io {

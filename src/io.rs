@@ -1,7 +1,7 @@
 //! `.npy` files: float32, C order, read whole and written atomically.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::BufReader;
 use std::path::Path;
 
 use ndarray::ArrayD;
@@ -35,29 +35,11 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
 /// [`Error::Io`] when the folder is not writable or the rename fails; [`Error::Npy`] when encoding fails.
 pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
     let path = path.as_ref();
-    let io_err = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".wgconv-")
-        .suffix(".npy.tmp")
-        .tempfile_in(dir)
-        .map_err(io_err)?;
     let array = tensor.clone().into_ndarray();
-    {
-        let mut writer = BufWriter::new(tmp.as_file_mut());
-        array.write_npy(&mut writer).map_err(|e| Error::Npy {
+    crate::atomic::write_with(path, |writer| {
+        array.write_npy(writer).map_err(|e| Error::Npy {
             path: path.to_path_buf(),
             message: format!("could not encode .npy: {e}"),
-        })?;
-        writer.flush().map_err(io_err)?;
-    }
-    tmp.as_file().sync_all().map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(())
+        })
+    })
 }

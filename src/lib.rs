@@ -3,12 +3,16 @@
 
 #[cfg(feature = "ndarray")]
 pub mod array;
+pub mod atomic;
 pub mod bench;
 pub mod cpu;
 pub mod error;
+#[cfg(feature = "image")]
+pub mod filter;
 pub mod gpu;
 #[cfg(feature = "ndarray")]
 pub mod io;
+pub mod report;
 pub mod spec;
 pub mod tensor;
 

@@ -344,3 +344,56 @@ fn bench_quick_writes_the_documented_json() {
         );
     }
 }
+
+#[test]
+fn bench_takes_a_suite_file_and_writes_csv_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.txt");
+    std::fs::write(&suite, "# two small layers\nsmall3x3 8 16 16 -> 8 3x3 pad 1\nsmall1x1 8 16 16 -> 16 1x1 stride 2\n").unwrap();
+    let (csv, svg) = (dir.path().join("b.csv"), dir.path().join("b.svg"));
+    let out = wgconv(&[
+        "bench",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--repeat",
+        "1",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(wgconv::report::CSV_HEADER));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0].starts_with("small3x3,1,8,16,16,8,3,3,1,1,"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].starts_with("small1x1,1,8,16,16,16,1,1,2,0,"),
+        "{}",
+        rows[1]
+    );
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("small3x3") && chart.contains("small1x1"));
+    // The table goes to stdout as plain text when piped: no progress-bar escape codes.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
+}
+
+#[test]
+fn bench_refuses_a_bad_suite_file_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("bad.txt");
+    std::fs::write(&suite, "fine 3 8 8 -> 4 3x3\nbroken 3 8 -> 4 3x3\n").unwrap();
+    let out = wgconv(&["bench", "--suite", suite.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.txt:2:") && err.contains("broken 3 8 -> 4 3x3"),
+        "{err}"
+    );
+}

@@ -36,6 +36,57 @@ enum Command {
         after_help = "Examples:\n  wgconv bench --suite quick\n  wgconv bench --suite resnet --device both --repeat 5 --json bench.json"
     )]
     Bench(BenchArgs),
+    /// Apply a classic kernel to a PNG/JPEG image on the GPU.
+    #[command(
+        after_help = "Examples:\n  wgconv sample-image --output photo.png\n  wgconv filter --input photo.png --kernel edges --output edges.png\n  wgconv filter --input photo.png --kernel-file k.npy --output out.png   (k.npy: [kh, kw] float32)"
+    )]
+    Filter(FilterArgs),
+    /// Write the small synthetic sample picture (128x128 PNG) to try `filter` on.
+    #[command(after_help = "Example:\n  wgconv sample-image --output photo.png")]
+    SampleImage {
+        /// Where to write it (.png or .jpg).
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// The image to filter (PNG or JPEG).
+    #[arg(long)]
+    input: PathBuf,
+    /// A built-in kernel.
+    #[arg(
+        long,
+        value_enum,
+        required_unless_present = "kernel_file",
+        conflicts_with = "kernel_file"
+    )]
+    kernel: Option<FilterName>,
+    /// A custom kernel, float32 .npy of shape [kh, kw] or [1, 1, kh, kw], applied to each channel.
+    #[arg(long)]
+    kernel_file: Option<PathBuf>,
+    /// Where to write the result (.png or .jpg).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FilterName {
+    /// Horizontal derivative (vertical edges).
+    SobelX,
+    /// Vertical derivative (horizontal edges).
+    SobelY,
+    /// Gradient magnitude of the luminance.
+    Edges,
+    /// 5x5 mean.
+    Box,
+    /// 5x5 Gaussian blur.
+    Gaussian,
+    /// Sharpen.
+    Sharpen,
+    /// Laplacian (second derivative).
+    Laplacian,
 }
 
 #[derive(clap::Args)]
@@ -71,9 +122,9 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// Which layers.
-    #[arg(long, value_enum, default_value_t = Suite::Resnet)]
-    suite: Suite,
+    /// Which layers: `resnet`, `quick`, or a suite file (one `name C H W -> K RxS [stride S] [pad P]` per line).
+    #[arg(long, default_value = "resnet")]
+    suite: String,
     /// Batch size N.
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -83,17 +134,18 @@ struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write the results as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Also draw GFLOP/s per layer, GPU vs CPU, and the speedup as an SVG chart.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Compare wgpu backends in one run, e.g. `vulkan,gl` (default: WGPU_BACKEND, else the best adapter).
+    #[arg(long, value_delimiter = ',')]
+    backend: Vec<String>,
     /// What to time.
     #[arg(long, value_enum, default_value_t = BenchDevice::Both)]
     device: BenchDevice,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Suite {
-    /// ResNet-50 and VGG layers.
-    Resnet,
-    /// A few small layers that finish in seconds on a software adapter.
-    Quick,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,6 +215,11 @@ fn main() -> ExitCode {
         Command::Info => info(),
         Command::Run(args) => run(&args),
         Command::Bench(args) => bench(&args),
+        Command::Filter(args) => filter(&args),
+        Command::SampleImage { output } => {
+            wgconv::filter::write_image(&output, &wgconv::filter::sample_image())
+                .map(|()| eprintln!("wrote {}", output.display()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -215,11 +272,60 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
     Ok(())
 }
 
+fn filter(args: &FilterArgs) -> wgconv::Result<()> {
+    use wgconv::filter::{apply, read_image, write_image, Filter, KernelChoice};
+    let choice = match (&args.kernel_file, args.kernel) {
+        (Some(path), _) => {
+            let k = io::read_npy(path)?;
+            let (kh, kw) = match k.shape() {
+                &[kh, kw] | &[1, 1, kh, kw] => (kh, kw),
+                other => {
+                    return Err(wgconv::Error::Npy {
+                        path: path.clone(),
+                        message: format!(
+                        "a filter kernel must have shape [kh, kw] or [1, 1, kh, kw], got {other:?}"
+                    ),
+                    })
+                }
+            };
+            KernelChoice::Custom {
+                kh,
+                kw,
+                weights: k.into_data(),
+            }
+        }
+        (None, Some(name)) => KernelChoice::Builtin(match name {
+            FilterName::SobelX => Filter::SobelX,
+            FilterName::SobelY => Filter::SobelY,
+            FilterName::Edges => Filter::Edges,
+            FilterName::Box => Filter::Box,
+            FilterName::Gaussian => Filter::Gaussian,
+            FilterName::Sharpen => Filter::Sharpen,
+            FilterName::Laplacian => Filter::Laplacian,
+        }),
+        // clap requires one of the two.
+        (None, None) => KernelChoice::Builtin(Filter::Edges),
+    };
+    let image = read_image(&args.input)?;
+    let engine = Engine::new()?;
+    let out = apply(&engine, &image, &choice)?;
+    write_image(&args.output, &out)?;
+    eprintln!(
+        "wrote {} ({}x{}) on {}",
+        args.output.display(),
+        out.width(),
+        out.height(),
+        engine.adapter()
+    );
+    Ok(())
+}
+
 fn bench(args: &BenchArgs) -> wgconv::Result<()> {
-    use wgconv::bench::{bench_layer, geomean, quick_suite, resnet_suite, BenchOptions};
-    let layers = match args.suite {
-        Suite::Resnet => resnet_suite(),
-        Suite::Quick => quick_suite(),
+    use wgconv::bench::{bench_layer, quick_suite, resnet_suite, BenchOptions, LayerResult};
+    let layers = match args.suite.as_str() {
+        "resnet" => resnet_suite(),
+        "quick" => quick_suite(),
+        file => wgconv::report::parse_suite(std::path::Path::new(file))?,
     };
     let options = BenchOptions {
         batch: args.batch,
@@ -227,37 +333,145 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
         gpu: args.device != BenchDevice::Cpu,
         cpu: args.device != BenchDevice::Gpu,
     };
-    let engine = if options.gpu {
-        Some(Engine::new()?)
-    } else {
-        None
-    };
-    let adapter = engine.as_ref().map(|e| e.adapter().clone());
-    match &adapter {
-        Some(a) => println!("GPU: {a}"),
-        None => println!("GPU: not measured"),
+    // One engine per requested backend (none when only the CPU is timed).
+    let mut engines = Vec::new();
+    if options.gpu {
+        if args.backend.is_empty() {
+            engines.push(Engine::new()?);
+        }
+        for name in &args.backend {
+            let backends = wgpu::Backends::from_comma_list(name);
+            if backends.is_empty() {
+                return Err(wgconv::Error::NoAdapter {
+                    request: format!("unknown backend '{name}' (try vulkan, gl, metal, dx12)"),
+                    seen: String::new(),
+                });
+            }
+            let opts = wgconv::EngineOptions {
+                backends: Some(backends),
+                ..Default::default()
+            };
+            engines.push(Engine::with_options(opts)?);
+        }
     }
     println!(
-        "CPU baseline: im2col + gemm on {} threads; batch {}, median of {} runs\n",
+        "CPU baseline: im2col + gemm on {} threads; batch {}, median of {} runs",
         rayon::current_num_threads(),
         args.batch,
         args.repeat
     );
+    let runs: Vec<Option<&Engine>> = if engines.is_empty() {
+        vec![None]
+    } else {
+        engines.iter().map(Some).collect()
+    };
+    // Drawn on stderr only when it is a terminal, so piped output stays a clean table.
+    let progress = indicatif::ProgressBar::new((runs.len() * layers.len()) as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+        progress.set_style(style);
+    }
     let fmt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+    let mut all: Vec<LayerResult> = Vec::new();
+    let mut cpu_times: Vec<Option<f64>> = vec![None; layers.len()];
+    for (run, engine) in runs.iter().enumerate() {
+        let mut results = Vec::new();
+        for (i, layer) in layers.iter().enumerate() {
+            progress.set_message(layer.name.clone());
+            // The CPU baseline is timed once, on the first run, and reused for the others.
+            let opts = BenchOptions {
+                cpu: options.cpu && run == 0,
+                ..options
+            };
+            let mut r = bench_layer(*engine, layer, &opts)?;
+            if run == 0 {
+                cpu_times[i] = r.cpu_ms;
+            } else {
+                r.cpu_ms = cpu_times[i];
+            }
+            results.push(r);
+            progress.inc(1);
+        }
+        progress.suspend(|| print_table(*engine, &results, &fmt));
+        // With several backends, rows are told apart by the backend in the name.
+        if let (true, Some(e)) = (runs.len() > 1, engine) {
+            for r in &mut results {
+                r.layer.name = format!("{}@{:?}", r.layer.name, e.adapter().backend).to_lowercase();
+            }
+        }
+        all.extend(results);
+    }
+    progress.finish_and_clear();
+
+    let adapters: Vec<String> = engines.iter().map(|e| e.adapter().name.clone()).collect();
+    let backends: Vec<String> = engines
+        .iter()
+        .map(|e| format!("{:?}", e.adapter().backend))
+        .collect();
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "adapter": adapters.join(", "),
+            "backend": backends.join(", "),
+            "batch": args.batch,
+            "repeat": args.repeat,
+            "results": all.iter().map(|r| serde_json::json!({
+                "name": r.layer.name, "n": r.n, "c": r.layer.c, "h": r.layer.h, "w": r.layer.w,
+                "k": r.layer.k, "r": r.layer.r, "s": r.layer.s, "stride": r.layer.stride, "pad": r.layer.pad,
+                "flops": r.flops, "kernel": r.kernel, "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
+                "cpu_ms": r.cpu_ms, "max_abs_err": r.max_abs_err,
+            })).collect::<Vec<_>>(),
+        });
+        let text = serde_json::to_string_pretty(&json).map_err(|e| wgconv::Error::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        wgconv::atomic::write_with(path, |w| {
+            w.write_all(text.as_bytes())
+                .map_err(|source| wgconv::Error::Io {
+                    path: path.clone(),
+                    source,
+                })
+        })?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.csv {
+        wgconv::report::write_csv(path, &all)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "wgconv bench: {} vs CPU baseline, batch {}",
+            adapters.join(" / "),
+            args.batch
+        );
+        wgconv::report::write_plot_svg(path, &title, &all)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Prints one run's table: per layer the GPU and CPU times, GFLOP/s, speedup and max difference.
+fn print_table(
+    engine: Option<&Engine>,
+    results: &[wgconv::bench::LayerResult],
+    fmt: &dyn Fn(Option<f64>, usize) -> String,
+) {
+    use wgconv::bench::geomean;
+    match engine {
+        Some(e) => println!("\nGPU: {}", e.adapter()),
+        None => println!("\nGPU: not measured"),
+    }
     println!(
         "{:<12} {:>9} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}",
         "layer", "GFLOP", "gpu ms", "GFLOP/s", "gpu e2e", "cpu ms", "GFLOP/s", "speedup", "max err"
     );
-    let mut results = Vec::new();
-    for layer in &layers {
-        let r = bench_layer(engine.as_ref(), layer, &options)?;
+    for r in results {
         let speedup = match (r.gpu_ms, r.cpu_ms) {
             (Some(g), Some(c)) => Some(c / g),
             _ => None,
         };
         println!(
             "{:<12} {:>9.3} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}",
-            layer.name,
+            r.layer.name,
             r.flops as f64 / 1e9,
             fmt(r.gpu_ms, 2),
             fmt(r.gpu_ms.map(|m| r.gflops(m)), 1),
@@ -268,53 +482,12 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
             r.max_abs_err
                 .map_or("-".to_string(), |e| format!("{e:.1e}")),
         );
-        results.push(r);
     }
     let gpu_geo = geomean(results.iter().filter_map(|r| r.gpu_ms.map(|m| r.gflops(m))));
     let cpu_geo = geomean(results.iter().filter_map(|r| r.cpu_ms.map(|m| r.gflops(m))));
-    println!("\ngeometric mean GFLOP/s: gpu {gpu_geo:.1}, cpu {cpu_geo:.1}");
-    if let Some(path) = &args.json {
-        let json = serde_json::json!({
-            "adapter": adapter.as_ref().map_or(String::new(), |a| a.name.clone()),
-            "backend": adapter.as_ref().map_or(String::new(), |a| format!("{:?}", a.backend)),
-            "device_type": adapter.as_ref().map_or(String::new(), |a| format!("{:?}", a.device_type)),
-            "batch": args.batch,
-            "repeat": args.repeat,
-            "results": results.iter().map(|r| serde_json::json!({
-                "name": r.layer.name, "n": r.n, "c": r.layer.c, "h": r.layer.h, "w": r.layer.w,
-                "k": r.layer.k, "r": r.layer.r, "s": r.layer.s, "stride": r.layer.stride, "pad": r.layer.pad,
-                "flops": r.flops, "kernel": r.kernel, "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
-                "cpu_ms": r.cpu_ms, "max_abs_err": r.max_abs_err,
-            })).collect::<Vec<_>>(),
-        });
-        let text = serde_json::to_string_pretty(&json).map_err(|e| wgconv::Error::Npy {
-            path: path.clone(),
-            message: format!("could not encode JSON: {e}"),
-        })?;
-        write_atomically(path, text.as_bytes())?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    println!("geometric mean GFLOP/s: gpu {gpu_geo:.1}, cpu {cpu_geo:.1}");
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> wgconv::Result<()> {
-    use std::io::Write;
-    let io_err = |source| wgconv::Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
-    tmp.write_all(bytes).map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(())
-}
-
-/// Prints a `h x w` matrix with aligned columns, indented under a label.
 fn print_matrix(label: &str, data: &[f32], w: usize) {
     println!("  {label}");
     for row in data.chunks(w) {

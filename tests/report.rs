@@ -1,0 +1,385 @@
+//! Suite files in, CSV and SVG reports out: pure host code, no GPU.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use wgconv::bench::{Layer, LayerResult};
+use wgconv::report::{
+    csv_string, parse_suite, parse_suite_str, write_csv, write_plot_svg, ReportError, CSV_HEADER,
+};
+
+fn suite_path() -> PathBuf {
+    PathBuf::from("custom.suite")
+}
+
+/// The line and message of a parse error, failing the test on anything else.
+fn parse_error(text: &str) -> (usize, String) {
+    match parse_suite_str(text, &suite_path()) {
+        Err(ReportError::Parse {
+            path,
+            line,
+            message,
+        }) => {
+            assert_eq!(path, suite_path());
+            (line, message)
+        }
+        other => panic!("expected a parse error for {text:?}, got {other:?}"),
+    }
+}
+
+fn assert_contains(haystack: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            haystack.contains(needle),
+            "expected {needle:?} in {haystack:?}"
+        );
+    }
+}
+
+fn result(layer: Layer, gpu_ms: Option<f64>, cpu_ms: Option<f64>) -> LayerResult {
+    let flops = 2 * layer.k as u64 * (layer.h * layer.w * layer.c * layer.r * layer.s) as u64;
+    LayerResult {
+        layer,
+        n: 1,
+        flops,
+        kernel: gpu_ms.map(|_| "Direct".to_string()),
+        gpu_ms,
+        gpu_e2e_ms: gpu_ms.map(|ms| ms * 3.0),
+        cpu_ms,
+        max_abs_err: gpu_ms.and(cpu_ms).map(|_| 2.5e-7),
+    }
+}
+
+/// Entries of a folder, to check that a failed or finished write left no temporary file.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+// ----------------------------------------------------------------------------------- suite files
+
+#[test]
+fn suite_file_with_comments_blank_lines_and_defaults_parses_every_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("my.suite");
+    let text = "# my layers\n\
+                \n\
+                stem   3 224 224 -> 64 7x7 stride 2 pad 3   # ResNet stem\n\
+                \t conv3x3 64 56 56 -> 64 3x3 pad 1\n\
+                conv1x1 64 56 56 -> 256 1x1\n\
+                wide 8 9 17 -> 4 1x7 pad 2 stride 3\n\
+                   # trailing comment\n";
+    fs::write(&path, text).unwrap();
+
+    let layers = parse_suite(&path).unwrap();
+
+    assert_eq!(
+        layers,
+        vec![
+            Layer::new("stem", 3, 224, 224, 64, 7, 7, 2, 3),
+            Layer::new("conv3x3", 64, 56, 56, 64, 3, 3, 1, 1),
+            Layer::new("conv1x1", 64, 56, 56, 256, 1, 1, 1, 0),
+            Layer::new("wide", 8, 9, 17, 4, 1, 7, 3, 2),
+        ]
+    );
+}
+
+#[test]
+fn suite_line_without_arrow_is_a_parse_error_naming_the_line() {
+    let (line, message) = parse_error("ok 1 4 4 -> 1 1x1\nbad 64 56 56 64 3x3\n");
+    assert_eq!(line, 2);
+    assert_contains(&message, &["missing '->'", "bad 64 56 56 64 3x3"]);
+}
+
+#[test]
+fn suite_unknown_token_after_the_kernel_is_a_parse_error() {
+    let (line, message) = parse_error("c 64 56 56 -> 64 3x3 dilation 2\n");
+    assert_eq!(line, 1);
+    assert_contains(
+        &message,
+        &["unknown token 'dilation'", "'stride S' or 'pad P'"],
+    );
+}
+
+#[test]
+fn suite_option_given_twice_or_without_value_is_a_parse_error() {
+    let (_, message) = parse_error("c 64 56 56 -> 64 3x3 pad 1 pad 2\n");
+    assert_contains(&message, &["'pad' is given twice"]);
+    let (_, message) = parse_error("c 64 56 56 -> 64 3x3 stride\n");
+    assert_contains(&message, &["'stride' needs a value"]);
+}
+
+#[test]
+fn suite_non_numeric_size_is_a_parse_error_quoting_the_text() {
+    let (line, message) = parse_error("\n# c\nc 64 fifty 56 -> 64 3x3\n");
+    assert_eq!(line, 3);
+    assert_contains(
+        &message,
+        &["H (input height)", "positive integer", "'fifty'"],
+    );
+}
+
+#[test]
+fn suite_zero_size_and_zero_stride_are_parse_errors() {
+    let (_, message) = parse_error("c 0 56 56 -> 64 3x3\n");
+    assert_contains(&message, &["C (input channels)", "'0'"]);
+    let (_, message) = parse_error("c 3 56 56 -> 64 3x3 stride 0\n");
+    assert_contains(&message, &["stride", "positive integer", "'0'"]);
+    // Zero padding is fine, negative is not.
+    let (_, message) = parse_error("c 3 56 56 -> 64 3x3 pad -1\n");
+    assert_contains(&message, &["pad", "non-negative integer", "'-1'"]);
+}
+
+#[test]
+fn suite_kernel_not_r_by_s_is_a_parse_error() {
+    let (line, message) = parse_error("c 3 56 56 -> 64 3\n");
+    assert_eq!(line, 1);
+    assert_contains(&message, &["'RxS'", "'3'"]);
+    let (_, message) = parse_error("c 3 56 56 -> 64 3x\n");
+    assert_contains(&message, &["kernel width S in '3x'"]);
+}
+
+#[test]
+fn suite_wrong_number_of_input_sizes_is_a_parse_error() {
+    let (_, message) = parse_error("c 64 56 -> 64 3x3\n");
+    assert_contains(&message, &["expected 3 sizes 'C H W'", "got 2: '64 56'"]);
+    let (_, message) = parse_error("c 64 56 56 ->\n");
+    assert_contains(&message, &["expected 'K RxS' after '->'"]);
+}
+
+#[test]
+fn suite_duplicate_name_is_a_parse_error_naming_the_first_line() {
+    let (line, message) =
+        parse_error("a 3 8 8 -> 4 3x3\n# gap\nb 3 8 8 -> 4 1x1\na 3 9 9 -> 4 1x1\n");
+    assert_eq!(line, 4);
+    assert_contains(&message, &["duplicate layer name 'a'", "line 1"]);
+}
+
+#[test]
+fn suite_kernel_larger_than_padded_input_is_a_parse_error() {
+    let (line, message) = parse_error("tiny 3 2 2 -> 4 3x3\n");
+    assert_eq!(line, 1);
+    assert_contains(
+        &message,
+        &["'tiny' is not a valid convolution", "Kernel size"],
+    );
+}
+
+#[test]
+fn suite_with_only_comments_is_a_parse_error() {
+    let (line, message) = parse_error("# nothing here\n\n   \n");
+    assert_eq!(line, 0);
+    assert_contains(&message, &["no layers", "3 lines"]);
+    let (_, message) = parse_error("");
+    assert_contains(&message, &["no layers"]);
+}
+
+#[test]
+fn parse_error_display_leads_with_file_and_line() {
+    let err = parse_suite_str("x 1 2 -> 3 3x3\n", Path::new("dir/s.suite")).unwrap_err();
+    assert!(err.to_string().starts_with("dir/s.suite:1: "), "{err}");
+}
+
+#[test]
+fn missing_suite_file_is_an_io_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.suite");
+    match parse_suite(&path) {
+        Err(ReportError::Io { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected an Io error, got {other:?}"),
+    }
+}
+
+// ------------------------------------------------------------------------------------------- CSV
+
+#[test]
+fn csv_has_the_header_and_empty_cells_for_missing_values() {
+    let full = result(
+        Layer::new("conv3x3", 64, 56, 56, 64, 3, 3, 1, 1),
+        Some(2.0),
+        Some(8.0),
+    );
+    let cpu_only = result(
+        Layer::new("deep", 512, 7, 7, 512, 3, 3, 1, 1),
+        None,
+        Some(4.0),
+    );
+    let csv = csv_string(&[full.clone(), cpu_only.clone()]);
+    let lines: Vec<&str> = csv.lines().collect();
+
+    assert_eq!(
+        lines[0],
+        "name,n,c,h,w,k,r,s,stride,pad,flops,kernel,gpu_ms,gpu_e2e_ms,cpu_ms,gpu_gflops,cpu_gflops,speedup,max_abs_err"
+    );
+    assert_eq!(lines[0], CSV_HEADER);
+    assert_eq!(lines.len(), 3);
+    assert!(csv.ends_with('\n'));
+
+    let gpu_gflops = full.gflops(2.0);
+    let cpu_gflops = full.gflops(8.0);
+    assert_eq!(
+        lines[1],
+        format!(
+            "conv3x3,1,64,56,56,64,3,3,1,1,{},Direct,2,6,8,{gpu_gflops},{cpu_gflops},4,0.00000025",
+            full.flops
+        )
+    );
+    assert_eq!(
+        lines[2],
+        format!(
+            "deep,1,512,7,7,512,3,3,1,1,{},,,,4,,{},,",
+            cpu_only.flops,
+            cpu_only.gflops(4.0)
+        )
+    );
+}
+
+#[test]
+fn csv_quotes_text_holding_commas_or_quotes() {
+    let mut r = result(
+        Layer::new("a,b \"q\"", 1, 4, 4, 1, 1, 1, 1, 0),
+        Some(1.0),
+        None,
+    );
+    r.kernel = Some("Tiled { tm: 4, tn: 4 }".to_string());
+    let csv = csv_string(&[r]);
+    let row = csv.lines().nth(1).unwrap();
+    assert!(row.starts_with("\"a,b \"\"q\"\"\",1,1,4,4,"), "{row}");
+    assert!(row.contains(",\"Tiled { tm: 4, tn: 4 }\","), "{row}");
+}
+
+#[test]
+fn csv_of_no_results_is_the_header_alone() {
+    assert_eq!(csv_string(&[]), format!("{CSV_HEADER}\n"));
+}
+
+#[test]
+fn write_csv_writes_the_csv_string_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.csv");
+    fs::write(&path, "old contents").unwrap();
+    let results = [result(
+        Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1),
+        Some(1.0),
+        Some(3.0),
+    )];
+
+    write_csv(&path, &results).unwrap();
+
+    assert_eq!(fs::read_to_string(&path).unwrap(), csv_string(&results));
+    assert_eq!(entries(dir.path()), ["bench.csv"]);
+}
+
+#[test]
+fn write_csv_into_missing_folder_is_an_io_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("bench.csv");
+    match write_csv(&path, &[]) {
+        Err(ReportError::Io { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected an Io error, got {other:?}"),
+    }
+    assert!(entries(dir.path()).is_empty());
+}
+
+// ------------------------------------------------------------------------------------------- SVG
+
+/// The contents of the `<text>` elements, trimmed.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|element| {
+            let (_, rest) = element.split_once('>')?;
+            let (content, _) = rest.split_once("</text>")?;
+            Some(content.trim().to_string())
+        })
+        .collect()
+}
+
+fn plot_results() -> Vec<LayerResult> {
+    vec![
+        result(
+            Layer::new("conv3x3", 64, 56, 56, 64, 3, 3, 1, 1),
+            Some(0.5),
+            Some(6.0),
+        ),
+        result(
+            Layer::new("conv1x1", 64, 56, 56, 256, 1, 1, 1, 0),
+            Some(0.25),
+            Some(2.0),
+        ),
+        // GPU only: one bar, no speedup.
+        result(
+            Layer::new("gpu_only", 512, 7, 7, 512, 3, 3, 1, 1),
+            Some(0.125),
+            None,
+        ),
+        // Nothing measured: a label and no bar.
+        result(Layer::new("skipped", 3, 8, 8, 4, 3, 3, 1, 1), None, None),
+    ]
+}
+
+#[test]
+fn svg_chart_has_title_layer_names_legend_and_speedups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.svg");
+
+    write_plot_svg(&path, "Test Adapter & Co, 2024-01-01", &plot_results()).unwrap();
+
+    let svg = fs::read_to_string(&path).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert_contains(
+        &svg,
+        &[
+            "Test Adapter &amp; Co, 2024-01-01",
+            "conv3x3",
+            "conv1x1",
+            "gpu_only",
+            "skipped",
+            "GPU GFLOP/s",
+            "CPU GFLOP/s",
+            "GFLOP/s (log scale)",
+        ],
+    );
+    // Speedups only above the groups where both ran.
+    let speedups: Vec<String> = svg_texts(&svg)
+        .into_iter()
+        .filter(|t| t.ends_with('x') && t.as_bytes()[0].is_ascii_digit())
+        .collect();
+    assert_eq!(
+        speedups,
+        ["12x", "8.0x", "1.0x"],
+        "the last one is the legend's sample"
+    );
+    assert_eq!(entries(dir.path()), ["bench.svg"]);
+}
+
+#[test]
+fn svg_chart_of_nothing_measured_is_a_plot_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.svg");
+    let empty = [result(Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1), None, None)];
+    match write_plot_svg(&path, "t", &empty) {
+        Err(ReportError::Plot { path: p, message }) => {
+            assert_eq!(p, path);
+            assert_contains(&message, &["none of the 1 layers"]);
+        }
+        other => panic!("expected a Plot error, got {other:?}"),
+    }
+    assert!(entries(dir.path()).is_empty());
+}
+
+#[test]
+fn svg_chart_into_missing_folder_is_an_io_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("bench.svg");
+    match write_plot_svg(&path, "t", &plot_results()) {
+        Err(ReportError::Io { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected an Io error, got {other:?}"),
+    }
+    assert!(entries(dir.path()).is_empty());
+}
