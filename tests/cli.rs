@@ -397,3 +397,18 @@ fn bench_refuses_a_bad_suite_file_with_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn every_verb_has_help_with_examples() {
+    for verb in ["demo", "info", "run", "bench", "filter", "sample-image"] {
+        let out = wgconv(&[verb, "--help"]);
+        assert!(out.status.success(), "{verb}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Example"),
+            "{verb} --help has no example:\n{text}"
+        );
+    }
+    let out = wgconv(&["--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Exit status: 0 success, 1 error"));
+}

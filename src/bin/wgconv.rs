@@ -11,6 +11,7 @@ use wgconv::{cpu, io, Conv2dParams, Engine, Padding, Tensor};
     name = "wgconv",
     version,
     about = "PyTorch-exact 2D convolution on the GPU through wgpu, checked against a CPU reference",
+    after_help = "Exit status: 0 success, 1 error (one message on stderr), 2 bad command line.",
     long_about = "PyTorch-exact 2D convolution on the GPU through wgpu, checked against a CPU reference.\n\n\
                   With no command, runs the lecture's worked examples on the GPU and on the CPU reference.\n\
                   Pick an adapter with WGPU_BACKEND=vulkan|gl, WGPU_ADAPTER_NAME=<substring>, WGPU_POWER_PREF=low|high."
@@ -23,8 +24,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the lecture's worked examples on the GPU and on the CPU reference (the default).
+    #[command(after_help = "Examples:\n  wgconv demo\n  WGPU_BACKEND=gl wgconv demo")]
     Demo,
     /// List every adapter wgpu sees and the one wgconv would pick.
+    #[command(
+        after_help = "Examples:\n  wgconv info\n  WGPU_BACKEND=vulkan WGPU_ADAPTER_NAME=llvmpipe wgconv info"
+    )]
     Info,
     /// Convolve float32 .npy files: input [N,C,H,W], weight [O,C/groups,kh,kw], bias [O].
     #[command(
