@@ -361,6 +361,11 @@ impl Engine {
         // Native wgpu resolves scopes synchronously, so these futures are ready at once.
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
+        if validation.is_some() || oom.is_some() {
+            // A lost device shows first as invalid objects; a poll delivers the loss callback,
+            // so the caller gets DeviceLost rather than a confusing validation error.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
         self.ensure_alive()?;
         if oom.is_some() {
             return Err(Error::OutOfMemory {
