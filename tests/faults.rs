@@ -48,6 +48,16 @@ fn a_destroyed_device_turns_every_later_call_into_device_lost_and_a_new_engine_w
     assert_eq!(y, engine().conv2d(&x, &w, None, &p).unwrap());
 }
 
+/// One configuration's data and its reference result.
+struct Expected {
+    x: Tensor,
+    w: Tensor,
+    b: Option<Tensor>,
+    want: Vec<f64>,
+    shape: [usize; 4],
+    tol: f64,
+}
+
 #[test]
 fn eight_threads_share_one_engine_for_fifty_mixed_convolutions_each() {
     // A handful of different layers (different kernels and plans), cycled through by every thread.
@@ -82,7 +92,7 @@ fn eight_threads_share_one_engine_for_fifty_mixed_convolutions_each() {
                 .with_padding([1, 0, 2, 1]),
         ),
     ];
-    let expected: Vec<(Tensor, Tensor, Option<Tensor>, Vec<f64>, [usize; 4], f64)> = configs
+    let expected: Vec<Expected> = configs
         .iter()
         .enumerate()
         .map(|(i, (input, weight, bias, p))| {
@@ -96,7 +106,14 @@ fn eight_threads_share_one_engine_for_fifty_mixed_convolutions_each() {
                 max_abs(&w),
                 b.as_ref().map_or(0.0, max_abs),
             );
-            (x, w, b, want, shape.output_shape(), tol)
+            Expected {
+                x,
+                w,
+                b,
+                want,
+                shape: shape.output_shape(),
+                tol,
+            }
         })
         .collect();
     let engine = engine();
@@ -106,7 +123,14 @@ fn eight_threads_share_one_engine_for_fifty_mixed_convolutions_each() {
             scope.spawn(move || {
                 for call in 0..50 {
                     let k = (thread + call) % configs.len();
-                    let (x, w, b, want, shape, tol) = &expected[k];
+                    let Expected {
+                        x,
+                        w,
+                        b,
+                        want,
+                        shape,
+                        tol,
+                    } = &expected[k];
                     let p = &configs[k].3;
                     // Alternate the one-shot call, its async twin, and resident tensors.
                     let got = match call % 3 {
