@@ -6,10 +6,11 @@
 //   out[o, pixel] = sum_k packed_weight[o, k] * im2col[k, pixel] + bias[o],   k = (tap, ci)
 // without materialising im2col: each invocation gathers its pixels' inputs tap by tap.
 //
-// Grid: workgroup_id.x = block of 4 * WORKGROUP_SIZE output pixels, workgroup_id.y = tile of TM
+// Grid: workgroup_id.x = block of TN * WORKGROUP_SIZE output pixels, workgroup_id.y = tile of TM
 // output channels within the group, workgroup_id.z = n * groups + g. Invocation `lid` owns pixels
-// block + lid + t * WORKGROUP_SIZE, t = 0..3 (one vec4 slot each), and TM output channels.
-// Weight indices depend on the workgroup only, so the SIMD lanes share (broadcast) each weight load.
+// block + lid + t * WORKGROUP_SIZE, t = 0..TN-1, and TM output channels.
+// Weight indices depend on the workgroup only; with subgroups each weight vec4 is loaded by one
+// lane and broadcast to the others.
 //
 // The body of `main` is generated (src/gpu/codegen.rs): the taps, the TM x 4 multiply-adds and the
 // stores are unrolled in the text, because naga emits loops that drivers do not unroll. As written

@@ -73,8 +73,9 @@ impl Padding {
             } => (top, bottom, left, right),
             Padding::Valid => (0, 0, 0, 0),
             Padding::Same => {
-                let total_h = dilation.0 * (kernel.0 - 1);
-                let total_w = dilation.1 * (kernel.1 - 1);
+                // Saturating: absurd sizes are refused later by the checked size arithmetic.
+                let total_h = dilation.0.saturating_mul(kernel.0.saturating_sub(1));
+                let total_w = dilation.1.saturating_mul(kernel.1.saturating_sub(1));
                 (
                     total_h / 2,
                     total_h - total_h / 2,
@@ -478,9 +479,12 @@ impl Conv2dShape {
         self.output_shape().iter().product()
     }
 
-    /// Floating-point operations, counting a multiply-add as two: `2 * N*O*P*Q * C/groups*kh*kw`.
+    /// Floating-point operations, counting a multiply-add as two: `2 * N*O*P*Q * C/groups*kh*kw`
+    /// (saturating at `u64::MAX`).
     pub fn flops(&self) -> u64 {
-        2 * self.output_len() as u64 * self.reduction_len() as u64
+        (self.output_len() as u64)
+            .saturating_mul(self.reduction_len() as u64)
+            .saturating_mul(2)
     }
 }
 

@@ -39,7 +39,7 @@ impl Tensor {
     /// A tensor whose element at flat index `i` is `f(i)`.
     ///
     /// # Errors
-    /// [`Error::SizeOverflow`] when the element count overflows.
+    /// [`Error::SizeOverflow`] when the element count overflows or the memory cannot be had.
     pub fn from_fn(shape: impl Into<Vec<usize>>, f: impl FnMut(usize) -> f32) -> Result<Self> {
         let shape = shape.into();
         let len = shape
@@ -48,10 +48,14 @@ impl Tensor {
             .ok_or_else(|| Error::SizeOverflow {
                 what: format!("element count of shape {shape:?}"),
             })?;
-        Ok(Tensor {
-            shape,
-            data: (0..len).map(f).collect(),
-        })
+        // Ask for the memory first, so an absurd shape is an error rather than an abort.
+        let mut data = Vec::new();
+        data.try_reserve_exact(len)
+            .map_err(|_| Error::SizeOverflow {
+                what: format!("host memory for {len} elements of shape {shape:?}"),
+            })?;
+        data.extend((0..len).map(f));
+        Ok(Tensor { shape, data })
     }
 
     /// A tensor filled with `value`.

@@ -509,3 +509,44 @@ fn packed_weights_refuse_other_groups() {
         "{e:?}"
     );
 }
+
+#[test]
+fn absurd_sizes_are_errors_not_panics() {
+    // Padding::Same with a huge dilation: the span overflows and is refused.
+    let p = Conv2dParams::default()
+        .with_padding(Padding::Same)
+        .with_dilation(usize::MAX / 2);
+    assert!(Conv2dShape::new(&[1, 1, 8, 8], &[1, 1, 3, 3], None, &p).is_err());
+    // A shape whose FLOP count overflows u64 still plans to a typed error.
+    let s = Conv2dShape::new(
+        &[1, 1, 1 << 30, 1 << 30],
+        &[1, 1, 1 << 15, 1 << 15],
+        None,
+        &Conv2dParams::default(),
+    )
+    .unwrap();
+    assert_eq!(s.flops(), u64::MAX);
+    assert!(plan::plan(&s, &PlanLimits::unlimited_cpu(), Algorithm::Auto).is_err());
+    // Host memory that cannot be had is an error, not an abort.
+    let e = Tensor::full([1 << 20, 1 << 20, 1 << 10], 0.0).unwrap_err();
+    assert!(matches!(e, Error::SizeOverflow { .. }), "{e:?}");
+}
+
+#[test]
+fn an_unbounded_wait_is_allowed() {
+    let forever = Engine::with_options(EngineOptions {
+        wait_timeout: std::time::Duration::MAX,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let y = forever
+        .conv2d(
+            &ones(&[1, 1, 4, 4]),
+            &ones(&[1, 1, 3, 3]),
+            None,
+            &Conv2dParams::default(),
+        )
+        .unwrap();
+    assert!(y.data().iter().all(|&v| v == 9.0));
+    forever.synchronize().unwrap();
+}

@@ -33,7 +33,7 @@ enum Command {
     Info,
     /// Convolve float32 .npy files: input [N,C,H,W], weight [O,C/groups,kh,kw], bias [O].
     #[command(
-        after_help = "Example:\n  wgconv run --input x.npy --weight w.npy --bias b.npy --stride 2 --padding same --output y.npy"
+        after_help = "Example:\n  wgconv run --input x.npy --weight w.npy --bias b.npy --stride 2 --padding 1 --output y.npy"
     )]
     Run(RunArgs),
     /// Time convolution layers on the GPU and the CPU baseline; every run is also a correctness check.

@@ -45,14 +45,14 @@ pub fn conv2d_f64(
                         let c = g * cg + ci;
                         for i in 0..kh {
                             let row =
-                                (p * s.stride_h + i * s.dilation_h) as isize - s.pad_top as isize;
-                            if row < 0 || row >= big_h as isize {
+                                (p * s.stride_h + i * s.dilation_h) as i128 - s.pad_top as i128;
+                            if row < 0 || row >= big_h as i128 {
                                 continue;
                             }
                             for j in 0..kw {
-                                let col = (q * s.stride_w + j * s.dilation_w) as isize
-                                    - s.pad_left as isize;
-                                if col < 0 || col >= big_w as isize {
+                                let col = (q * s.stride_w + j * s.dilation_w) as i128
+                                    - s.pad_left as i128;
+                                if col < 0 || col >= big_w as i128 {
                                     continue;
                                 }
                                 let xv = x[((n * big_c + c) * big_h + row as usize) * big_w

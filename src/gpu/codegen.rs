@@ -17,7 +17,7 @@ use crate::gpu::kernels::with_params;
 pub struct RegTileSpec {
     /// Output channels per invocation, a multiple of 4 (shared by all lanes of a workgroup).
     pub tm: u32,
-    /// Pixels per invocation (one per lane per slot): 1, 2 or 4.
+    /// Pixels per invocation, one per slot: the planner uses 4, 8 or 16.
     pub tn: u32,
     /// Whether any side is padded (otherwise every tap of a valid pixel is inside the input).
     pub padded: bool,

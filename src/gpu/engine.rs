@@ -21,6 +21,9 @@ use crate::tensor::Tensor;
 
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Longest single hold of the OpenGL context while waiting (wgpu-hal gives up after 6 s).
+const GL_WAIT_SLICE: Duration = Duration::from_millis(100);
+
 /// How an [`Engine`] picks its adapter and how long it waits for the GPU.
 ///
 /// Fields left `None` fall back to wgpu's environment variables: `WGPU_BACKEND`
@@ -210,6 +213,16 @@ impl Engine {
         let instance = new_instance(backends);
         let adapter = pick_adapter(&instance, backends, &options).await?;
         let info = adapter.get_info();
+        let compute = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
+        if !compute || adapter.limits().max_compute_workgroups_per_dimension == 0 {
+            return Err(Error::RequestDevice {
+                adapter: info.name,
+                message: "the adapter has no compute shaders (OpenGL ES 3.1 / OpenGL 4.3 or Vulkan needed)".into(),
+            });
+        }
         let summary = AdapterSummary::from(info.clone());
         log::info!("wgconv: using adapter {summary}");
         // Subgroup broadcasts let the register-tiled kernel load each weight once per subgroup;
@@ -578,7 +591,7 @@ impl Engine {
         // The submission is done, so the mapping callback is due. Another thread's poll may be
         // the one running it right now, so keep polling (without blocking) until it arrives,
         // within the engine's wait bound.
-        let deadline = std::time::Instant::now() + self.wait_timeout;
+        let deadline = std::time::Instant::now().checked_add(self.wait_timeout);
         let mapped = loop {
             match readback.rx.recv_timeout(Duration::from_millis(1)) {
                 Ok(result) => break result,
@@ -589,7 +602,7 @@ impl Engine {
                 }
                 Err(flume::RecvTimeoutError::Timeout) => {
                     self.ensure_alive()?;
-                    if std::time::Instant::now() > deadline {
+                    if deadline.is_some_and(|d| std::time::Instant::now() > d) {
                         return Err(Error::Timeout {
                             during: "mapping a readback buffer".into(),
                             waited_ms: self.wait_timeout.as_millis(),
@@ -614,18 +627,42 @@ impl Engine {
             bytemuck::pod_collect_to_vec::<u8, f32>(&view)
         };
         readback.staging.unmap();
+        // Freed while the context is held (on OpenGL freeing a buffer takes it too).
+        drop(readback.staging);
+        drop(_serial);
         Tensor::new(readback.shape, data)
     }
 
     fn wait(&self, submission: &wgpu::SubmissionIndex, during: &str) -> Result<()> {
+        self.wait_for(Some(submission), during)
+    }
+
+    /// Waits for `submission` (or all work) within the engine's bound. On OpenGL the wait is cut
+    /// into short slices, releasing the context between them, so that no other thread waits for
+    /// wgpu's context lock long enough for it to give up.
+    fn wait_for(&self, submission: Option<&wgpu::SubmissionIndex>, during: &str) -> Result<()> {
         self.ensure_alive()?;
-        let serial = self.serial();
-        let result = self.device.poll(wgpu::PollType::Wait {
-            submission_index: Some(submission.clone()),
-            timeout: Some(self.wait_timeout),
-        });
-        drop(serial);
-        self.poll_result(result, during)
+        let deadline = std::time::Instant::now().checked_add(self.wait_timeout);
+        loop {
+            let slice = match (&self.gl_serial, deadline) {
+                (Some(_), Some(d)) => d
+                    .saturating_duration_since(std::time::Instant::now())
+                    .min(GL_WAIT_SLICE),
+                (Some(_), None) => GL_WAIT_SLICE,
+                (None, _) => self.wait_timeout,
+            };
+            let serial = self.serial();
+            let result = self.device.poll(wgpu::PollType::Wait {
+                submission_index: submission.cloned(),
+                timeout: Some(slice),
+            });
+            drop(serial);
+            let expired = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+            match result {
+                Err(wgpu::PollError::Timeout) if self.gl_serial.is_some() && !expired => continue,
+                other => return self.poll_result(other, during),
+            }
+        }
     }
 
     async fn wait_async(&self, submission: &wgpu::SubmissionIndex, during: &str) -> Result<()> {
@@ -681,14 +718,7 @@ impl Engine {
     /// # Errors
     /// [`Error::Timeout`], [`Error::DeviceLost`].
     pub fn synchronize(&self) -> Result<()> {
-        self.ensure_alive()?;
-        let serial = self.serial();
-        let result = self.device.poll(wgpu::PollType::Wait {
-            submission_index: None,
-            timeout: Some(self.wait_timeout),
-        });
-        drop(serial);
-        self.poll_result(result, "synchronize")
+        self.wait_for(None, "synchronize")
     }
 
     /// Async twin of [`Engine::synchronize`].

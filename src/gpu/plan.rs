@@ -52,6 +52,8 @@ pub struct PlanLimits {
     pub max_invocations: u32,
     /// `max_compute_workgroup_storage_size` in bytes.
     pub max_workgroup_storage: u32,
+    /// `max_compute_workgroup_size_x`.
+    pub max_workgroup_size_x: u32,
     /// Whether the adapter runs shaders on the CPU (lavapipe, llvmpipe, WARP, ...).
     pub cpu_adapter: bool,
     /// The subgroup size, when the device has subgroup operations and a fixed subgroup size.
@@ -67,6 +69,7 @@ impl PlanLimits {
             max_workgroups_per_dim: l.max_compute_workgroups_per_dimension,
             max_invocations: l.max_compute_invocations_per_workgroup,
             max_workgroup_storage: l.max_compute_workgroup_storage_size,
+            max_workgroup_size_x: l.max_compute_workgroup_size_x,
             cpu_adapter: device_type == wgpu::DeviceType::Cpu,
             subgroup_size: None,
         }
@@ -80,6 +83,7 @@ impl PlanLimits {
             max_workgroups_per_dim: 65535,
             max_invocations: 256,
             max_workgroup_storage: 16384,
+            max_workgroup_size_x: 256,
             cpu_adapter: true,
             subgroup_size: None,
         }
@@ -95,7 +99,8 @@ fn is_pointwise(shape: &Conv2dShape) -> bool {
         && shape.groups == 1
 }
 
-/// The kernel [`plan`] picks for `shape` with [`Algorithm::Auto`] on a CPU adapter.
+/// The kernel [`plan`] picks for `shape` with [`Algorithm::Auto`] on a CPU adapter without
+/// subgroups (an engine's own plan, [`Engine::plan`](crate::Engine::plan), knows its device).
 pub fn choose_kernel(shape: &Conv2dShape) -> Kernel {
     plan(shape, &PlanLimits::unlimited_cpu(), Algorithm::Auto).map_or(Kernel::Direct, |p| p.kernel)
 }
@@ -198,7 +203,11 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
         let (tm, tn, workgroup_size) = regtile_tile(og, pixels, limits.subgroup_size);
         let slots = workgroup_size as usize * tn as usize;
         let grid = (pixels.div_ceil(slots), og.div_ceil(tm as usize), images);
-        let in_grid = grid.0 <= max_dim && grid.1 <= max_dim && grid.2 <= max_dim;
+        // Pixel indices run up to grid.0 * slots in the shader's u32 arithmetic.
+        let in_grid = grid.0 <= max_dim
+            && grid.1 <= max_dim
+            && grid.2 <= max_dim
+            && (grid.0 * slots) as u64 <= u64::from(u32::MAX);
         let cg = shape.in_channels_per_group();
         let spec = RegTileSpec {
             tm,
@@ -220,9 +229,17 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             og.div_ceil(TILED_BLOCK),
             images,
         );
-        let in_grid = grid.0 <= max_dim && grid.1 <= max_dim && grid.2 <= max_dim;
-        // 1 KiB of vec4 weights + 4 KiB of inputs.
-        let fits = limits.max_invocations >= 256 && limits.max_workgroup_storage >= 8192;
+        // Pixel indices run up to grid.0 * 64 and the k loop up to k_len + 16, in u32.
+        let k_len = (shape.kernel_h * shape.kernel_w * shape.in_channels_per_group()) as u64;
+        let in_grid = grid.0 <= max_dim
+            && grid.1 <= max_dim
+            && grid.2 <= max_dim
+            && (grid.0 * TILED_BLOCK) as u64 <= u64::from(u32::MAX)
+            && k_len + 16 <= u64::from(u32::MAX);
+        // 4 KiB of vec4 weights + 4 KiB of inputs, and 256 invocations along x.
+        let fits = limits.max_invocations >= 256
+            && limits.max_workgroup_size_x >= 256
+            && limits.max_workgroup_storage >= 8192;
         (in_grid && packed_fits && fits).then_some(Plan {
             kernel: Kernel::SharedTiled,
             workgroup_size: 256,
@@ -245,6 +262,10 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
     };
     let direct = || flat(Kernel::Direct, shape.output_len());
     let pointwise = || {
+        // Tile slots reach pixels + 3 in the shader's u32 arithmetic.
+        if pixels as u64 + 4 > u64::from(u32::MAX) {
+            return direct();
+        }
         let tiles = shape.batch
             * pixels.div_ceil(POINTWISE_TILE)
             * shape.out_channels.div_ceil(POINTWISE_TILE);
@@ -393,7 +414,7 @@ pub fn pack_plan(shape: &Conv2dShape, limits: &PlanLimits) -> Result<(Plan, usiz
 /// device allows, then as many rows as needed. Returns the workgroup counts and the invocations per row.
 fn grid(items: usize, wg: u32, max_per_dim: u32) -> Result<((u32, u32), u32)> {
     let groups = items.div_ceil(wg as usize);
-    let x = groups.clamp(1, max_per_dim as usize);
+    let x = groups.clamp(1, max_per_dim.max(1) as usize);
     let y = groups.div_ceil(x).max(1);
     if y > max_per_dim as usize {
         return Err(Error::TooLarge {
