@@ -412,3 +412,49 @@ fn every_verb_has_help_with_examples() {
     let out = wgconv(&["--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Exit status: 0 success, 1 error"));
 }
+
+#[test]
+fn float64_npy_and_unwritable_output_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A float64 .npy (numpy's default dtype) is refused with the reason, not misread.
+    let x64 = dir.path().join("x64.npy");
+    let array = ndarray::Array4::<f64>::zeros((1, 1, 4, 4));
+    ndarray_npy::write_npy(&x64, &array).unwrap();
+    let w = write(dir.path(), "w.npy", &[1, 1, 3, 3], |_| 1.0);
+    let y = dir.path().join("y.npy");
+    let out = wgconv(&[
+        "run",
+        "--input",
+        x64.to_str().unwrap(),
+        "--weight",
+        &w,
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a readable float32 .npy file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!y.exists());
+    // An output in a folder that does not exist: an I/O error naming the path, nothing written.
+    let x = write(dir.path(), "x.npy", &[1, 1, 4, 4], |_| 1.0);
+    let missing = dir.path().join("no/such/folder/y.npy");
+    let out = wgconv(&[
+        "run",
+        "--input",
+        &x,
+        "--weight",
+        &w,
+        "--output",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no/such/folder/y.npy"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(files_in(dir.path()), ["w.npy", "x.npy", "x64.npy"]);
+}
