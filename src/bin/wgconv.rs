@@ -60,38 +60,20 @@ struct FilterArgs {
     /// The image to filter (PNG or JPEG).
     #[arg(long)]
     input: PathBuf,
-    /// A built-in kernel.
+    /// A built-in kernel: sobel-x, sobel-y, edges, box, gaussian, sharpen or laplacian.
     #[arg(
         long,
-        value_enum,
+        value_parser = parse_filter,
         required_unless_present = "kernel_file",
         conflicts_with = "kernel_file"
     )]
-    kernel: Option<FilterName>,
+    kernel: Option<wgconv::filter::Filter>,
     /// A custom kernel, float32 .npy of shape [kh, kw] or [1, 1, kh, kw], applied to each channel.
     #[arg(long)]
     kernel_file: Option<PathBuf>,
     /// Where to write the result (.png or .jpg).
     #[arg(long)]
     output: PathBuf,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FilterName {
-    /// Horizontal derivative (vertical edges).
-    SobelX,
-    /// Vertical derivative (horizontal edges).
-    SobelY,
-    /// Gradient magnitude of the luminance.
-    Edges,
-    /// 5x5 mean.
-    Box,
-    /// 5x5 Gaussian blur.
-    Gaussian,
-    /// Sharpen.
-    Sharpen,
-    /// Laplacian (second derivative).
-    Laplacian,
 }
 
 #[derive(clap::Args)]
@@ -169,6 +151,18 @@ enum Device {
     Gpu,
     /// The f64-accumulating CPU reference.
     Cpu,
+}
+
+fn parse_filter(s: &str) -> Result<wgconv::filter::Filter, String> {
+    let names = wgconv::filter::Filter::ALL;
+    names
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| {
+            let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+            format!("unknown kernel '{s}'; choose one of {}", all.join(", "))
+        })
 }
 
 fn parse_numbers(s: &str) -> Result<Vec<usize>, String> {
@@ -299,15 +293,7 @@ fn filter(args: &FilterArgs) -> wgconv::Result<()> {
                 weights: k.into_data(),
             }
         }
-        (None, Some(name)) => KernelChoice::Builtin(match name {
-            FilterName::SobelX => Filter::SobelX,
-            FilterName::SobelY => Filter::SobelY,
-            FilterName::Edges => Filter::Edges,
-            FilterName::Box => Filter::Box,
-            FilterName::Gaussian => Filter::Gaussian,
-            FilterName::Sharpen => Filter::Sharpen,
-            FilterName::Laplacian => Filter::Laplacian,
-        }),
+        (None, Some(filter)) => KernelChoice::Builtin(filter),
         // clap requires one of the two.
         (None, None) => KernelChoice::Builtin(Filter::Edges),
     };

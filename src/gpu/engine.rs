@@ -492,6 +492,23 @@ impl Engine {
         Ok(GpuTensor::new(buffer, shape.to_vec(), len, self.id))
     }
 
+    /// A new tensor of the convolution's output shape (validating the shapes on the way).
+    fn alloc_output(
+        &self,
+        input: &GpuTensor,
+        weight_shape: &[usize],
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+    ) -> Result<GpuTensor> {
+        let shape = Conv2dShape::new(
+            input.shape(),
+            weight_shape,
+            bias.map(GpuTensor::shape),
+            params,
+        )?;
+        self.alloc(&shape.output_shape())
+    }
+
     /// Copies a host tensor to the GPU.
     ///
     /// # Errors
@@ -746,13 +763,7 @@ impl Engine {
         bias: Option<&GpuTensor>,
         params: &Conv2dParams,
     ) -> Result<GpuTensor> {
-        let shape = Conv2dShape::new(
-            input.shape(),
-            weight.shape(),
-            bias.map(GpuTensor::shape),
-            params,
-        )?;
-        let mut output = self.alloc(&shape.output_shape())?;
+        let mut output = self.alloc_output(input, weight.shape(), bias, params)?;
         self.run(
             input,
             Weights::Plain(weight),
@@ -886,13 +897,7 @@ impl Engine {
         bias: Option<&GpuTensor>,
         params: &Conv2dParams,
     ) -> Result<GpuTensor> {
-        let shape = Conv2dShape::new(
-            input.shape(),
-            weights.shape(),
-            bias.map(GpuTensor::shape),
-            params,
-        )?;
-        let mut output = self.alloc(&shape.output_shape())?;
+        let mut output = self.alloc_output(input, weights.shape(), bias, params)?;
         self.conv2d_packed_into(input, weights, bias, params, &mut output)?;
         Ok(output)
     }
