@@ -17,7 +17,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::ThreadPool;
 use wgconv::{cpu, Conv2dParams, Padding, Tensor};
 
-use common::{compare, describe, max_abs, random_config, random_tensor, seed_offset, tolerance};
+use common::{
+    compare, describe, max_abs, random_case, random_tensor, seed_offset, tolerance, Case,
+};
 
 /// Upper bound on multiply-adds per random configuration, to keep the naive reference quick.
 const MAX_MACS: usize = 2_000_000;
@@ -95,18 +97,20 @@ fn check_random_configs(seed: u64, count: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let pools: Vec<ThreadPool> = THREAD_COUNTS.iter().map(|&t| pool(t)).collect();
     for case in 0..count {
-        let cfg = random_config(&mut rng, MAX_MACS, false);
+        let Case {
+            cfg,
+            x,
+            w,
+            b,
+            shape,
+            want,
+            tol,
+        } = random_case(&mut rng, MAX_MACS, false);
         let threads = THREAD_COUNTS[case % THREAD_COUNTS.len()];
         let context = format!(
             "cpu::fast vs reference, seed {seed} (WGCONV_TEST_SEED={offset}), case {case}: {} on {threads} threads",
-            describe(&cfg.input, &cfg.weight, cfg.bias, &cfg.params)
+            cfg.describe()
         );
-        let x = random_tensor(&mut rng, &cfg.input);
-        let w = random_tensor(&mut rng, &cfg.weight);
-        let b = cfg.bias.then(|| random_tensor(&mut rng, &[cfg.weight[0]]));
-
-        let (shape, want) =
-            cpu::reference::conv2d_f64(&x, &w, b.as_ref(), &cfg.params).expect(&context);
         let got = run_fast(
             &pools[case % pools.len()],
             &context,
@@ -115,14 +119,8 @@ fn check_random_configs(seed: u64, count: usize) {
             b.as_ref(),
             &cfg.params,
         );
-        assert_eq!(got.shape(), shape.output_shape(), "{context}");
-        let tol = tolerance(
-            shape.reduction_len(),
-            max_abs(&x),
-            max_abs(&w),
-            b.as_ref().map_or(0.0, max_abs),
-        );
-        if let Err(msg) = compare(&context, shape.output_shape(), got.data(), &want, tol) {
+        assert_eq!(got.shape(), shape, "{context}");
+        if let Err(msg) = compare(&context, shape, got.data(), &want, tol) {
             panic!("{msg}");
         }
     }

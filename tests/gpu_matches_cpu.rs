@@ -5,10 +5,11 @@
 
 mod common;
 
-use wgconv::{cpu, Algorithm, Error, Tensor};
+use wgconv::{cpu, Algorithm, Conv2dShape, Error, Tensor};
 
 use common::{
-    compare, describe, engine, max_abs, random_config, random_tensor, rng, seed_offset, tolerance,
+    compare, describe, engine, max_abs, random_case, random_config, random_tensor, rng,
+    seed_offset, tolerance, Case,
 };
 
 /// Upper bound on multiply-adds per configuration, to keep the suite quick on software adapters.
@@ -22,27 +23,20 @@ fn check_random_configs(seed: u64, count: usize, pointwise_only: bool) {
     let seed = seed.wrapping_add(offset);
     let engine = engine();
     for case in 0..count {
-        let cfg = random_config(&mut rng, MAX_MACS, pointwise_only);
-        let context = format!(
-            "seed {seed}, case {case}: {}",
-            describe(&cfg.input, &cfg.weight, cfg.bias, &cfg.params)
-        );
-        let x = random_tensor(&mut rng, &cfg.input);
-        let w = random_tensor(&mut rng, &cfg.weight);
-        let b = cfg.bias.then(|| random_tensor(&mut rng, &[cfg.weight[0]]));
-
-        let (shape, want) =
-            cpu::reference::conv2d_f64(&x, &w, b.as_ref(), &cfg.params).expect(&context);
+        let Case {
+            cfg,
+            x,
+            w,
+            b,
+            shape,
+            want,
+            tol,
+        } = random_case(&mut rng, MAX_MACS, pointwise_only);
+        let context = format!("seed {seed}, case {case}: {}", cfg.describe());
         let gx = engine.upload(&x).expect(&context);
         let gw = engine.upload(&w).expect(&context);
         let gb = b.as_ref().map(|b| engine.upload(b).expect(&context));
-        let nan = Tensor::full(shape.output_shape().to_vec(), f32::NAN).expect(&context);
-        let tol = tolerance(
-            shape.reduction_len(),
-            max_abs(&x),
-            max_abs(&w),
-            b.as_ref().map_or(0.0, max_abs),
-        );
+        let nan = Tensor::full(shape.to_vec(), f32::NAN).expect(&context);
         // Every algorithm that covers the shape, each into an output that starts as NaN.
         for algorithm in ALGORITHMS {
             let mut out = engine.upload(&nan).expect(&context);
@@ -57,8 +51,10 @@ fn check_random_configs(seed: u64, count: usize, pointwise_only: bool) {
             }
             let got = engine.download(&out).expect(&context);
             let context = format!("{context}, {algorithm:?}");
-            if let Err(msg) = compare(&context, shape.output_shape(), got.data(), &want, tol) {
-                let kernel = engine.plan(&shape).map(|p| p.kernel);
+            if let Err(msg) = compare(&context, shape, got.data(), &want, tol) {
+                let bias_shape = cfg.bias.then_some(&cfg.weight[..1]);
+                let problem = Conv2dShape::new(&cfg.input, &cfg.weight, bias_shape, &cfg.params);
+                let kernel = problem.and_then(|p| engine.plan(&p)).map(|p| p.kernel);
                 panic!("{msg}\nauto plan {kernel:?}; reproduce with WGCONV_TEST_SEED={offset}");
             }
         }

@@ -231,3 +231,43 @@ pub fn random_config(rng: &mut ChaCha8Rng, max_macs: usize, pointwise_only: bool
 pub fn random_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
     Tensor::from_fn(shape.to_vec(), |_| rng.random_range(-1.0f32..=1.0)).expect("shape fits")
 }
+
+/// A random configuration with its data, the reference result and the tolerance.
+pub struct Case {
+    pub cfg: Config,
+    pub x: Tensor,
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+    /// Output shape `[N, O, P, Q]`.
+    pub shape: [usize; 4],
+    /// The f64 reference output.
+    pub want: Vec<f64>,
+    /// `tolerance(K, max|x|, max|w|, max|b|)`.
+    pub tol: f64,
+}
+
+/// Draws a configuration ([`random_config`]), its data in [-1, 1] (input, weight, then bias),
+/// and computes the reference result and the tolerance.
+pub fn random_case(rng: &mut ChaCha8Rng, max_macs: usize, pointwise_only: bool) -> Case {
+    let cfg = random_config(rng, max_macs, pointwise_only);
+    let x = random_tensor(rng, &cfg.input);
+    let w = random_tensor(rng, &cfg.weight);
+    let b = cfg.bias.then(|| random_tensor(rng, &[cfg.weight[0]]));
+    let (shape, want) = wgconv::cpu::reference::conv2d_f64(&x, &w, b.as_ref(), &cfg.params)
+        .unwrap_or_else(|e| panic!("{}: {e}", cfg.describe()));
+    let tol = tolerance(
+        shape.reduction_len(),
+        max_abs(&x),
+        max_abs(&w),
+        b.as_ref().map_or(0.0, max_abs),
+    );
+    Case {
+        cfg,
+        x,
+        w,
+        b,
+        shape: shape.output_shape(),
+        want,
+        tol,
+    }
+}
