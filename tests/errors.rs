@@ -350,7 +350,7 @@ fn buffers_over_the_device_limits_are_refused() {
 }
 
 #[test]
-fn a_device_with_small_limits_refuses_large_tensors_with_a_typed_error() {
+fn a_device_with_small_limits_splits_what_it_can_and_refuses_the_rest_with_a_typed_error() {
     let limits = wgpu::Limits {
         max_storage_buffer_binding_size: 4096,
         ..wgpu::Limits::downlevel_defaults()
@@ -360,18 +360,31 @@ fn a_device_with_small_limits_refuses_large_tensors_with_a_typed_error() {
         ..EngineOptions::default()
     })
     .expect("an engine with small limits");
-    let x = ones(&[1, 1, 40, 40]);
     let w = ones(&[1, 1, 3, 3]);
-    let e = small
-        .conv2d(&x, &w, None, &Conv2dParams::default())
-        .unwrap_err();
-    assert!(matches!(e, Error::DeviceLimit { limit: 4096, .. }), "{e:?}");
-    // Within the limits it works and is right.
-    let x = ones(&[1, 1, 10, 10]);
+    // 1600 values, over the 1024 of one binding: split over rows, and right.
+    let x = ones(&[1, 1, 40, 40]);
     let y = small
         .conv2d(&x, &w, None, &Conv2dParams::default())
         .unwrap();
+    assert_eq!(y.shape(), [1, 1, 38, 38]);
     assert!(y.data().iter().all(|&v| v == 9.0));
+    // One output row reads 3 rows of 2000 values: no piece fits.
+    let x = ones(&[1, 1, 3, 2000]);
+    let e = small
+        .conv2d(&x, &w, None, &Conv2dParams::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DeviceLimit {
+                bytes: 24000,
+                limit: 4096,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "input needs 24000 bytes, more than the device's max_storage_buffer_binding_size of 4096 bytes");
 }
 
 #[test]

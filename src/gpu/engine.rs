@@ -14,7 +14,7 @@ use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::Kernel;
-use crate::gpu::plan::{self, Algorithm, Plan, PlanLimits};
+use crate::gpu::plan::{self, Algorithm, Plan, PlanLimits, Split};
 use crate::gpu::tensor::{GpuTensor, PackedWeights};
 use crate::spec::{Conv2dParams, Conv2dShape};
 use crate::tensor::Tensor;
@@ -477,7 +477,7 @@ impl Engine {
             .ok_or_else(|| Error::SizeOverflow {
                 what: format!("element count of shape {shape:?}"),
             })?;
-        let bytes = plan::check_buffer("tensor", len, &self.limits)?;
+        let bytes = plan::check_allocation("tensor", len, &self.limits)?;
         let buffer = self.scoped("allocating a tensor", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgconv tensor"),
@@ -827,7 +827,19 @@ impl Engine {
     pub fn pack_weights(&self, weight: GpuTensor, groups: usize) -> Result<PackedWeights> {
         self.check_owner("weight", &weight)?;
         let shape = packing_shape(weight.shape(), groups)?;
-        let (plan, len) = plan::pack_plan(&shape, &self.limits)?;
+        // Weights too large for one binding are kept unpacked: convolutions over them are split
+        // and pack each piece's weights as they go.
+        let (plan, len) = match plan::pack_plan(&shape, &self.limits) {
+            Ok(p) => p,
+            Err(Error::DeviceLimit { .. } | Error::TooLarge { .. }) => {
+                return Ok(PackedWeights {
+                    weight,
+                    packed: None,
+                    groups,
+                })
+            }
+            Err(e) => return Err(e),
+        };
         let pipeline = self.pipeline(plan.kernel, plan.workgroup_size)?;
         let packed = self.scoped("packing weights", || {
             let packed = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -852,7 +864,7 @@ impl Engine {
         })?;
         Ok(PackedWeights {
             weight,
-            packed,
+            packed: Some(packed),
             groups,
         })
     }
@@ -910,6 +922,15 @@ impl Engine {
         plan::plan(shape, &self.limits, self.algorithm)
     }
 
+    /// Whether this engine runs `shape` in one dispatch (`None`) or split into pieces that fit
+    /// its device's limits (`Some`, see [`plan::schedule`]).
+    ///
+    /// # Errors
+    /// As [`plan::schedule`]: when not even the smallest piece fits.
+    pub fn schedule(&self, shape: &Conv2dShape) -> Result<Option<Split>> {
+        plan::schedule(shape, &self.limits, self.algorithm)
+    }
+
     fn run(
         &self,
         input: &GpuTensor,
@@ -942,58 +963,167 @@ impl Engine {
         if shape.output_len() == 0 {
             return Ok(());
         }
-        let plan = plan::plan(&shape, &self.limits, algorithm)?;
-        let pipeline = self.pipeline(plan.kernel, plan.workgroup_size)?;
-        // Plain weights for a packed-layout kernel are packed on the fly, in the same submission.
-        let pack = match (plan.kernel.reads_packed_weights(), weights) {
-            (true, Weights::Plain(w)) => {
-                let (pack_plan, len) = plan::pack_plan(&shape, &self.limits)?;
-                Some((
-                    self.pipeline(pack_plan.kernel, pack_plan.workgroup_size)?,
-                    pack_plan,
-                    len,
-                    w,
-                ))
-            }
-            _ => None,
+        let packed = match weights {
+            Weights::Packed(p) => p.packed.as_ref(),
+            Weights::Plain(_) => None,
         };
+        if let Some(split) = plan::schedule(&shape, &self.limits, algorithm)? {
+            return self.run_split(&shape, &split, input, weight, bias, output, algorithm);
+        }
+        let prepared = self.prepare(&shape, algorithm, packed.is_some())?;
 
         // 2. Bind, dispatch, submit.
-        self.scoped(&format!("dispatching {}", plan.kernel.file_name()), || {
+        let kernel = prepared.plan.kernel.file_name();
+        self.scoped(&format!("dispatching {kernel}"), || {
             let mut encoder = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some(plan.kernel.file_name()),
+                    label: Some(kernel),
                 });
-            let temp_packed = pack.map(|(pipeline, pack_plan, len, w)| {
-                let packed = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgconv packed weights (per call)"),
-                    size: (len as u64 * 4).max(16),
-                    usage: wgpu::BufferUsages::STORAGE,
-                    mapped_at_creation: false,
-                });
-                self.encode(
-                    &mut encoder,
-                    &pipeline,
-                    &pack_plan,
-                    [w.buffer(), w.buffer(), &self.no_bias, &packed],
-                );
-                packed
-            });
-            let weight_buffer = match (plan.kernel.reads_packed_weights(), weights, &temp_packed) {
-                (true, _, Some(temp)) => temp,
-                (true, Weights::Packed(p), None) => &p.packed,
-                _ => weight.buffer(),
-            };
             let bias_buffer = bias.map_or(&self.no_bias, GpuTensor::buffer);
-            self.encode(
+            let _temp = self.record(
                 &mut encoder,
-                &pipeline,
-                &plan,
-                [input.buffer(), weight_buffer, bias_buffer, output.buffer()],
+                &prepared,
+                [
+                    input.buffer(),
+                    weight.buffer(),
+                    bias_buffer,
+                    output.buffer(),
+                ],
+                packed,
             );
             self.queue.submit([encoder.finish()]);
         })
+    }
+
+    /// Plans `shape` and fetches its pipelines, with the weight packing's when the kernel reads
+    /// packed weights and `have_packed` is false.
+    fn prepare(
+        &self,
+        shape: &Conv2dShape,
+        algorithm: Algorithm,
+        have_packed: bool,
+    ) -> Result<Prepared> {
+        let plan = plan::plan(shape, &self.limits, algorithm)?;
+        let pipeline = self.pipeline(plan.kernel, plan.workgroup_size)?;
+        let pack = if plan.kernel.reads_packed_weights() && !have_packed {
+            let (pack_plan, len) = plan::pack_plan(shape, &self.limits)?;
+            let pack_pipeline = self.pipeline(pack_plan.kernel, pack_plan.workgroup_size)?;
+            Some((pack_pipeline, pack_plan, len))
+        } else {
+            None
+        };
+        Ok(Prepared {
+            plan,
+            pipeline,
+            pack,
+        })
+    }
+
+    /// Records a prepared convolution on `[input, weight (OIHW), bias, output]`, packing the
+    /// weights first when it needs packed ones and `packed` has none. Returns the per-call packed
+    /// buffer, if any, to keep until submission.
+    fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        prepared: &Prepared,
+        [input, weight, bias, output]: [&wgpu::Buffer; 4],
+        packed: Option<&wgpu::Buffer>,
+    ) -> Option<wgpu::Buffer> {
+        let temp_packed = prepared.pack.as_ref().map(|(pipeline, pack_plan, len)| {
+            let temp = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgconv packed weights (per call)"),
+                size: (*len as u64 * 4).max(16),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            self.encode(
+                encoder,
+                pipeline,
+                pack_plan,
+                [weight, weight, &self.no_bias, &temp],
+            );
+            temp
+        });
+        let weight = match (prepared.plan.kernel.reads_packed_weights(), &temp_packed) {
+            (true, Some(temp)) => temp,
+            (true, None) => packed.unwrap_or(weight),
+            (false, _) => weight,
+        };
+        self.encode(
+            encoder,
+            &prepared.pipeline,
+            &prepared.plan,
+            [input, weight, bias, output],
+        );
+        temp_packed
+    }
+
+    /// Runs a convolution too large for one dispatch piece by piece: each piece's input (with its
+    /// halo), weights and bias are copied into buffers of their own, convolved, and its output
+    /// copied into place. One submission per piece, so temporaries are freed as the GPU goes.
+    #[allow(clippy::too_many_arguments)]
+    fn run_split(
+        &self,
+        shape: &Conv2dShape,
+        split: &Split,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        output: &GpuTensor,
+        algorithm: Algorithm,
+    ) -> Result<()> {
+        log::debug!("wgconv: splitting {shape:?} into pieces of {split:?}");
+        let bytes = |elements: usize| elements as u64 * 4;
+        for piece in plan::pieces(shape, split)? {
+            let prepared = self.prepare(&piece.shape, algorithm, false)?;
+            self.scoped("dispatching a piece of a split convolution", || {
+                let temp = |label, elements: usize| {
+                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(label),
+                        // Created zeroed (wgpu's guarantee), which the all-padding zero row needs.
+                        size: bytes(elements).max(4),
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                };
+                let mut encoder =
+                    self.device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some("wgconv split piece"),
+                        });
+                // 1. The piece's input rows (with halo), weight rows and bias entries.
+                let x = temp("wgconv piece input", piece.shape.input_len());
+                copy(&mut encoder, input.buffer(), &x, &piece.input_runs(shape));
+                let w_range = piece.weight_range(shape);
+                let w = temp("wgconv piece weight", w_range.len());
+                let w_run = plan::CopyRun {
+                    src: w_range.start,
+                    dst: 0,
+                    len: w_range.len(),
+                };
+                copy(&mut encoder, weight.buffer(), &w, &[w_run]);
+                let b = bias.map(|bias| {
+                    let b = temp("wgconv piece bias", piece.out_channels.len());
+                    let run = plan::CopyRun {
+                        src: piece.out_channels.start,
+                        dst: 0,
+                        len: piece.out_channels.len(),
+                    };
+                    copy(&mut encoder, bias.buffer(), &b, &[run]);
+                    b
+                });
+                // 2. The piece's convolution, then its output into place.
+                let y = temp("wgconv piece output", piece.shape.output_len());
+                let b_buffer = b.as_ref().unwrap_or(&self.no_bias);
+                let _temp = self.record(&mut encoder, &prepared, [&x, &w, b_buffer, &y], None);
+                copy(&mut encoder, &y, output.buffer(), &piece.output_runs(shape));
+                self.queue.submit([encoder.finish()]);
+            })?;
+        }
+        Ok(())
     }
 
     /// Records one dispatch of `plan` with `buffers` at bindings 0-3 and the plan's uniforms at 4.
@@ -1038,7 +1168,9 @@ impl Engine {
         pass.dispatch_workgroups(x, y, z);
     }
 
-    /// One-shot convolution: host tensors in, host tensor `[N, O, P, Q]` out.
+    /// One-shot convolution: host tensors in, host tensor `[N, O, P, Q]` out. Problems whose
+    /// tensors exceed the device's `max_buffer_size` are cut into pieces on the host (see
+    /// [`plan::Split`]); problems beyond one binding or dispatch are split on the device.
     ///
     /// # Errors
     /// As [`Engine::conv2d_gpu`] and [`Engine::download`].
@@ -1049,10 +1181,29 @@ impl Engine {
         bias: Option<&Tensor>,
         params: &Conv2dParams,
     ) -> Result<Tensor> {
-        match self.conv2d_submit(input, weight, bias, params)? {
-            Submitted::Empty(t) => Ok(t),
-            Submitted::Running(output) => self.download(&output),
+        let shape = Conv2dShape::new(
+            input.shape(),
+            weight.shape(),
+            bias.map(Tensor::shape),
+            params,
+        )?;
+        let Some(pieces) = self.host_pieces(&shape)? else {
+            return match self.conv2d_submit(&shape, input, weight, bias, params)? {
+                Submitted::Empty(t) => Ok(t),
+                Submitted::Running(output) => self.download(&output),
+            };
+        };
+        let mut output = vec![0.0f32; 0];
+        reserve(&mut output, shape.output_len())?;
+        for piece in &pieces {
+            let (x, w, b) = piece_tensors(&shape, piece, input, weight, bias)?;
+            let y = match self.conv2d_submit(&piece.shape, &x, &w, b.as_ref(), &piece.params())? {
+                Submitted::Empty(t) => t,
+                Submitted::Running(y) => self.download(&y)?,
+            };
+            place(&shape, piece, &y, &mut output);
         }
+        Tensor::new(shape.output_shape(), output)
     }
 
     /// Async twin of [`Engine::conv2d`].
@@ -1066,33 +1217,71 @@ impl Engine {
         bias: Option<&Tensor>,
         params: &Conv2dParams,
     ) -> Result<Tensor> {
-        match self.conv2d_submit(input, weight, bias, params)? {
-            Submitted::Empty(t) => Ok(t),
-            Submitted::Running(output) => self.download_async(&output).await,
-        }
-    }
-
-    fn conv2d_submit(
-        &self,
-        input: &Tensor,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        params: &Conv2dParams,
-    ) -> Result<Submitted> {
-        // Validate and plan before uploading anything.
         let shape = Conv2dShape::new(
             input.shape(),
             weight.shape(),
             bias.map(Tensor::shape),
             params,
         )?;
+        let Some(pieces) = self.host_pieces(&shape)? else {
+            return match self.conv2d_submit(&shape, input, weight, bias, params)? {
+                Submitted::Empty(t) => Ok(t),
+                Submitted::Running(output) => self.download_async(&output).await,
+            };
+        };
+        let mut output = vec![0.0f32; 0];
+        reserve(&mut output, shape.output_len())?;
+        for piece in &pieces {
+            let (x, w, b) = piece_tensors(&shape, piece, input, weight, bias)?;
+            let y = match self.conv2d_submit(&piece.shape, &x, &w, b.as_ref(), &piece.params())? {
+                Submitted::Empty(t) => t,
+                Submitted::Running(y) => self.download_async(&y).await?,
+            };
+            place(&shape, piece, &y, &mut output);
+        }
+        Tensor::new(shape.output_shape(), output)
+    }
+
+    /// The host-side pieces of a problem with a tensor over `max_buffer_size`, or `None` when
+    /// every tensor fits one buffer.
+    fn host_pieces(&self, shape: &Conv2dShape) -> Result<Option<Vec<plan::Piece>>> {
+        let fits = |s: &Conv2dShape| {
+            [s.input_len(), s.weight_len(), s.output_len()]
+                .iter()
+                .all(|&len| plan::check_allocation("tensor", len, &self.limits).is_ok())
+        };
+        if fits(shape) || shape.output_len() == 0 {
+            return Ok(None);
+        }
+        match plan::choose_split(shape, &self.limits, fits) {
+            Some(split) => plan::pieces(shape, &split).map(Some),
+            None => {
+                // Not even one output row fits: name the tensor that does not.
+                plan::check_allocation("input", shape.input_len(), &self.limits)?;
+                plan::check_allocation("weight", shape.weight_len(), &self.limits)?;
+                plan::check_allocation("output", shape.output_len(), &self.limits)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Validates, schedules (so an impossible problem fails before any upload), uploads and
+    /// submits a problem whose tensors each fit one buffer.
+    fn conv2d_submit(
+        &self,
+        shape: &Conv2dShape,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &Conv2dParams,
+    ) -> Result<Submitted> {
         if shape.output_len() == 0 {
             return Ok(Submitted::Empty(Tensor::new(
                 shape.output_shape(),
                 Vec::new(),
             )?));
         }
-        plan::plan(&shape, &self.limits, self.algorithm)?;
+        plan::schedule(shape, &self.limits, self.algorithm)?;
         let input = self.upload(input)?;
         let weight = self.upload(weight)?;
         let bias = bias.map(|b| self.upload(b)).transpose()?;
@@ -1102,6 +1291,51 @@ impl Engine {
             bias.as_ref(),
             params,
         )?))
+    }
+}
+
+/// Reserves `len` more elements, as an error rather than an abort when the host has no memory.
+fn reserve(v: &mut Vec<f32>, len: usize) -> Result<()> {
+    v.try_reserve_exact(len).map_err(|_| Error::SizeOverflow {
+        what: format!("host memory for {len} output elements"),
+    })?;
+    v.resize(len, 0.0);
+    Ok(())
+}
+
+/// A piece's input (rows with halo, or one zero row), weights and bias, cut from host tensors.
+fn piece_tensors(
+    whole: &Conv2dShape,
+    piece: &plan::Piece,
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let mut x = Vec::new();
+    reserve(&mut x, piece.shape.input_len())?;
+    for r in piece.input_runs(whole) {
+        x[r.dst..r.dst + r.len].copy_from_slice(&input.data()[r.src..r.src + r.len]);
+    }
+    let x = Tensor::new(piece.shape.input_shape(), x)?;
+    let w = Tensor::new(
+        piece.shape.weight_shape(),
+        weight.data()[piece.weight_range(whole)].to_vec(),
+    )?;
+    let b = bias
+        .map(|b| {
+            Tensor::new(
+                [piece.out_channels.len()],
+                b.data()[piece.out_channels.clone()].to_vec(),
+            )
+        })
+        .transpose()?;
+    Ok((x, w, b))
+}
+
+/// Copies a piece's output into the whole output.
+fn place(whole: &Conv2dShape, piece: &plan::Piece, y: &Tensor, output: &mut [f32]) {
+    for r in piece.output_runs(whole) {
+        output[r.dst..r.dst + r.len].copy_from_slice(&y.data()[r.src..r.src + r.len]);
     }
 }
 
@@ -1118,6 +1352,26 @@ fn packing_shape(weight: &[usize], groups: usize) -> Result<Conv2dShape> {
     })?;
     let params = Conv2dParams::default().with_groups(groups);
     Conv2dShape::new(&[1, channels, kh, kw], &[o, cg, kh, kw], None, &params)
+}
+
+/// Records `runs` (in f32 elements) as buffer-to-buffer copies.
+fn copy(
+    encoder: &mut wgpu::CommandEncoder,
+    from: &wgpu::Buffer,
+    to: &wgpu::Buffer,
+    runs: &[plan::CopyRun],
+) {
+    let bytes = |elements: usize| elements as u64 * 4;
+    for r in runs {
+        encoder.copy_buffer_to_buffer(from, bytes(r.src), to, bytes(r.dst), bytes(r.len));
+    }
+}
+
+/// A planned convolution with its pipelines (see [`Engine::prepare`]).
+struct Prepared {
+    plan: Plan,
+    pipeline: wgpu::ComputePipeline,
+    pack: Option<(wgpu::ComputePipeline, Plan, usize)>,
 }
 
 enum Submitted {

@@ -3,10 +3,12 @@
 //! Everything is computed on the host with checked arithmetic before any GPU work is recorded,
 //! so a problem the shaders cannot index, or the device cannot hold, is refused with a typed error.
 
+use std::ops::Range;
+
 use crate::error::{Error, Result};
 use crate::gpu::codegen::{RegTileSpec, MAX_UNROLLED_CHANNELS};
 use crate::gpu::kernels::{packed_weight_len, ConvUniforms, Kernel, POINTWISE_TILE, TILED_BLOCK};
-use crate::spec::Conv2dShape;
+use crate::spec::{Conv2dParams, Conv2dShape, Padding};
 
 /// Which convolution algorithm to run; `Auto` lets [`plan`] choose by shape and adapter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -131,6 +133,22 @@ pub fn check_buffer(what: &str, elements: usize, limits: &PlanLimits) -> Result<
     Ok(bytes)
 }
 
+/// Checks that a tensor of `elements` f32 values fits in one buffer on this device (it may still
+/// be larger than one binding: convolutions over it are split).
+///
+/// # Errors
+/// [`Error::DeviceLimit`] naming `max_buffer_size` when it does not.
+pub fn check_allocation(what: &str, elements: usize, limits: &PlanLimits) -> Result<u64> {
+    check_buffer(
+        what,
+        elements,
+        &PlanLimits {
+            max_binding: u64::MAX,
+            ..*limits
+        },
+    )
+}
+
 fn fits_u32(what: &str, value: usize, why: &'static str) -> Result<u32> {
     u32::try_from(value).map_err(|_| Error::TooLarge {
         what: what.to_string(),
@@ -140,8 +158,7 @@ fn fits_u32(what: &str, value: usize, why: &'static str) -> Result<u32> {
     })
 }
 
-const INDEX_WHY: &str =
-    "the shaders index with u32; splitting larger problems is not implemented yet";
+const INDEX_WHY: &str = "the shaders index with u32";
 
 /// Plans `shape` with `algorithm` on a device with `limits`: the one place that chooses kernels
 /// and tile sizes.
@@ -195,8 +212,10 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
     let pixels = shape.out_h * shape.out_w;
     let images = shape.batch * shape.groups;
     let max_dim = limits.max_workgroups_per_dim as usize;
+    // The packed-weight kernels need the packing pass to fit too (see `pack_plan`).
     let packed_fits = check_buffer("packed weight", packed_len, limits).is_ok()
-        && u32::try_from(packed_len).is_ok();
+        && u32::try_from(packed_len).is_ok()
+        && grid(packed_len, 64, limits.max_workgroups_per_dim).is_ok();
 
     // Candidates in order of preference; the first that applies wins.
     let regtile = || -> Option<Plan> {
@@ -421,7 +440,7 @@ fn grid(items: usize, wg: u32, max_per_dim: u32) -> Result<((u32, u32), u32)> {
             what: "dispatch (workgroups needed)".into(),
             value: groups as u64,
             limit: u64::from(max_per_dim) * u64::from(max_per_dim),
-            why: "max_compute_workgroups_per_dimension squared; splitting is not implemented yet",
+            why: "max_compute_workgroups_per_dimension squared",
         });
     }
     let row_stride = x as u64 * u64::from(wg);
@@ -435,6 +454,306 @@ fn grid(items: usize, wg: u32, max_per_dim: u32) -> Result<((u32, u32), u32)> {
         });
     }
     Ok(((x as u32, y as u32), row_stride as u32))
+}
+
+/// How a convolution too large for one dispatch is cut: the size of each piece along the batch,
+/// the groups, the output channels within a group, and the output rows. Every piece reads the
+/// input rows its output rows need (the halo), so the pieces together compute exactly the whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Images per piece.
+    pub batch: usize,
+    /// Groups per piece.
+    pub groups: usize,
+    /// Output channels of one group per piece (all of them when a piece spans several groups).
+    pub out_channels: usize,
+    /// Output rows per piece.
+    pub rows: usize,
+}
+
+/// One piece of a split convolution: which part of the problem it covers, in the whole problem's
+/// coordinates, and the smaller convolution that computes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Images `[n0, n1)`.
+    pub batch: Range<usize>,
+    /// Input channels read.
+    pub in_channels: Range<usize>,
+    /// Output channels written.
+    pub out_channels: Range<usize>,
+    /// Output rows written.
+    pub out_rows: Range<usize>,
+    /// Input rows read, or `None` when every row the piece reads is padding: it then reads one
+    /// row of zeros instead, which gives the same sums.
+    pub in_rows: Option<Range<usize>>,
+    /// The piece as a convolution of its own: input `[batch, in_channels, rows, W]`, weight rows
+    /// `out_channels`, padding adjusted so that its output is exactly `out_rows`.
+    pub shape: Conv2dShape,
+}
+
+/// A contiguous copy in f32 elements: `len` values from offset `src` to offset `dst`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyRun {
+    /// Offset in the source tensor.
+    pub src: usize,
+    /// Offset in the destination tensor.
+    pub dst: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
+/// Appends a run, merged with the previous one when both are contiguous.
+fn push_run(runs: &mut Vec<CopyRun>, run: CopyRun) {
+    match runs.last_mut() {
+        Some(last) if last.src + last.len == run.src && last.dst + last.len == run.dst => {
+            last.len += run.len;
+        }
+        _ => runs.push(run),
+    }
+}
+
+impl Piece {
+    /// The parameters that give [`Piece::shape`] (explicit padding).
+    pub fn params(&self) -> Conv2dParams {
+        params_of(&self.shape)
+    }
+
+    /// Copies from the whole input (`whole`'s `[N, C, H, W]`) into the piece's input: per image
+    /// and channel, the rows read. Empty when the piece reads a zero row instead.
+    pub fn input_runs(&self, whole: &Conv2dShape) -> Vec<CopyRun> {
+        let mut runs = Vec::new();
+        let Some(rows) = &self.in_rows else {
+            return runs;
+        };
+        let [_, c, h, w] = whole.input_shape();
+        let mut dst = 0;
+        for n in self.batch.clone() {
+            for ch in self.in_channels.clone() {
+                let src = ((n * c + ch) * h + rows.start) * w;
+                let len = rows.len() * w;
+                push_run(&mut runs, CopyRun { src, dst, len });
+                dst += len;
+            }
+        }
+        runs
+    }
+
+    /// Copies from the piece's output into the whole output (`whole`'s `[N, O, P, Q]`).
+    pub fn output_runs(&self, whole: &Conv2dShape) -> Vec<CopyRun> {
+        let [_, o, p, q] = whole.output_shape();
+        let mut runs = Vec::new();
+        let mut src = 0;
+        for n in self.batch.clone() {
+            for ch in self.out_channels.clone() {
+                let dst = ((n * o + ch) * p + self.out_rows.start) * q;
+                let len = self.out_rows.len() * q;
+                push_run(&mut runs, CopyRun { src, dst, len });
+                src += len;
+            }
+        }
+        runs
+    }
+
+    /// The piece's weights: a contiguous range of the whole OIHW weight, in elements.
+    pub fn weight_range(&self, whole: &Conv2dShape) -> Range<usize> {
+        let per_channel = whole.weight_len() / whole.out_channels;
+        self.out_channels.start * per_channel..self.out_channels.end * per_channel
+    }
+}
+
+fn params_of(s: &Conv2dShape) -> Conv2dParams {
+    Conv2dParams {
+        stride: (s.stride_h, s.stride_w),
+        padding: Padding::explicit(s.pad_top, s.pad_bottom, s.pad_left, s.pad_right),
+        dilation: (s.dilation_h, s.dilation_w),
+        groups: s.groups,
+    }
+}
+
+/// The convolution computing `out_rows` output rows of `images` images and `out_channels` output
+/// channels over `groups` groups, from `in_h` input rows of which the first lies `top` padded rows
+/// below the first row the piece reads.
+fn piece_shape(
+    shape: &Conv2dShape,
+    images: usize,
+    groups: usize,
+    out_channels: usize,
+    out_rows: usize,
+    in_h: usize,
+    top: usize,
+) -> Result<Conv2dShape> {
+    // Padded rows the output rows span: (rows-1)*stride + the dilated kernel height.
+    let needed = (out_rows - 1) * shape.stride_h + (shape.kernel_h - 1) * shape.dilation_h + 1;
+    let bottom = needed.saturating_sub(in_h + top);
+    let cg = shape.in_channels_per_group();
+    let params = Conv2dParams {
+        padding: Padding::explicit(top, bottom, shape.pad_left, shape.pad_right),
+        groups,
+        ..params_of(shape)
+    };
+    let bias = [out_channels];
+    Conv2dShape::new(
+        &[images, groups * cg, in_h, shape.in_w],
+        &[out_channels, cg, shape.kernel_h, shape.kernel_w],
+        shape.has_bias.then_some(&bias[..]),
+        &params,
+    )
+}
+
+/// Input rows that output rows `rows` read, clipped to the input; `None` when all are padding.
+fn input_rows(shape: &Conv2dShape, rows: &Range<usize>) -> Option<Range<usize>> {
+    // In padded coordinates the rows read are [start*stride, (end-1)*stride + span).
+    let first = rows.start * shape.stride_h;
+    let last = (rows.end - 1) * shape.stride_h + (shape.kernel_h - 1) * shape.dilation_h;
+    let start = first.saturating_sub(shape.pad_top).min(shape.in_h);
+    let end = (last + 1).saturating_sub(shape.pad_top).min(shape.in_h);
+    (start < end).then_some(start..end)
+}
+
+/// Chooses how to split `shape` so that every piece `fits`, or `None` when even one output row of
+/// one channel of one image does not. Halves the batch first (pieces read disjoint input), then
+/// the groups, then the output channels when the weights are what does not fit, then the output
+/// rows (pieces re-read a halo), then the output channels.
+pub fn choose_split(
+    shape: &Conv2dShape,
+    limits: &PlanLimits,
+    fits: impl Fn(&Conv2dShape) -> bool,
+) -> Option<Split> {
+    let og = shape.out_channels_per_group();
+    let mut split = Split {
+        batch: shape.batch,
+        groups: shape.groups,
+        out_channels: og,
+        rows: shape.out_h,
+    };
+    loop {
+        // The largest piece: full sizes and as many input rows as an interior piece reads.
+        let span = (split.rows - 1) * shape.stride_h + (shape.kernel_h - 1) * shape.dilation_h + 1;
+        let channels = if split.groups > 1 {
+            split.groups * og
+        } else {
+            split.out_channels
+        };
+        let in_h = span.min(shape.in_h);
+        let piece = piece_shape(
+            shape,
+            split.batch,
+            split.groups,
+            channels,
+            split.rows,
+            in_h,
+            0,
+        );
+        let piece = piece.ok()?;
+        if fits(&piece) {
+            return Some(split);
+        }
+        let weight_too_big = check_buffer("weight", piece.weight_len(), limits).is_err();
+        let halve = |v: usize| v.div_ceil(2);
+        if split.batch > 1 && !weight_too_big {
+            split.batch = halve(split.batch);
+        } else if split.groups > 1 {
+            split.groups = halve(split.groups);
+        } else if split.out_channels > 1 && weight_too_big {
+            split.out_channels = halve(split.out_channels);
+        } else if split.rows > 1 {
+            split.rows = halve(split.rows);
+        } else if split.out_channels > 1 {
+            split.out_channels = halve(split.out_channels);
+        } else if split.batch > 1 {
+            split.batch = halve(split.batch);
+        } else {
+            return None;
+        }
+    }
+}
+
+/// How `shape` runs on a device with `limits`: in one dispatch (`None`), or split (`Some`).
+///
+/// # Errors
+/// The unsplit plan's error when it fails for another reason than size, or when not even the
+/// smallest piece (one output row of one channel of one image) can be planned.
+pub fn schedule(
+    shape: &Conv2dShape,
+    limits: &PlanLimits,
+    algorithm: Algorithm,
+) -> Result<Option<Split>> {
+    let unsplit = match plan(shape, limits, algorithm) {
+        Ok(_) => return Ok(None),
+        Err(e) => e,
+    };
+    // A forced algorithm may be unsupported only because of the grid; pieces may fit it.
+    let size_problem = matches!(
+        unsplit,
+        Error::TooLarge { .. } | Error::DeviceLimit { .. } | Error::UnsupportedAlgorithm { .. }
+    );
+    if !size_problem {
+        return Err(unsplit);
+    }
+    choose_split(shape, limits, |piece| {
+        plan(piece, limits, algorithm).is_ok()
+    })
+    .map(Some)
+    .ok_or(unsplit)
+}
+
+/// The pieces of `shape` cut by `split`, groups outermost and rows innermost.
+///
+/// # Errors
+/// Only if a piece's shape fails validation, which a split from [`choose_split`] rules out.
+pub fn pieces(shape: &Conv2dShape, split: &Split) -> Result<Vec<Piece>> {
+    let (cg, og) = (
+        shape.in_channels_per_group(),
+        shape.out_channels_per_group(),
+    );
+    let chunks = |len: usize, size: usize| {
+        (0..len.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(len))
+    };
+    let mut out = Vec::new();
+    for groups in chunks(shape.groups, split.groups) {
+        // A piece spanning several groups takes all their output channels.
+        let within = if groups.len() > 1 {
+            og
+        } else {
+            split.out_channels
+        };
+        for channels in chunks(og, within) {
+            let out_channels =
+                groups.start * og + channels.start..(groups.end - 1) * og + channels.end;
+            for batch in chunks(shape.batch, split.batch) {
+                for out_rows in chunks(shape.out_h, split.rows) {
+                    let in_rows = input_rows(shape, &out_rows);
+                    let (in_h, top) = match &in_rows {
+                        // Padded rows between the first one the output reads and the first real
+                        // row copied.
+                        Some(r) => (
+                            r.len(),
+                            shape.pad_top + r.start - out_rows.start * shape.stride_h,
+                        ),
+                        None => (1, 0),
+                    };
+                    let piece_shape = piece_shape(
+                        shape,
+                        batch.len(),
+                        groups.len(),
+                        out_channels.len(),
+                        out_rows.len(),
+                        in_h,
+                        top,
+                    )?;
+                    out.push(Piece {
+                        batch: batch.clone(),
+                        in_channels: groups.start * cg..groups.end * cg,
+                        out_channels: out_channels.clone(),
+                        out_rows,
+                        in_rows,
+                        shape: piece_shape,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

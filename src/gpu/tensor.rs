@@ -48,11 +48,12 @@ impl GpuTensor {
 }
 
 /// Convolution weights packed once into the layout the implicit-GEMM kernels read, so repeated
-/// inference pays the transform once. Keeps the OIHW tensor too, for the kernels that read it.
+/// inference pays the transform once. Keeps the OIHW tensor too, for the kernels that read it
+/// (weights too large for one storage binding stay unpacked; convolutions over them are split).
 #[derive(Debug)]
 pub struct PackedWeights {
     pub(crate) weight: GpuTensor,
-    pub(crate) packed: wgpu::Buffer,
+    pub(crate) packed: Option<wgpu::Buffer>,
     pub(crate) groups: usize,
 }
 
