@@ -374,6 +374,12 @@ impl Engine {
         // Native wgpu resolves scopes synchronously, so these futures are ready at once.
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
+        let gl_oom = self.gl_serial.is_some() && gl_out_of_memory(&self.device);
+        if gl_oom {
+            return Err(Error::OutOfMemory {
+                during: during.to_string(),
+            });
+        }
         if validation.is_some() || oom.is_some() {
             // A lost device shows first as invalid objects; a poll delivers the loss callback,
             // so the caller gets DeviceLost rather than a confusing validation error.
@@ -654,38 +660,22 @@ impl Engine {
         self.wait_for(Some(submission), during)
     }
 
-    /// Waits for `submission` (or all work) within the engine's bound. On OpenGL the wait is cut
-    /// into short slices, releasing the context between them, so that no other thread waits for
-    /// wgpu's context lock long enough for it to give up.
+    /// Waits for `submission` (or all work) within the engine's bound (see [`wait_sliced`]).
     fn wait_for(&self, submission: Option<&wgpu::SubmissionIndex>, during: &str) -> Result<()> {
         self.ensure_alive()?;
-        let deadline = std::time::Instant::now().checked_add(self.wait_timeout);
-        loop {
-            let slice = match (&self.gl_serial, deadline) {
-                (Some(_), Some(d)) => d
-                    .saturating_duration_since(std::time::Instant::now())
-                    .min(GL_WAIT_SLICE),
-                (Some(_), None) => GL_WAIT_SLICE,
-                (None, _) => self.wait_timeout,
-            };
-            let serial = self.serial();
-            let result = self.device.poll(wgpu::PollType::Wait {
-                submission_index: submission.cloned(),
-                timeout: Some(slice),
-            });
-            drop(serial);
-            let expired = deadline.is_some_and(|d| std::time::Instant::now() >= d);
-            match result {
-                Err(wgpu::PollError::Timeout) if self.gl_serial.is_some() && !expired => continue,
-                other => return self.poll_result(other, during),
-            }
-        }
+        let result = wait_sliced(
+            &self.device,
+            self.gl_serial.as_deref(),
+            submission,
+            self.wait_timeout,
+        );
+        self.poll_result(result, during)
     }
 
     async fn wait_async(&self, submission: &wgpu::SubmissionIndex, during: &str) -> Result<()> {
         self.ensure_alive()?;
         // wgpu only makes progress when polled; a helper thread does the blocking poll so the
-        // caller's executor is never blocked.
+        // caller's executor is never blocked by the wait itself.
         let (tx, rx) = flume::bounded(1);
         let device = self.device.clone();
         let submission = submission.clone();
@@ -694,13 +684,7 @@ impl Engine {
         std::thread::Builder::new()
             .name("wgconv-poll".into())
             .spawn(move || {
-                let _serial = gl_serial
-                    .as_ref()
-                    .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner));
-                let result = device.poll(wgpu::PollType::Wait {
-                    submission_index: Some(submission),
-                    timeout: Some(timeout),
-                });
+                let result = wait_sliced(&device, gl_serial.as_deref(), Some(&submission), timeout);
                 let _ = tx.send(result);
             })
             .map_err(|e| Error::Readback {
@@ -1352,6 +1336,70 @@ fn packing_shape(weight: &[usize], groups: usize) -> Result<Conv2dShape> {
     })?;
     let params = Conv2dParams::default().with_groups(groups);
     Conv2dShape::new(&[1, channels, kh, kw], &[o, cg, kh, kw], None, &params)
+}
+
+/// Waits for `submission` (or all work) for at most `timeout`. On OpenGL (`gl_serial` given) the
+/// wait is cut into slices of [`GL_WAIT_SLICE`], taking the engine's GL lock for each, so other
+/// threads (and async callers) get the context between slices and none waits long for it.
+fn wait_sliced(
+    device: &wgpu::Device,
+    gl_serial: Option<&Mutex<()>>,
+    submission: Option<&wgpu::SubmissionIndex>,
+    timeout: Duration,
+) -> std::result::Result<wgpu::PollStatus, wgpu::PollError> {
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    loop {
+        let slice = match (gl_serial, deadline) {
+            (Some(_), Some(d)) => d
+                .saturating_duration_since(std::time::Instant::now())
+                .min(GL_WAIT_SLICE),
+            (Some(_), None) => GL_WAIT_SLICE,
+            (None, _) => timeout,
+        };
+        let serial = gl_serial.map(|m| m.lock().unwrap_or_else(PoisonError::into_inner));
+        let result = device.poll(wgpu::PollType::Wait {
+            submission_index: submission.cloned(),
+            timeout: Some(slice),
+        });
+        drop(serial);
+        let expired = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        match result {
+            Err(wgpu::PollError::Timeout) if gl_serial.is_some() && !expired => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Whether OpenGL reported running out of memory since the last call (clearing its error flags).
+///
+/// wgpu 30's GL backend allocates buffer storage without checking `glGetError`, so a failed
+/// allocation would leave a buffer with no storage that silently reads as zeros. The caller holds
+/// the engine's GL lock, so no wgpu call runs on the context meanwhile.
+#[cfg(target_os = "linux")]
+fn gl_out_of_memory(device: &wgpu::Device) -> bool {
+    use glow::HasContext;
+    // SAFETY: only the context is borrowed, to read (and so clear) its error flags; no resource
+    // is created, destroyed or used.
+    let Some(hal) = (unsafe { device.as_hal::<wgpu::hal::api::Gles>() }) else {
+        return false;
+    };
+    let gl = hal.context().lock();
+    let mut oom = false;
+    // One flag per error kind at most; the bound guards against a context that keeps reporting.
+    for _ in 0..16 {
+        // SAFETY: glGetError has no preconditions on a current context, which `lock` makes.
+        match unsafe { gl.get_error() } {
+            glow::NO_ERROR => break,
+            glow::OUT_OF_MEMORY => oom = true,
+            other => log::debug!("wgconv: OpenGL error {other:#x} after a wgpu call"),
+        }
+    }
+    oom
+}
+
+#[cfg(not(target_os = "linux"))]
+fn gl_out_of_memory(_device: &wgpu::Device) -> bool {
+    false
 }
 
 /// Records `runs` (in f32 elements) as buffer-to-buffer copies.
