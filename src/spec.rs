@@ -356,7 +356,7 @@ impl Conv2dShape {
         }
         let expected = cg
             .checked_mul(groups)
-            .ok_or_else(|| overflow("weight[1] * groups"))?;
+            .ok_or_else(|| overflow(&format!("weight[1] * groups = {cg} * {groups}")))?;
         if c != expected {
             return Err(Error::ChannelMismatch {
                 groups,
@@ -383,7 +383,10 @@ impl Conv2dShape {
         let (Some(padded_h), Some(padded_w), Some(span_h), Some(span_w)) =
             (padded_h, padded_w, span_h, span_w)
         else {
-            return Err(overflow("padded input or dilated kernel extent"));
+            return Err(overflow(&format!(
+                "padded input size (H {h} + padding {top} + {bottom}, W {w} + padding {left} + {right}) \
+                 or dilated kernel size (kernel {kh}x{kw}, dilation ({dh}, {dw}))"
+            )));
         };
         let out_h = conv_output_len(h, top + bottom, kh, sh, dh);
         let out_w = conv_output_len(w, left + right, kw, sw, dw);
@@ -424,7 +427,7 @@ impl Conv2dShape {
         ] {
             dims.iter()
                 .try_fold(4usize, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| overflow(&format!("{what} byte size")))?;
+                .ok_or_else(|| overflow(&format!("{what} byte size (4 bytes x {dims:?})")))?;
         }
         Ok(shape)
     }

@@ -112,11 +112,11 @@ struct BenchArgs {
     /// Which layers: `resnet`, `quick`, or a suite file (one `name C H W -> K RxS [stride S] [pad P]` per line).
     #[arg(long, default_value = "resnet")]
     suite: String,
-    /// Batch size N.
-    #[arg(long, default_value_t = 1)]
+    /// Batch size N (at least 1).
+    #[arg(long, default_value = "1", value_parser = parse_positive)]
     batch: usize,
-    /// Timed repetitions per measurement; the median is reported.
-    #[arg(long, default_value_t = 5)]
+    /// Timed repetitions per measurement (at least 1); the median is reported.
+    #[arg(long, default_value = "5", value_parser = parse_positive)]
     repeat: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
@@ -128,8 +128,8 @@ struct BenchArgs {
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Compare wgpu backends in one run, e.g. `vulkan,gl` (default: WGPU_BACKEND, else the best adapter).
-    #[arg(long, value_delimiter = ',')]
-    backend: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_backend)]
+    backend: Vec<wgpu::Backends>,
     /// What to time.
     #[arg(long, value_enum, default_value_t = BenchDevice::Both)]
     device: BenchDevice,
@@ -173,6 +173,28 @@ fn parse_numbers(s: &str) -> Result<Vec<usize>, String> {
                 .map_err(|_| format!("'{part}' is not a non-negative integer"))
         })
         .collect()
+}
+
+/// A count that must be at least 1 (`--batch`, `--repeat`): a zero batch or no timed run would
+/// make the table meaningless, so they are refused rather than quietly changed.
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(format!("'{s}' is not a positive integer")),
+    }
+}
+
+/// One wgpu backend by name (wgpu's own names); unknown names are refused, not skipped.
+fn parse_backend(s: &str) -> Result<wgpu::Backends, String> {
+    match s.trim().to_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        _ => Err(format!(
+            "unknown backend '{s}'; choose one of vulkan, gl, metal, dx12"
+        )),
+    }
 }
 
 fn parse_pair(s: &str) -> Result<(usize, usize), String> {
@@ -330,14 +352,7 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
         if args.backend.is_empty() {
             engines.push(Engine::new()?);
         }
-        for name in &args.backend {
-            let backends = wgpu::Backends::from_comma_list(name);
-            if backends.is_empty() {
-                return Err(wgconv::Error::NoAdapter {
-                    request: format!("unknown backend '{name}' (try vulkan, gl, metal, dx12)"),
-                    seen: String::new(),
-                });
-            }
+        for &backends in &args.backend {
             let opts = wgconv::EngineOptions {
                 backends: Some(backends),
                 ..Default::default()
