@@ -28,7 +28,13 @@ pub fn write_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>)
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
-    let tmp = builder.tempfile_in(dir).map_err(io_err)?;
+    // tempfile's error names the random temporary name, which never existed; name the target.
+    let tmp = builder.tempfile_in(dir).map_err(|e| {
+        io_err(match e.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::new(e.kind(), e.kind().to_string()),
+        })
+    })?;
     {
         let file: &File = tmp.as_file();
         let mut writer = BufWriter::new(file);

@@ -198,19 +198,27 @@ pub fn read_image(path: &Path) -> Result<image::RgbImage> {
     Ok(decoded.to_rgb8())
 }
 
+/// The image format `path`'s extension asks for: PNG or JPEG. Check it before doing the work.
+///
+/// # Errors
+/// [`Error::Image`] for any other extension.
+pub fn output_format(path: &Path) -> Result<image::ImageFormat> {
+    image::ImageFormat::from_path(path)
+        .ok()
+        .filter(|f| matches!(f, image::ImageFormat::Png | image::ImageFormat::Jpeg))
+        .ok_or_else(|| Error::Image {
+            path: path.to_path_buf(),
+            message: "the output must end in .png, .jpg or .jpeg".into(),
+        })
+}
+
 /// Writes `image` as PNG or JPEG (by extension), through a temporary file renamed into place.
 ///
 /// # Errors
 /// [`Error::Image`] for an unknown extension or an encoding failure; [`Error::Io`] when the
 /// folder is not writable.
 pub fn write_image(path: &Path, image: &image::RgbImage) -> Result<()> {
-    let format = image::ImageFormat::from_path(path)
-        .ok()
-        .filter(|f| matches!(f, image::ImageFormat::Png | image::ImageFormat::Jpeg))
-        .ok_or_else(|| Error::Image {
-            path: path.to_path_buf(),
-            message: "the output must end in .png, .jpg or .jpeg".into(),
-        })?;
+    let format = output_format(path)?;
     crate::atomic::write_with(path, |writer| {
         // The image encoders want `Seek`; encode into memory, then write the bytes.
         let mut bytes = std::io::Cursor::new(Vec::new());

@@ -458,3 +458,17 @@ fn float64_npy_and_unwritable_output_fail_cleanly() {
     );
     assert_eq!(files_in(dir.path()), ["w.npy", "x.npy", "x64.npy"]);
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_tool_quietly_not_with_a_panic() {
+    // The reader closes the pipe at once; wgconv only writes after creating its engine.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#""$0" info | (exec 0<&-; sleep 1); echo "status=${PIPESTATUS[0]}""#)
+        .arg(env!("CARGO_BIN_EXE_wgconv"))
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("status=0"), "{stdout}\n{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}

@@ -492,7 +492,27 @@ fn a_forced_algorithm_that_does_not_cover_the_shape_is_refused() {
         ),
         "{e:?}"
     );
-    assert!(e.to_string().contains("needs a 1x1 kernel"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "the pointwise algorithm cannot run this convolution: it needs a 1x1 kernel, stride 1, \
+         no padding and groups 1; got kernel 3x3, stride (1, 1), padding [0, 0, 0, 0], groups 1"
+    );
+    // A GEMM kernel the device cannot hold names the limit and the values.
+    let shape =
+        Conv2dShape::new(&[1, 2, 6, 6], &[4, 2, 3, 3], None, &Conv2dParams::default()).unwrap();
+    let limits = PlanLimits {
+        max_invocations: 8,
+        ..PlanLimits::unlimited_cpu()
+    };
+    let e = plan::schedule(&shape, &limits, Algorithm::RegisterTiled).unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "the register-tiled algorithm cannot run this convolution: its workgroups of"
+        ) && e
+            .to_string()
+            .ends_with("exceed max_compute_invocations_per_workgroup 8"),
+        "{e}"
+    );
 }
 
 #[test]

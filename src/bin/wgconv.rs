@@ -6,6 +6,25 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use wgconv::{cpu, io, Conv2dParams, Engine, Padding, Tensor};
 
+/// `println!` that ends the program quietly when standard output is closed (`wgconv bench |
+/// head`), where `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("wgconv: error: cannot write to standard output: {e}");
+    std::process::exit(1)
+}
+
 #[derive(Parser)]
 #[command(
     name = "wgconv",
@@ -253,20 +272,20 @@ fn main() -> ExitCode {
 
 fn info() -> wgconv::Result<()> {
     let adapters = wgconv::list_adapters(None);
-    println!("adapters wgpu sees ({}):", adapters.len());
+    say!("adapters wgpu sees ({}):", adapters.len());
     for a in &adapters {
-        println!("  {a}");
+        say!("  {a}");
     }
     let engine = Engine::new()?;
-    println!("wgconv would use: {}", engine.adapter());
+    say!("wgconv would use: {}", engine.adapter());
     let l = engine.limits();
-    println!(
+    say!(
         "  limits: max_storage_buffer_binding_size {} B, max_buffer_size {} B, max workgroups per dimension {}",
         l.max_binding, l.max_buffer, l.max_workgroups_per_dim
     );
     match l.subgroup_size {
-        Some(size) => println!("  subgroups: {size} invocations"),
-        None => println!("  subgroups: not available"),
+        Some(size) => say!("  subgroups: {size} invocations"),
+        None => say!("  subgroups: not available"),
     }
     Ok(())
 }
@@ -319,6 +338,7 @@ fn filter(args: &FilterArgs) -> wgconv::Result<()> {
         // clap requires one of the two.
         (None, None) => KernelChoice::Builtin(Filter::Edges),
     };
+    wgconv::filter::output_format(&args.output)?;
     let image = read_image(&args.input)?;
     let engine = Engine::new()?;
     let out = apply(&engine, &image, &choice)?;
@@ -360,7 +380,7 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
             engines.push(Engine::with_options(opts)?);
         }
     }
-    println!(
+    say!(
         "CPU baseline: im2col + gemm on {} threads; batch {}, median of {} runs",
         rayon::current_num_threads(),
         args.batch,
@@ -463,19 +483,27 @@ fn print_table(
 ) {
     use wgconv::bench::geomean;
     match engine {
-        Some(e) => println!("\nGPU: {}", e.adapter()),
-        None => println!("\nGPU: not measured"),
+        Some(e) => say!("\nGPU: {}", e.adapter()),
+        None => say!("\nGPU: not measured"),
     }
-    println!(
+    say!(
         "{:<12} {:>9} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}",
-        "layer", "GFLOP", "gpu ms", "GFLOP/s", "gpu e2e", "cpu ms", "GFLOP/s", "speedup", "max err"
+        "layer",
+        "GFLOP",
+        "gpu ms",
+        "GFLOP/s",
+        "gpu e2e",
+        "cpu ms",
+        "GFLOP/s",
+        "speedup",
+        "max err"
     );
     for r in results {
         let speedup = match (r.gpu_ms, r.cpu_ms) {
             (Some(g), Some(c)) => Some(c / g),
             _ => None,
         };
-        println!(
+        say!(
             "{:<12} {:>9.3} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}",
             r.layer.name,
             r.flops as f64 / 1e9,
@@ -491,14 +519,14 @@ fn print_table(
     }
     let gpu_geo = geomean(results.iter().filter_map(|r| r.gpu_ms.map(|m| r.gflops(m))));
     let cpu_geo = geomean(results.iter().filter_map(|r| r.cpu_ms.map(|m| r.gflops(m))));
-    println!("geometric mean GFLOP/s: gpu {gpu_geo:.1}, cpu {cpu_geo:.1}");
+    say!("geometric mean GFLOP/s: gpu {gpu_geo:.1}, cpu {cpu_geo:.1}");
 }
 
 fn print_matrix(label: &str, data: &[f32], w: usize) {
-    println!("  {label}");
+    say!("  {label}");
     for row in data.chunks(w) {
         let cells: Vec<String> = row.iter().map(|v| format!("{v:>7.1}")).collect();
-        println!("    [{} ]", cells.join(""));
+        say!("    [{} ]", cells.join(""));
     }
 }
 
@@ -512,7 +540,7 @@ fn both(
 ) -> wgconv::Result<Tensor> {
     let gpu = engine.conv2d(x, k, None, params)?;
     let cpu = cpu::reference::conv2d(x, k, None, params)?;
-    println!("{title}");
+    say!("{title}");
     let [_, o, _, w] = [
         gpu.shape()[0],
         gpu.shape()[1],
@@ -543,13 +571,13 @@ fn both(
         .zip(cpu.data())
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    println!("  max |GPU - CPU| = {worst:e}\n");
+    say!("  max |GPU - CPU| = {worst:e}\n");
     Ok(gpu)
 }
 
 fn demo() -> wgconv::Result<()> {
     let engine = Engine::new()?;
-    println!("wgconv: the convolution lecture on {}\n", engine.adapter());
+    say!("wgconv: the convolution lecture on {}\n", engine.adapter());
     let p = Conv2dParams::default();
 
     // corr2d on the 3x3 example.
@@ -624,10 +652,10 @@ fn demo() -> wgconv::Result<()> {
         .iter()
         .zip(gpu1.data())
         .all(|(a, b)| (a - b).abs() <= 1e-5 * a.abs().max(1.0));
-    println!("  equals the matrix product K[2x3] . X[3x9]: {same}\n");
+    say!("  equals the matrix product K[2x3] . X[3x9]: {same}\n");
 
     // Padding and stride shapes on an 8x8 input.
-    println!("Output shapes for an 8x8 input, floor((n + pad - dilation*(k-1) - 1) / stride) + 1:");
+    say!("Output shapes for an 8x8 input, floor((n + pad - dilation*(k-1) - 1) / stride) + 1:");
     let cases = [
         ("k3, padding 1", [3, 3], Padding::uniform(1), (1, 1)),
         (
@@ -656,10 +684,10 @@ fn demo() -> wgconv::Result<()> {
         let x = Tensor::full([1, 1, 8, 8], 1.0)?;
         let k = Tensor::full([1, 1, kh, kw], 1.0)?;
         let y = engine.conv2d(&x, &k, None, &params)?;
-        println!("  {name:<38} -> {}x{}", y.shape()[2], y.shape()[3]);
+        say!("  {name:<38} -> {}x{}", y.shape()[2], y.shape()[3]);
     }
     // A short benchmark: two small layers, GPU against the fair CPU baseline.
-    println!("\nA short benchmark (median of 3; the CPU side is im2col + gemm on all cores):");
+    say!("\nA short benchmark (median of 3; the CPU side is im2col + gemm on all cores):");
     let options = wgconv::bench::BenchOptions {
         batch: 1,
         repeat: 3,
@@ -669,7 +697,7 @@ fn demo() -> wgconv::Result<()> {
     for layer in wgconv::bench::quick_suite().iter().take(2) {
         let r = wgconv::bench::bench_layer(Some(&engine), layer, &options)?;
         let (g, c) = (r.gpu_ms.unwrap_or(f64::NAN), r.cpu_ms.unwrap_or(f64::NAN));
-        println!(
+        say!(
             "  {:<14} GPU {:>7.2} ms ({:>6.1} GFLOP/s)   CPU {:>7.2} ms ({:>6.1} GFLOP/s)   max |GPU - CPU| {:.1e}",
             layer.name,
             g,
@@ -679,8 +707,8 @@ fn demo() -> wgconv::Result<()> {
             r.max_abs_err.unwrap_or(f64::NAN)
         );
     }
-    println!("\nComputed on {}.", engine.adapter());
-    println!("Next: `wgconv info` lists adapters, `wgconv bench` times ResNet layers,");
-    println!("      `wgconv run --help` convolves your own .npy files.");
+    say!("\nComputed on {}.", engine.adapter());
+    say!("Next: `wgconv info` lists adapters, `wgconv bench` times ResNet layers,");
+    say!("      `wgconv run --help` convolves your own .npy files.");
     Ok(())
 }

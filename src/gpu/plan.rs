@@ -218,15 +218,39 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
         && grid(packed_len, 64, limits.max_workgroups_per_dim).is_ok();
 
     // Candidates in order of preference; the first that applies wins.
-    let regtile = || -> Option<Plan> {
+    // Why a GEMM kernel's grid does not fit, naming the values, or `None` when it does.
+    let grid_problem = |grid: (usize, usize, usize), pixel_slots: usize| -> Option<String> {
+        if grid.0 > max_dim || grid.1 > max_dim || grid.2 > max_dim {
+            Some(format!(
+                "its grid of {grid:?} workgroups exceeds max_compute_workgroups_per_dimension {max_dim}"
+            ))
+        } else if (grid.0 * pixel_slots) as u64 > u64::from(u32::MAX) {
+            Some(format!(
+                "its {} pixel slots overflow u32",
+                grid.0 * pixel_slots
+            ))
+        } else if !packed_fits {
+            Some(format!(
+                "its {packed_len} packed weights exceed one binding or dispatch on this device"
+            ))
+        } else {
+            None
+        }
+    };
+    let regtile = || -> std::result::Result<Plan, String> {
         let (tm, tn, workgroup_size) = regtile_tile(og, pixels, limits.subgroup_size);
         let slots = workgroup_size as usize * tn as usize;
         let grid = (pixels.div_ceil(slots), og.div_ceil(tm as usize), images);
         // Pixel indices run up to grid.0 * slots in the shader's u32 arithmetic.
-        let in_grid = grid.0 <= max_dim
-            && grid.1 <= max_dim
-            && grid.2 <= max_dim
-            && (grid.0 * slots) as u64 <= u64::from(u32::MAX);
+        if let Some(problem) = grid_problem(grid, slots) {
+            return Err(problem);
+        }
+        if workgroup_size > limits.max_invocations {
+            return Err(format!(
+                "its workgroups of {workgroup_size} exceed max_compute_invocations_per_workgroup {}",
+                limits.max_invocations
+            ));
+        }
         let cg = shape.in_channels_per_group();
         let spec = RegTileSpec {
             tm,
@@ -235,31 +259,38 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             unrolled_channels: (cg as u32 <= MAX_UNROLLED_CHANNELS).then_some(cg as u32),
             subgroup: limits.subgroup_size,
         };
-        (in_grid && packed_fits && workgroup_size <= limits.max_invocations).then_some(Plan {
+        Ok(Plan {
             kernel: Kernel::RegisterTiled(spec),
             workgroup_size,
             workgroups: (grid.0 as u32, grid.1 as u32, grid.2 as u32),
             uniforms,
         })
     };
-    let shared = || -> Option<Plan> {
+    let shared = || -> std::result::Result<Plan, String> {
         let grid = (
             pixels.div_ceil(TILED_BLOCK),
             og.div_ceil(TILED_BLOCK),
             images,
         );
         // Pixel indices run up to grid.0 * 64 and the k loop up to k_len + 16, in u32.
+        if let Some(problem) = grid_problem(grid, TILED_BLOCK) {
+            return Err(problem);
+        }
         let k_len = (shape.kernel_h * shape.kernel_w * shape.in_channels_per_group()) as u64;
-        let in_grid = grid.0 <= max_dim
-            && grid.1 <= max_dim
-            && grid.2 <= max_dim
-            && (grid.0 * TILED_BLOCK) as u64 <= u64::from(u32::MAX)
-            && k_len + 16 <= u64::from(u32::MAX);
+        if k_len + 16 > u64::from(u32::MAX) {
+            return Err(format!("its reduction of {k_len} overflows u32"));
+        }
         // 4 KiB of vec4 weights + 4 KiB of inputs, and 256 invocations along x.
-        let fits = limits.max_invocations >= 256
-            && limits.max_workgroup_size_x >= 256
-            && limits.max_workgroup_storage >= 8192;
-        (in_grid && packed_fits && fits).then_some(Plan {
+        if limits.max_invocations < 256
+            || limits.max_workgroup_size_x < 256
+            || limits.max_workgroup_storage < 8192
+        {
+            return Err(format!(
+                "it needs workgroups of 256 invocations along x and 8192 bytes of workgroup                  memory; the device allows {} invocations ({} along x) and {} bytes",
+                limits.max_invocations, limits.max_workgroup_size_x, limits.max_workgroup_storage
+            ));
+        }
+        Ok(Plan {
             kernel: Kernel::SharedTiled,
             workgroup_size: 256,
             workgroups: (grid.0 as u32, grid.1 as u32, grid.2 as u32),
@@ -290,19 +321,31 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             * shape.out_channels.div_ceil(POINTWISE_TILE);
         flat(Kernel::Pointwise, tiles)
     };
-    let unsupported = |name: &'static str| Error::UnsupportedAlgorithm {
+    let unsupported = |name: &'static str, reason: String| Error::UnsupportedAlgorithm {
         algorithm: name,
-        reason: "the shape or the device's limits are outside what it covers".into(),
+        reason,
     };
     match algorithm {
         Algorithm::Direct => direct(),
         Algorithm::Pointwise if is_pointwise(shape) => pointwise(),
         Algorithm::Pointwise => Err(Error::UnsupportedAlgorithm {
             algorithm: "pointwise",
-            reason: "it needs a 1x1 kernel, stride 1, no padding and groups 1".into(),
+            reason: format!(
+                "it needs a 1x1 kernel, stride 1, no padding and groups 1; got kernel {}x{}, \
+                 stride ({}, {}), padding [{}, {}, {}, {}], groups {}",
+                shape.kernel_h,
+                shape.kernel_w,
+                shape.stride_h,
+                shape.stride_w,
+                shape.pad_top,
+                shape.pad_bottom,
+                shape.pad_left,
+                shape.pad_right,
+                shape.groups
+            ),
         }),
-        Algorithm::RegisterTiled => regtile().ok_or_else(|| unsupported("register-tiled")),
-        Algorithm::SharedTiled => shared().ok_or_else(|| unsupported("shared-tiled")),
+        Algorithm::RegisterTiled => regtile().map_err(|why| unsupported("register-tiled", why)),
+        Algorithm::SharedTiled => shared().map_err(|why| unsupported("shared-tiled", why)),
         Algorithm::Auto => {
             // Depthwise-like groups (fewer than 4 output channels each) leave the GEMM tiles
             // mostly empty; the direct kernel does better there.
@@ -310,9 +353,9 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             let fast = if !gemm_worth_it {
                 None
             } else if limits.cpu_adapter {
-                regtile()
+                regtile().ok()
             } else if og >= 16 {
-                shared()
+                shared().ok()
             } else {
                 None
             };
