@@ -54,10 +54,14 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let shape = &header.shape;
     let data_start = reader.stream_position().map_err(io_err)?;
     let data_bytes = file_len.saturating_sub(data_start);
+    // ndarray's rule: the non-zero dimensions' bytes fit in an isize even when the array is
+    // empty; ndarray-npy unwraps its own shape check, so `(0, 2**62, 5)` would panic there.
     let needed = shape
         .iter()
+        .filter(|&&d| d != 0)
         .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
-        .filter(|&b| b <= isize::MAX as u64);
+        .filter(|&b| b <= isize::MAX as u64)
+        .map(|b| if shape.contains(&0) { 0 } else { b });
     match needed {
         Some(bytes) if bytes == data_bytes => {}
         Some(bytes) => {

@@ -429,6 +429,18 @@ impl Conv2dShape {
                 .try_fold(4usize, |acc, &d| acc.checked_mul(d))
                 .ok_or_else(|| overflow(&format!("{what} byte size (4 bytes x {dims:?})")))?;
         }
+        // An empty batch must not hide an absurd image: `[0, C, H, W]` is still an array of
+        // `C*H*W`-element images to ndarray, and to every size computed per image.
+        if n == 0 {
+            for (what, dims) in [
+                ("input image", [c, h, w]),
+                ("output image", [o, out_h, out_w]),
+            ] {
+                dims.iter()
+                    .try_fold(4usize, |acc, &d| acc.checked_mul(d))
+                    .ok_or_else(|| overflow(&format!("{what} byte size (4 bytes x {dims:?})")))?;
+            }
+        }
         Ok(shape)
     }
 

@@ -16,15 +16,10 @@ impl Tensor {
     ///
     /// # Errors
     /// [`Error::DataLength`] when `data.len()` is not the product of `shape`;
-    /// [`Error::SizeOverflow`] when that product overflows.
+    /// [`Error::SizeOverflow`] when the product of its non-zero dimensions exceeds `isize::MAX`.
     pub fn new(shape: impl Into<Vec<usize>>, data: Vec<f32>) -> Result<Self> {
         let shape = shape.into();
-        let expected = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::SizeOverflow {
-                what: format!("element count of shape {shape:?}"),
-            })?;
+        let expected = element_count(&shape)?;
         if expected != data.len() {
             return Err(Error::DataLength {
                 what: "tensor",
@@ -42,12 +37,7 @@ impl Tensor {
     /// [`Error::SizeOverflow`] when the element count overflows or the memory cannot be had.
     pub fn from_fn(shape: impl Into<Vec<usize>>, f: impl FnMut(usize) -> f32) -> Result<Self> {
         let shape = shape.into();
-        let len = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::SizeOverflow {
-                what: format!("element count of shape {shape:?}"),
-            })?;
+        let len = element_count(&shape)?;
         // Ask for the memory first, so an absurd shape is an error rather than an abort.
         let mut data = Vec::new();
         data.try_reserve_exact(len)
@@ -61,7 +51,7 @@ impl Tensor {
     /// A tensor filled with `value`.
     ///
     /// # Errors
-    /// [`Error::SizeOverflow`] when the element count overflows.
+    /// As [`Tensor::from_fn`].
     pub fn full(shape: impl Into<Vec<usize>>, value: f32) -> Result<Self> {
         Self::from_fn(shape, |_| value)
     }
@@ -92,11 +82,26 @@ impl Tensor {
     }
 }
 
+/// The number of elements of `shape`, checked as ndarray checks it: the product of the non-zero
+/// dimensions must not exceed `isize::MAX`, even when a zero dimension makes the tensor empty
+/// (`[usize::MAX, 0]` has no elements, but no array can have that shape).
+fn element_count(shape: &[usize]) -> Result<usize> {
+    let non_zero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or_else(|| Error::SizeOverflow {
+            what: format!("element count of shape {shape:?}"),
+        })?;
+    Ok(if shape.contains(&0) { 0 } else { non_zero })
+}
+
 #[cfg(feature = "ndarray")]
 impl Tensor {
     /// Converts into an `ndarray` array of the same shape (no copy).
     pub fn into_ndarray(self) -> ndarray::ArrayD<f32> {
-        // The length was checked against the shape at construction.
+        // Shape and length were checked at construction, by ndarray's rule (`element_count`).
         ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.shape), self.data)
             .expect("length matches shape by construction")
     }

@@ -268,7 +268,9 @@ impl Source<'_> {
 /// while im2col then copies runs instead of gathering every `sw`-th element `kh*kw / (sh*sw)`
 /// times per input element.
 fn worth_splitting_phases(s: &Conv2dShape) -> bool {
-    s.stride_w > 1 && s.kernel_h * s.kernel_w >= 2 * s.stride_h * s.stride_w
+    // Saturating: a stride may be as large as the padded input (the kernel area cannot overflow).
+    let strides = s.stride_h.saturating_mul(s.stride_w).saturating_mul(2);
+    s.stride_w > 1 && s.kernel_h * s.kernel_w >= strides
 }
 
 /// Copies every input row into `[sw][ceil(W/sw)]` layout: phase `r` holds columns `r, r+sw, ...`.
