@@ -1,0 +1,1050 @@
+//! Property tests over shapes, parameters, files and text, valid and absurd alike: every public
+//! entry point returns an error or the right answer, and never panics.
+//!
+//! - `conv2d_shape_follows_pytorch`: `Conv2dShape::new` accepts exactly what an independent model
+//!   of PyTorch's rules (in `u128`, plus "every size fits this host") accepts, with the same output
+//!   shape; the planner never panics on what it accepts.
+//! - `tensor_new_accepts_exactly_matching_data`: `Tensor::new` on any shape and data length.
+//! - `gpu_conv2d_is_an_error_or_matches_the_reference`: `Engine::conv2d` fails exactly when the
+//!   shapes do (same message), or when the plan refuses a size; otherwise it matches the f64 CPU
+//!   reference within `common::tolerance`.
+//! - `cpu_fast_conv2d_is_an_error_or_matches_the_reference`: the same for `cpu::fast::conv2d`.
+//! - `read_npy_is_an_error_or_a_consistent_tensor`: `io::read_npy` on random bytes and on mutated,
+//!   truncated or lying `.npy` files.
+//! - `parse_suite_is_an_error_or_valid_layers`: `report::parse_suite_str` on arbitrary text and on
+//!   near-valid suite lines.
+//!
+//! Most drawn problems are small and near-valid (so the GPU runs stay quick on software
+//! adapters), a few mutated into errors, some absurd (ranks 0-6, sizes up to `usize::MAX`). Host
+//! tensors are only built when they hold few elements; absurd problems exercise the shape-level
+//! APIs and the planner instead.
+//!
+//! Bounded and reproducible: a fixed seed per property, shifted by `WGCONV_TEST_SEED=N` (as every
+//! random test here). `WGCONV_PROPTEST_CASES=N` sets the GPU property's case count (default
+//! 20 000, the whole file in about 20-30 s on lavapipe or llvmpipe); the cheaper properties run a
+//! fixed multiple of it (up to 20x), so run time scales with N. No regression files are written; a
+//! failure prints the minimal failing input (shrinking is bounded too). To search longer (about
+//! five times the default, a few minutes):
+//!
+//! ```text
+//! WGCONV_PROPTEST_CASES=100000 cargo test --test never_panics
+//! WGCONV_PROPTEST_CASES=100000 WGCONV_TEST_SEED=7 cargo test --test never_panics
+//! ```
+
+mod common;
+
+use std::cell::Cell;
+use std::fmt::Debug;
+use std::path::Path;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed, TestCaseResult, TestError, TestRunner};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use wgconv::gpu::plan::{self, PlanLimits};
+use wgconv::{cpu, io, report, Algorithm, Conv2dParams, Conv2dShape, Padding, Tensor};
+
+use common::{compare, describe, engine, max_abs, seed_offset, tolerance};
+
+/// Multiply-adds above which a valid problem is only planned, not run (keeps lavapipe quick).
+const MAX_MACS: usize = 200_000;
+
+/// Elements above which a host tensor is not built.
+const MAX_HOST_ELEMENTS: usize = 1 << 16;
+
+/// Shrinking steps after a failure: enough to reach a small case, bounded in time.
+const MAX_SHRINK_ITERS: u32 = 4096;
+
+/// Cases of the GPU property by default (`WGCONV_PROPTEST_CASES` overrides it); the cheaper
+/// properties run a fixed multiple of it. About 20-30 s for the whole file on lavapipe or
+/// llvmpipe (2 cores, test profile).
+const DEFAULT_CASES: u32 = 20_000;
+
+// Cases of each property per GPU case, as (numerator, denominator).
+const SHAPE_CASES: (u32, u32) = (20, 1);
+const TENSOR_CASES: (u32, u32) = (10, 1);
+const GPU_CASES: (u32, u32) = (1, 1);
+const CPU_CASES: (u32, u32) = (5, 1);
+const NPY_CASES: (u32, u32) = (3, 4);
+const SUITE_CASES: (u32, u32) = (10, 1);
+
+// ---------------------------------------------------------------------------------------------
+// Running a property
+// ---------------------------------------------------------------------------------------------
+
+/// Cases for a property with `ratio` cases per GPU case: `WGCONV_PROPTEST_CASES` (or
+/// [`DEFAULT_CASES`]) times the ratio, at least 1.
+fn case_count((num, den): (u32, u32)) -> u32 {
+    let base = std::env::var("WGCONV_PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(DEFAULT_CASES);
+    let cases = u64::from(base) * u64::from(num) / u64::from(den);
+    cases.clamp(1, u64::from(u32::MAX)) as u32
+}
+
+/// Runs `test` on [`case_count`]`(cases)` values of `strategy` from the fixed seed `seed` (shifted
+/// by `WGCONV_TEST_SEED`); a failure panics with the minimal failing input.
+fn check<S: Strategy>(
+    name: &str,
+    seed: u64,
+    cases: (u32, u32),
+    strategy: S,
+    test: impl Fn(S::Value) -> TestCaseResult,
+) where
+    S::Value: Debug,
+{
+    let seed = seed.wrapping_add(seed_offset());
+    let config = Config {
+        cases: case_count(cases),
+        max_shrink_iters: MAX_SHRINK_ITERS,
+        max_shrink_time: 120_000,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
+        fork: false,
+        timeout: 0,
+        ..Config::default()
+    };
+    let cases = config.cases;
+    let mut runner = TestRunner::new(config);
+    let started = std::time::Instant::now();
+    match runner.run(&strategy, test) {
+        Ok(()) => eprintln!("{name}: {cases} cases in {:.1?}", started.elapsed()),
+        Err(TestError::Fail(reason, minimal)) => panic!(
+            "{name} failed (seed {seed}, reproduce with WGCONV_TEST_SEED={}): {reason}\n\
+             minimal failing input: {minimal:#?}",
+            seed_offset()
+        ),
+        Err(TestError::Abort(reason)) => panic!("{name} aborted: {reason}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution problems: near-valid small ones, mutated ones and absurd ones
+// ---------------------------------------------------------------------------------------------
+
+/// One call's shapes and parameters, valid or not.
+#[derive(Clone, Debug)]
+struct Problem {
+    input: Vec<usize>,
+    weight: Vec<usize>,
+    bias: Option<Vec<usize>>,
+    params: Conv2dParams,
+}
+
+impl Problem {
+    fn describe(&self) -> String {
+        format!(
+            "{} (bias shape {:?})",
+            describe(&self.input, &self.weight, self.bias.is_some(), &self.params),
+            self.bias
+        )
+    }
+
+    fn shape(&self) -> wgconv::Result<Conv2dShape> {
+        Conv2dShape::new(
+            &self.input,
+            &self.weight,
+            self.bias.as_deref(),
+            &self.params,
+        )
+    }
+}
+
+/// Sizes that break arithmetic: the ends of `usize`, `u32` and `i32`, and powers of two past them.
+fn huge() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        Just(usize::MAX),
+        Just(usize::MAX - 1),
+        Just(usize::MAX / 2),
+        Just(usize::MAX / 2 + 1),
+        Just(usize::MAX / 4 + 1),
+        Just(u32::MAX as usize),
+        Just(u32::MAX as usize + 1),
+        Just(i32::MAX as usize),
+        Just(i32::MAX as usize + 1),
+        Just(1 << 40),
+        Just(1 << 62),
+        (1usize << 16)..(1usize << 34),
+        any::<usize>(),
+    ]
+}
+
+/// Any size or parameter: mostly 0 to a few dozen, sometimes [`huge`].
+fn count() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        4 => 0usize..=4,
+        2 => 5usize..=70,
+        1 => huge(),
+    ]
+}
+
+fn any_padding() -> impl Strategy<Value = Padding> {
+    prop_oneof![
+        4 => (count(), count(), count(), count())
+            .prop_map(|(t, b, l, r)| Padding::explicit(t, b, l, r)),
+        1 => Just(Padding::Same),
+        1 => Just(Padding::Valid),
+    ]
+}
+
+fn small_padding() -> impl Strategy<Value = Padding> {
+    prop_oneof![
+        6 => (0usize..=3, 0usize..=3, 0usize..=3, 0usize..=3)
+            .prop_map(|(t, b, l, r)| Padding::explicit(t, b, l, r)),
+        1 => Just(Padding::Same),
+        1 => Just(Padding::Valid),
+    ]
+}
+
+/// Which family of layer a small problem belongs to (each kernel family gets its share).
+#[derive(Clone, Copy, Debug)]
+enum Flavour {
+    General,
+    /// 1x1 kernel, stride 1, no padding, one group: a plain matrix product.
+    Pointwise,
+    /// One input channel per group.
+    Depthwise,
+}
+
+/// A small valid problem: batch 0-3, groups 1-3 with 1-6 channels in and 1-8 out per group (or
+/// pointwise, or depthwise), kernels up to 5x5, stride and dilation 1-3, padding 0-3 or
+/// same/valid, an input from just large enough for the dilated kernel to 6 pixels more, with or
+/// without bias.
+fn small_problem() -> impl Strategy<Value = Problem> {
+    let flavour = prop_oneof![
+        3 => Just(Flavour::General),
+        1 => Just(Flavour::Pointwise),
+        1 => Just(Flavour::Depthwise),
+    ];
+    (
+        (flavour, 0usize..=3, 1usize..=3, 1usize..=6, 1usize..=8),
+        (
+            1usize..=5,
+            1usize..=5,
+            1usize..=3,
+            1usize..=3,
+            1usize..=3,
+            1usize..=3,
+        ),
+        (small_padding(), 0usize..=6, 0usize..=6, any::<bool>()),
+    )
+        .prop_map(
+            |((flavour, n, groups, cg, og), (kh, kw, sh, sw, dh, dw), (padding, eh, ew, bias))| {
+                let (mut groups, mut cg, mut kh, mut kw) = (groups, cg, kh, kw);
+                let (mut stride, mut padding) = ((sh, sw), padding);
+                match flavour {
+                    Flavour::General => {}
+                    Flavour::Pointwise => {
+                        (groups, kh, kw, stride) = (1, 1, 1, (1, 1));
+                        padding = Padding::uniform(0);
+                    }
+                    Flavour::Depthwise => {
+                        groups *= cg;
+                        cg = 1;
+                    }
+                }
+                if padding == Padding::Same {
+                    stride = (1, 1);
+                }
+                let (t, b, l, r) = padding.resolve((kh, kw), (dh, dw));
+                let h = (dh * (kh - 1) + 1).saturating_sub(t + b).max(1) + eh;
+                let w = (dw * (kw - 1) + 1).saturating_sub(l + r).max(1) + ew;
+                let o = og * groups;
+                Problem {
+                    input: vec![n, cg * groups, h, w],
+                    weight: vec![o, cg, kh, kw],
+                    bias: bias.then(|| vec![o]),
+                    params: Conv2dParams {
+                        stride,
+                        padding,
+                        dilation: (dh, dw),
+                        groups,
+                    },
+                }
+            },
+        )
+}
+
+/// One change that may make a problem invalid or absurd.
+#[derive(Clone, Debug)]
+enum Mutation {
+    InputDim(usize, usize),
+    WeightDim(usize, usize),
+    Input(Vec<usize>),
+    Weight(Vec<usize>),
+    Bias(Option<Vec<usize>>),
+    Groups(usize),
+    Stride(usize, usize),
+    Dilation(usize, usize),
+    Padding(Padding),
+}
+
+fn dims() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(count(), 0..=6)
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        3 => (0usize..4, count()).prop_map(|(i, v)| Mutation::InputDim(i, v)),
+        3 => (0usize..4, count()).prop_map(|(i, v)| Mutation::WeightDim(i, v)),
+        1 => dims().prop_map(Mutation::Input),
+        1 => dims().prop_map(Mutation::Weight),
+        1 => prop::option::of(prop::collection::vec(count(), 0..=2)).prop_map(Mutation::Bias),
+        2 => count().prop_map(Mutation::Groups),
+        2 => (count(), count()).prop_map(|(h, w)| Mutation::Stride(h, w)),
+        2 => (count(), count()).prop_map(|(h, w)| Mutation::Dilation(h, w)),
+        2 => any_padding().prop_map(Mutation::Padding),
+    ]
+}
+
+fn apply(mut p: Problem, mutations: Vec<Mutation>) -> Problem {
+    for m in mutations {
+        match m {
+            Mutation::InputDim(i, v) => {
+                if let Some(d) = p.input.get_mut(i) {
+                    *d = v;
+                }
+            }
+            Mutation::WeightDim(i, v) => {
+                if let Some(d) = p.weight.get_mut(i) {
+                    *d = v;
+                }
+            }
+            Mutation::Input(d) => p.input = d,
+            Mutation::Weight(d) => p.weight = d,
+            Mutation::Bias(b) => p.bias = b,
+            Mutation::Groups(g) => p.params.groups = g,
+            Mutation::Stride(h, w) => p.params.stride = (h, w),
+            Mutation::Dilation(h, w) => p.params.dilation = (h, w),
+            Mutation::Padding(pad) => p.params.padding = pad,
+        }
+    }
+    p
+}
+
+/// Anything: ranks 0-6, any sizes and parameters.
+fn absurd_problem() -> impl Strategy<Value = Problem> {
+    (
+        dims(),
+        dims(),
+        prop::option::of(prop::collection::vec(count(), 0..=2)),
+        (count(), count(), count(), count(), count()),
+        any_padding(),
+    )
+        .prop_map(
+            |(input, weight, bias, (sh, sw, dh, dw, groups), padding)| Problem {
+                input,
+                weight,
+                bias,
+                params: Conv2dParams {
+                    stride: (sh, sw),
+                    padding,
+                    dilation: (dh, dw),
+                    groups,
+                },
+            },
+        )
+}
+
+/// Half small and valid, a third mutated (1-3 changes), the rest absurd.
+fn problem() -> impl Strategy<Value = Problem> {
+    prop_oneof![
+        6 => small_problem(),
+        4 => (small_problem(), prop::collection::vec(mutation(), 1..=3))
+            .prop_map(|(p, m)| apply(p, m)),
+        2 => absurd_problem(),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model: PyTorch's rules in u128
+// ---------------------------------------------------------------------------------------------
+
+/// The output shape PyTorch gives, or `None` where PyTorch refuses the problem or a size does not
+/// fit this host: every dimension, padded extent, dilated kernel extent and tensor byte size (the
+/// batch counted as at least 1, so an empty batch does not hide an absurd image) within `usize`.
+fn model_output(p: &Problem) -> Option<[usize; 4]> {
+    let (sh, sw) = p.params.stride;
+    let (dh, dw) = p.params.dilation;
+    let g = p.params.groups;
+    if [sh, sw, dh, dw, g].contains(&0) {
+        return None;
+    }
+    let &[n, c, h, w] = &p.input[..] else {
+        return None;
+    };
+    let &[o, cg, kh, kw] = &p.weight[..] else {
+        return None;
+    };
+    if [c, h, w, o, cg, kh, kw].contains(&0) {
+        return None;
+    }
+    if p.params.padding == Padding::Same && (sh, sw) != (1, 1) {
+        return None;
+    }
+    if o % g != 0 || c as u128 != cg as u128 * g as u128 {
+        return None;
+    }
+    if let Some(b) = &p.bias {
+        if b[..] != [o] {
+            return None;
+        }
+    }
+    let same = |k: usize, d: usize| {
+        let total = d as u128 * (k as u128 - 1);
+        (total / 2, total - total / 2)
+    };
+    let ((t, b), (l, r)) = match p.params.padding {
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => ((top as u128, bottom as u128), (left as u128, right as u128)),
+        Padding::Valid => ((0, 0), (0, 0)),
+        Padding::Same => (same(kh, dh), same(kw, dw)),
+    };
+    let fits = |v: u128| v <= usize::MAX as u128;
+    let axis = |len: usize, before: u128, after: u128, k: usize, s: usize, d: usize| {
+        let padded = len as u128 + before + after;
+        let span = d as u128 * (k as u128 - 1) + 1;
+        if !fits(padded) || !fits(span) || span > padded {
+            return None;
+        }
+        // floor((len + pad - dilation*(k-1) - 1) / stride) + 1
+        Some((padded - span) / s as u128 + 1)
+    };
+    let p_out = axis(h, t, b, kh, sh, dh)?;
+    let q_out = axis(w, l, r, kw, sw, dw)?;
+    let batch = n.max(1) as u128;
+    let bytes = |dims: [u128; 4]| {
+        dims.iter()
+            .try_fold(4u128, |acc, &d| acc.checked_mul(d))
+            .is_some_and(fits)
+    };
+    let (c, h, w, o, cg, kh, kw) = (
+        c as u128, h as u128, w as u128, o as u128, cg as u128, kh as u128, kw as u128,
+    );
+    if !bytes([batch, c, h, w]) || !bytes([o, cg, kh, kw]) || !bytes([batch, o, p_out, q_out]) {
+        return None;
+    }
+    Some([n, o as usize, p_out as usize, q_out as usize])
+}
+
+/// The number of elements of `shape`, if it is small enough to hold on the host here.
+fn small_len(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&len| len <= MAX_HOST_ELEMENTS)
+}
+
+/// Random data in [-1, 1] for `p`'s tensors: `None` when one of them is too large to build
+/// here, an error when `Tensor` refuses one of the shapes.
+fn host_tensors(p: &Problem, seed: u64) -> Option<wgconv::Result<HostTensors>> {
+    small_len(&p.input)?;
+    small_len(&p.weight)?;
+    if let Some(b) = &p.bias {
+        small_len(b)?;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut random = |shape: &[usize]| Tensor::from_fn(shape, |_| rng.random_range(-1.0f32..=1.0));
+    let tensors = (|| {
+        let x = random(&p.input)?;
+        let w = random(&p.weight)?;
+        let b = p.bias.as_deref().map(&mut random).transpose()?;
+        Ok((x, w, b))
+    })();
+    Some(tensors)
+}
+
+type HostTensors = (Tensor, Tensor, Option<Tensor>);
+
+/// The reference result and tolerance of a valid problem small enough to run.
+fn reference(
+    s: &Conv2dShape,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    params: &Conv2dParams,
+) -> (Vec<f64>, f64) {
+    let (rs, want) = cpu::reference::conv2d_f64(x, w, b, params).expect("a valid problem");
+    assert_eq!(&rs, s);
+    let tol = tolerance(
+        s.reduction_len(),
+        max_abs(x),
+        max_abs(w),
+        b.map_or(0.0, max_abs),
+    );
+    (want, tol)
+}
+
+fn macs(s: &Conv2dShape) -> usize {
+    s.output_len().saturating_mul(s.reduction_len())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+const ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::Auto,
+    Algorithm::Direct,
+    Algorithm::Pointwise,
+    Algorithm::RegisterTiled,
+    Algorithm::SharedTiled,
+];
+
+#[test]
+fn conv2d_shape_follows_pytorch() {
+    let limits = [PlanLimits::unlimited_cpu(), engine().limits()];
+    check(
+        "conv2d_shape_follows_pytorch",
+        0x5eed_a001,
+        SHAPE_CASES,
+        problem(),
+        |p| {
+            let got = p.shape();
+            let want = model_output(&p);
+            match (&got, want) {
+                (Ok(s), Some(out)) => {
+                    prop_assert_eq!(s.output_shape(), out, "{}", p.describe());
+                    prop_assert_eq!(&s.input_shape()[..], &p.input[..]);
+                    prop_assert_eq!(&s.weight_shape()[..], &p.weight[..]);
+                    prop_assert_eq!(s.has_bias, p.bias.is_some());
+                    prop_assert_eq!(
+                        wgconv::output_shape(&p.input, &p.weight, &p.params).ok(),
+                        Some(out)
+                    );
+                    // Everything derived from an accepted shape is panic-free.
+                    let _ = (s.flops(), s.reduction_len(), s.input_len(), s.weight_len());
+                    for l in &limits {
+                        for a in ALGORITHMS {
+                            let _ = plan::plan(s, l, a);
+                        }
+                        let _ = plan::pack_plan(s, l);
+                    }
+                    let _ = plan::choose_kernel(s);
+                }
+                (Err(_), None) => {}
+                (Ok(s), None) => prop_assert!(
+                    false,
+                    "accepted, but PyTorch refuses it or a size overflows: {} -> {s:?}",
+                    p.describe()
+                ),
+                (Err(e), Some(out)) => prop_assert!(
+                    false,
+                    "refused ({e}), but PyTorch gives {out:?}: {}",
+                    p.describe()
+                ),
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn tensor_new_accepts_exactly_matching_data() {
+    check(
+        "tensor_new_accepts_exactly_matching_data",
+        0x5eed_a002,
+        TENSOR_CASES,
+        (dims(), 0usize..=4),
+        |(shape, extra)| {
+            // The product, if it is representable: ndarray's rule, the non-zero dimensions'
+            // product within isize.
+            let nonzero = shape
+                .iter()
+                .filter(|&&d| d != 0)
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .filter(|&v| v <= isize::MAX as usize);
+            let len = nonzero.map(|v| if shape.contains(&0) { 0 } else { v });
+            let data_len = match len {
+                Some(l) if l <= MAX_HOST_ELEMENTS => l + extra % 2,
+                _ => extra,
+            };
+            let got = Tensor::new(shape.clone(), vec![0.5; data_len]);
+            match got {
+                Ok(t) => {
+                    prop_assert_eq!(Some(data_len), len, "{:?}", shape);
+                    prop_assert_eq!(t.len(), data_len);
+                    let a = t.into_ndarray();
+                    prop_assert_eq!(a.shape(), &shape[..]);
+                }
+                Err(e) => prop_assert!(
+                    len != Some(data_len),
+                    "{shape:?} with {data_len} elements refused: {e}"
+                ),
+            }
+            Ok(())
+        },
+    );
+}
+
+/// Whether `got` is an error with `want`'s message.
+fn same_error<T>(got: &wgconv::Result<T>, want: &wgconv::Error) -> bool {
+    matches!(got, Err(e) if e.to_string() == want.to_string())
+}
+
+/// `Ok(shape)` or `Err(message)`, for failure messages.
+fn outcome(got: &wgconv::Result<Tensor>) -> Result<&[usize], String> {
+    got.as_ref().map(Tensor::shape).map_err(ToString::to_string)
+}
+
+/// A 4D tensor as an `ndarray` view.
+fn view4(t: &Tensor) -> Option<ndarray::ArrayView4<'_, f32>> {
+    let &[n, c, h, w] = t.shape() else {
+        return None;
+    };
+    ndarray::ArrayView4::from_shape((n, c, h, w), t.data()).ok()
+}
+
+/// The convolution through GPU tensors with `algorithm` forced, into an output that starts as NaN.
+fn conv2d_forced(
+    algorithm: Algorithm,
+    s: &Conv2dShape,
+    (x, w, b): &HostTensors,
+    params: &Conv2dParams,
+) -> wgconv::Result<Tensor> {
+    let engine = engine();
+    let (gx, gw) = (engine.upload(x)?, engine.upload(w)?);
+    let gb = b.as_ref().map(|b| engine.upload(b)).transpose()?;
+    let mut out = engine.upload(&Tensor::full(s.output_shape(), f32::NAN)?)?;
+    engine.conv2d_into_with(algorithm, &gx, &gw, gb.as_ref(), params, &mut out)?;
+    engine.download(&out)
+}
+
+#[test]
+fn gpu_conv2d_is_an_error_or_matches_the_reference() {
+    let engine = engine();
+    let ran = Cell::new(0usize);
+    check(
+        "gpu_conv2d_is_an_error_or_matches_the_reference",
+        0x5eed_a003,
+        GPU_CASES,
+        (
+            problem(),
+            any::<u64>(),
+            prop::sample::select(&ALGORITHMS[..]),
+        ),
+        |(p, seed, algorithm)| {
+            let context = p.describe();
+            let shape = p.shape();
+            if let Ok(s) = &shape {
+                // The planner answers for every accepted shape, however large.
+                let _ = engine.plan(s);
+            }
+            let tensors = match host_tensors(&p, seed) {
+                None => return Ok(()),
+                Some(Err(e)) => {
+                    prop_assert!(
+                        shape.is_err(),
+                        "{context}: a tensor cannot be created ({e}), yet the shapes are accepted"
+                    );
+                    return Ok(());
+                }
+                Some(Ok(t)) => t,
+            };
+            let (x, w, b) = &tensors;
+            let run = || engine.conv2d(x, w, b.as_ref(), &p.params);
+            let s = match shape {
+                Err(want) => {
+                    let got = run();
+                    prop_assert!(
+                        same_error(&got, &want),
+                        "{context}: shapes refused ({want}) but the engine gave {:?}",
+                        outcome(&got)
+                    );
+                    // GPU tensors in, too: the same refusal.
+                    let (gx, gw) = (engine.upload(x), engine.upload(w));
+                    let gb = b.as_ref().map(|b| engine.upload(b)).transpose();
+                    if let (Ok(gx), Ok(gw), Ok(gb)) = (gx, gw, gb) {
+                        let got = engine.conv2d_gpu(&gx, &gw, gb.as_ref(), &p.params);
+                        prop_assert!(
+                            same_error(&got, &want),
+                            "{context}: shapes refused ({want}) but conv2d_gpu did not"
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(s) => s,
+            };
+            if s.output_len() == 0 {
+                let got = run();
+                prop_assert!(
+                    matches!(&got, Ok(t) if t.shape() == s.output_shape() && t.is_empty()),
+                    "{context}: an empty output, but the engine gave {:?}",
+                    outcome(&got)
+                );
+                // The ndarray entry point builds an empty array of that shape.
+                if let (Some(xa), Some(wa)) = (view4(x), view4(w)) {
+                    let ba = b.as_ref().map(|b| ndarray::ArrayView1::from(b.data()));
+                    let got = engine.conv2d_array(xa, wa, ba, &p.params);
+                    prop_assert!(
+                        matches!(&got, Ok(y) if y.shape() == s.output_shape()),
+                        "{context}: conv2d_array gave {got:?}"
+                    );
+                }
+                return Ok(());
+            }
+            if let Err(planned) = engine.plan(&s) {
+                // Refused before anything is uploaded: the same error.
+                let got = run();
+                prop_assert!(
+                    same_error(&got, &planned),
+                    "{context}: the plan refuses ({planned}) but the engine gave {:?}",
+                    outcome(&got)
+                );
+                return Ok(());
+            }
+            if macs(&s) > MAX_MACS {
+                return Ok(());
+            }
+            let (want, tol) = reference(&s, x, w, b.as_ref(), &p.params);
+            let got = run().map_err(|e| TestCaseError::fail(format!("{context}: {e}")))?;
+            prop_assert_eq!(got.shape(), &s.output_shape()[..]);
+            compare(&context, s.output_shape(), got.data(), &want, tol)
+                .map_err(TestCaseError::fail)?;
+            // A forced algorithm runs the shape or says it does not cover it.
+            match conv2d_forced(algorithm, &s, &tensors, &p.params) {
+                Ok(got) => {
+                    let context = format!("{context}, {algorithm:?}");
+                    compare(&context, s.output_shape(), got.data(), &want, tol)
+                        .map_err(TestCaseError::fail)?;
+                }
+                Err(wgconv::Error::UnsupportedAlgorithm { .. })
+                    if algorithm != Algorithm::Direct => {}
+                Err(e) => prop_assert!(false, "{context}, {algorithm:?}: {e}"),
+            }
+            ran.set(ran.get() + 1);
+            Ok(())
+        },
+    );
+    // Not vacuous: a good share of the cases ran on the GPU and were compared.
+    let cases = case_count(GPU_CASES) as usize;
+    eprintln!("{} of {cases} cases ran on the GPU", ran.get());
+    assert!(
+        cases < 100 || ran.get() * 4 >= cases,
+        "only {} of {cases} cases ran on the GPU",
+        ran.get()
+    );
+}
+
+#[test]
+fn cpu_fast_conv2d_is_an_error_or_matches_the_reference() {
+    let ran = Cell::new(0usize);
+    check(
+        "cpu_fast_conv2d_is_an_error_or_matches_the_reference",
+        0x5eed_a004,
+        CPU_CASES,
+        (problem(), any::<u64>()),
+        |(p, seed)| {
+            let context = p.describe();
+            let shape = p.shape();
+            let (x, w, b) = match host_tensors(&p, seed) {
+                None => return Ok(()),
+                Some(Err(e)) => {
+                    prop_assert!(
+                        shape.is_err(),
+                        "{context}: a tensor cannot be created ({e}), yet the shapes are accepted"
+                    );
+                    return Ok(());
+                }
+                Some(Ok(t)) => t,
+            };
+            let s = match shape {
+                Err(want) => {
+                    for (name, got) in [
+                        ("fast", cpu::fast::conv2d(&x, &w, b.as_ref(), &p.params)),
+                        (
+                            "reference",
+                            cpu::reference::conv2d(&x, &w, b.as_ref(), &p.params),
+                        ),
+                    ] {
+                        let got = got.map(|t| t.shape().to_vec());
+                        prop_assert!(
+                            matches!(&got, Err(e) if e.to_string() == want.to_string()),
+                            "{context}: shapes refused ({want}) but {name} gave {got:?}"
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(s) => s,
+            };
+            if macs(&s) > MAX_MACS {
+                return Ok(());
+            }
+            let (want, tol) = reference(&s, &x, &w, b.as_ref(), &p.params);
+            let got = match cpu::fast::conv2d(&x, &w, b.as_ref(), &p.params) {
+                Ok(t) => t,
+                Err(e) => return Err(TestCaseError::fail(format!("{context}: {e}"))),
+            };
+            prop_assert_eq!(got.shape(), &s.output_shape()[..]);
+            if let Err(msg) = compare(&context, s.output_shape(), got.data(), &want, tol) {
+                return Err(TestCaseError::fail(msg));
+            }
+            ran.set(ran.get() + 1);
+            Ok(())
+        },
+    );
+    let cases = case_count(CPU_CASES) as usize;
+    eprintln!("{} of {cases} cases ran", ran.get());
+    assert!(
+        cases < 100 || ran.get() * 4 >= cases,
+        "only {} of {cases} cases ran",
+        ran.get()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// .npy files
+// ---------------------------------------------------------------------------------------------
+
+/// A `.npy` file, well formed or not, and whether it is a well-formed float32 one.
+#[derive(Clone, Debug)]
+struct NpyFile {
+    bytes: Vec<u8>,
+    /// `(shape, values)` when the file is a valid float32 `.npy` of these values in C order.
+    valid: Option<(Vec<usize>, Vec<f32>)>,
+}
+
+/// A header dictionary from parts, some of them wrong.
+fn npy_file() -> impl Strategy<Value = NpyFile> {
+    let descr = prop::sample::select(vec![
+        "'<f4'",
+        "'<f4'",
+        "'<f4'",
+        "'>f4'",
+        "'<f8'",
+        "'|u1'",
+        "'<i4'",
+        "'f4'",
+        "'<f2'",
+        "0",
+        "'<f4",
+        "[('a', '<f4')]",
+    ]);
+    let order = prop::sample::select(vec!["False", "False", "False", "True", "0", "None"]);
+    let shape = prop::collection::vec(count(), 0..=4);
+    let version = prop::sample::select(vec![1u8, 1, 2, 3, 0, 4]);
+    (
+        descr,
+        order,
+        shape,
+        version,
+        any::<bool>(),
+        prop::collection::vec(any::<f32>(), 0..=16),
+        any::<bool>(),
+    )
+        .prop_map(|(descr, order, shape, version, exact, extra, trailing)| {
+            let dims: String = shape.iter().map(|d| format!("{d}, ")).collect();
+            let mut dict =
+                format!("{{'descr': {descr}, 'fortran_order': {order}, 'shape': ({dims}), }}");
+            // numpy pads the header with spaces to a multiple of 64 bytes, newline last.
+            let prefix = if version == 1 { 10 } else { 12 };
+            while (prefix + dict.len() + 1) % 64 != 0 {
+                dict.push(' ');
+            }
+            dict.push('\n');
+            let mut bytes = b"\x93NUMPY".to_vec();
+            bytes.extend([version, 0]);
+            if version == 1 {
+                bytes.extend((dict.len() as u16).to_le_bytes());
+            } else {
+                bytes.extend((dict.len() as u32).to_le_bytes());
+            }
+            bytes.extend(dict.as_bytes());
+            // The data: exactly what the header promises (when small), or a few values.
+            let len = small_len(&shape).filter(|_| exact);
+            let values: Vec<f32> = match len {
+                Some(len) => (0..len)
+                    .map(|i| extra.get(i % 16).copied().unwrap_or(i as f32))
+                    .collect(),
+                None => extra,
+            };
+            let big_endian = descr == "'>f4'";
+            for v in &values {
+                bytes.extend(if big_endian {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                });
+            }
+            if trailing {
+                bytes.push(0);
+            }
+            // numpy's own limit: the non-zero dimensions' bytes must fit in an isize.
+            let addressable = shape
+                .iter()
+                .filter(|&&d| d != 0)
+                .try_fold(4usize, |acc, &d| acc.checked_mul(d))
+                .is_some_and(|bytes| bytes <= isize::MAX as usize);
+            let well_formed = matches!(descr, "'<f4'" | "'>f4'")
+                && order == "False"
+                && matches!(version, 1..=3)
+                && len.is_some()
+                && addressable
+                && !trailing;
+            NpyFile {
+                bytes,
+                valid: well_formed.then_some((shape, values)),
+            }
+        })
+}
+
+/// Byte-level damage to a file: overwritten, inserted and removed bytes, a truncation.
+#[derive(Clone, Debug)]
+enum Damage {
+    Set(usize, u8),
+    Insert(usize, u8),
+    Remove(usize),
+    Truncate(usize),
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Damage::Set(i, b)),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Damage::Insert(i, b)),
+        any::<usize>().prop_map(Damage::Remove),
+        any::<usize>().prop_map(Damage::Truncate),
+    ]
+}
+
+/// The file after `damage`; no longer claimed valid (a changed byte may or may not matter).
+fn damaged(mut f: NpyFile, damage: Vec<Damage>) -> NpyFile {
+    for d in damage {
+        let n = f.bytes.len();
+        match d {
+            Damage::Set(i, b) if n > 0 => f.bytes[i % n] = b,
+            Damage::Insert(i, b) => f.bytes.insert(i % (n + 1), b),
+            Damage::Remove(i) if n > 0 => {
+                f.bytes.remove(i % n);
+            }
+            Damage::Truncate(i) => f.bytes.truncate(i % (n + 1)),
+            _ => {}
+        }
+    }
+    f.valid = None;
+    f
+}
+
+fn any_npy() -> impl Strategy<Value = NpyFile> {
+    prop_oneof![
+        3 => npy_file(),
+        3 => (npy_file(), prop::collection::vec(damage(), 1..=4)).prop_map(|(f, d)| damaged(f, d)),
+        1 => prop::collection::vec(any::<u8>(), 0..=300)
+            .prop_map(|bytes| NpyFile { bytes, valid: None }),
+    ]
+}
+
+#[test]
+fn read_npy_is_an_error_or_a_consistent_tensor() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("case.npy");
+    check(
+        "read_npy_is_an_error_or_a_consistent_tensor",
+        0x5eed_a005,
+        NPY_CASES,
+        any_npy(),
+        |f| {
+            std::fs::write(&path, &f.bytes).expect("write the case");
+            let got = io::read_npy(&path);
+            if let Ok(t) = &got {
+                let len = t.shape().iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                prop_assert_eq!(len, Some(t.len()), "shape {:?}", t.shape());
+            }
+            if let Some((shape, values)) = &f.valid {
+                let t = match got {
+                    Ok(t) => t,
+                    Err(e) => return Err(TestCaseError::fail(format!("valid file refused: {e}"))),
+                };
+                prop_assert_eq!(t.shape(), &shape[..]);
+                let same = t
+                    .data()
+                    .iter()
+                    .zip(values)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                prop_assert!(same, "values differ");
+            }
+            Ok(())
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suite files
+// ---------------------------------------------------------------------------------------------
+
+fn number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => count().prop_map(|v| v.to_string()),
+        1 => prop::sample::select(vec![
+            "-1", "+3", "0x10", "1e3", "3.0", "99999999999999999999999", "", "٣",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+/// A suite line from its parts, near the format `name C H W -> K RxS [stride S] [pad P]`.
+fn suite_line() -> impl Strategy<Value = String> {
+    let name = prop::sample::select(vec!["a", "conv", "a", "b", "->", "stride", "x", "名"]);
+    let option = prop_oneof![
+        (Just("stride"), number()).prop_map(|(k, v)| format!("{k} {v}")),
+        (Just("pad"), number()).prop_map(|(k, v)| format!("{k} {v}")),
+        prop::sample::select(vec!["stride", "pad", "->", "x", "# comment", "#"])
+            .prop_map(str::to_string),
+    ];
+    (
+        name,
+        prop::collection::vec(number(), 2..=4),
+        prop::sample::select(vec!["->", "->", "->", "-", "=>", ""]),
+        number(),
+        (
+            number(),
+            prop::sample::select(vec!["x", "x", "X", "*", "xx"]),
+            number(),
+        ),
+        prop::collection::vec(option, 0..=3),
+        prop::sample::select(vec![" ", " ", "\t", "  "]),
+    )
+        .prop_map(|(name, sizes, arrow, k, (r, x, s), options, sep)| {
+            let mut tokens = vec![name.to_string()];
+            tokens.extend(sizes);
+            tokens.extend([arrow.to_string(), k, format!("{r}{x}{s}")]);
+            tokens.extend(options);
+            tokens.join(sep)
+        })
+}
+
+fn suite_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::collection::vec(suite_line(), 0..=4).prop_map(|l| l.join("\n")),
+        1 => prop::collection::vec(suite_line(), 0..=4).prop_map(|l| l.join("\r\n")),
+        1 => any::<String>(),
+        1 => "[ 0-9a-z#>x\\-\n\t]{0,80}",
+    ]
+}
+
+#[test]
+fn parse_suite_is_an_error_or_valid_layers() {
+    check(
+        "parse_suite_is_an_error_or_valid_layers",
+        0x5eed_a006,
+        SUITE_CASES,
+        suite_text(),
+        |text| {
+            if let Ok(layers) = report::parse_suite_str(&text, Path::new("suite.txt")) {
+                prop_assert!(!layers.is_empty());
+                for (i, layer) in layers.iter().enumerate() {
+                    prop_assert!(layer.shape(1).is_ok(), "{layer:?}");
+                    prop_assert!(layers[..i].iter().all(|l| l.name != layer.name));
+                    let _ = layer.shape(0);
+                    let _ = layer.shape(usize::MAX);
+                }
+            }
+            Ok(())
+        },
+    );
+}
