@@ -102,6 +102,26 @@ pub enum Error {
         value: String,
     },
 
+    /// A transposed convolution's output padding is not smaller than its stride or dilation.
+    #[error("output padding must be smaller than either stride or dilation, but got output_padding={output_padding:?}, stride={stride:?}, dilation={dilation:?}")]
+    OutputPaddingTooLarge {
+        /// `(oph, opw)`.
+        output_padding: (usize, usize),
+        /// `(sh, sw)`.
+        stride: (usize, usize),
+        /// `(dh, dw)`.
+        dilation: (usize, usize),
+    },
+
+    /// A transposed convolution's padding removes the whole output.
+    #[error("Given input size per channel: ({} x {}). Calculated output size per channel: ({} x {}). Output size is too small", input.0, input.1, output.0, output.1)]
+    TransposedOutputTooSmall {
+        /// `(P, Q)`.
+        input: (usize, usize),
+        /// The computed `(H, W)`, zero or negative.
+        output: (i128, i128),
+    },
+
     /// `padding = Same` with a stride other than 1, as PyTorch refuses it.
     #[error("padding='same' is not supported for strided convolutions: got stride=({stride_h}, {stride_w})")]
     SameWithStride {

@@ -20,5 +20,8 @@ pub use error::{Error, Result};
 pub use gpu::engine::{list_adapters, AdapterSummary, Engine, EngineOptions};
 pub use gpu::plan::Algorithm;
 pub use gpu::tensor::{GpuTensor, PackedWeights};
-pub use spec::{conv_output_len, output_shape, Conv2dParams, Conv2dShape, IntoPair, Padding};
+pub use spec::{
+    conv_output_len, output_shape, Conv2dParams, Conv2dShape, ConvTranspose2dParams,
+    ConvTranspose2dShape, IntoPair, Padding,
+};
 pub use tensor::Tensor;
