@@ -23,5 +23,10 @@ struct Params {
     work_items: u32,
     // Invocations per dispatch row of a flattened dispatch: num_workgroups.x * workgroup size.
     row_stride: u32,
+    // Split reductions (gradients, losses): rows or elements per chunk, and their total.
+    chunk_len: u32,
+    reduce_len: u32,
+    // A kernel's f32 operand as bits (the SGD learning rate).
+    scalar_bits: u32,
     _pad: u32,
 }

@@ -311,6 +311,27 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+
+    /// Two tensors that must have the same shape (a gradient and its parameter, a prediction and
+    /// its target, a gradient and the output it belongs to) do not.
+    #[error("{what} has shape {got:?}, but {expected:?} was expected")]
+    ShapeMismatch {
+        /// Which tensor, e.g. `"grad_output"`.
+        what: &'static str,
+        /// The shape it must have.
+        expected: Vec<usize>,
+        /// The shape given.
+        got: Vec<usize>,
+    },
+
+    /// A scalar parameter (learning rate, ...) is NaN or infinite.
+    #[error("{name} must be finite, got {value}")]
+    NonFinite {
+        /// Which parameter.
+        name: &'static str,
+        /// The value given.
+        value: f32,
+    },
 }
 
 /// `Result` with wgconv's [`Error`].

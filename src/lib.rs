@@ -12,11 +12,13 @@ pub mod filter;
 pub mod gpu;
 #[cfg(feature = "ndarray")]
 pub mod io;
+pub mod layer;
 pub mod report;
 pub mod spec;
 pub mod tensor;
 
 pub use error::{Error, Result};
+pub use gpu::backward::Conv2dGrads;
 pub use gpu::engine::{list_adapters, AdapterSummary, Engine, EngineOptions};
 pub use gpu::plan::Algorithm;
 pub use gpu::tensor::{GpuTensor, PackedWeights};

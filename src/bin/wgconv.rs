@@ -65,6 +65,11 @@ enum Command {
         after_help = "Examples:\n  wgconv sample-image --output photo.png\n  wgconv filter --input photo.png --kernel edges --output edges.png\n  wgconv filter --input photo.png --kernel-file k.npy --output out.png   (k.npy: [kh, kw] float32)"
     )]
     Filter(FilterArgs),
+    /// Learn the lecture's edge kernel [1, -1] by gradient descent, every step on the GPU.
+    #[command(
+        after_help = "Examples:\n  wgconv train-edge\n  wgconv train-edge --steps 20 --lr 0.02 --seed 7"
+    )]
+    TrainEdge(TrainEdgeArgs),
     /// Write the small synthetic sample picture (128x128 PNG) to try `filter` on.
     #[command(after_help = "Example:\n  wgconv sample-image --output photo.png")]
     SampleImage {
@@ -72,6 +77,28 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct TrainEdgeArgs {
+    /// SGD steps (the lecture: 10).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    steps: u64,
+    /// Learning rate (the lecture: 3e-2).
+    #[arg(long, default_value_t = 3e-2, value_parser = finite_f32)]
+    lr: f32,
+    /// Seed of the kernel's random initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// A finite f32 (clap value parser).
+fn finite_f32(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("'{text}' is {v}, not a finite number")),
+        Err(e) => Err(format!("'{text}' is not a number: {e}")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -256,6 +283,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Bench(args) => bench(&args),
         Command::Filter(args) => filter(&args),
+        Command::TrainEdge(args) => train_edge(&args),
         Command::SampleImage { output } => {
             wgconv::filter::write_image(&output, &wgconv::filter::sample_image())
                 .map(|()| eprintln!("wrote {}", output.display()))
@@ -308,6 +336,31 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
         "wrote {} with shape {:?}",
         args.output.display(),
         output.shape()
+    );
+    Ok(())
+}
+
+fn train_edge(args: &TrainEdgeArgs) -> wgconv::Result<()> {
+    let engine = Engine::new()?;
+    say!(
+        "learning the edge kernel [1, -1] from X and Y = corr2d(X, [1, -1]) on {}",
+        engine.adapter()
+    );
+    say!(
+        "(forward, squared-error loss, backward and SGD step (lr {}) all on the GPU)",
+        args.lr
+    );
+    let steps = usize::try_from(args.steps).unwrap_or(usize::MAX);
+    let lesson =
+        wgconv::layer::learn_edge_kernel(&engine, steps, args.lr, args.seed, |step, loss| {
+            if step % 2 == 0 {
+                say!("batch {step}, loss {loss:.3}");
+            }
+        })?;
+    say!(
+        "learned kernel: [{:.4}, {:.4}]",
+        lesson.kernel[0],
+        lesson.kernel[1]
     );
     Ok(())
 }

@@ -134,16 +134,16 @@ pub struct Engine {
     // Kept alive for the adapter's sake.
     _instance: wgpu::Instance,
     adapter: AdapterSummary,
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    limits: PlanLimits,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) limits: PlanLimits,
     pipeline_layout: wgpu::PipelineLayout,
     bind_group_layout: wgpu::BindGroupLayout,
     // Keyed by (kernel with its specialization, workgroup size); checked under the read lock,
     // built under the write lock.
     pipelines: RwLock<HashMap<(Kernel, u32), wgpu::ComputePipeline>>,
     // Bound in place of the bias when there is none (the shader skips it).
-    no_bias: wgpu::Buffer,
+    pub(crate) no_bias: wgpu::Buffer,
     lost: Arc<Mutex<Option<String>>>,
     wait_timeout: Duration,
     algorithm: Algorithm,
@@ -365,7 +365,7 @@ impl Engine {
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch into errors.
-    fn scoped<T>(&self, during: &str, f: impl FnOnce() -> T) -> Result<T> {
+    pub(crate) fn scoped<T>(&self, during: &str, f: impl FnOnce() -> T) -> Result<T> {
         self.ensure_alive()?;
         let _serial = self.serial();
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -400,7 +400,7 @@ impl Engine {
         Ok(value)
     }
 
-    fn check_owner(&self, what: &'static str, t: &GpuTensor) -> Result<()> {
+    pub(crate) fn check_owner(&self, what: &'static str, t: &GpuTensor) -> Result<()> {
         if t.engine_id() == self.id {
             Ok(())
         } else {
@@ -412,7 +412,11 @@ impl Engine {
         }
     }
 
-    fn pipeline(&self, kernel: Kernel, workgroup_size: u32) -> Result<wgpu::ComputePipeline> {
+    pub(crate) fn pipeline(
+        &self,
+        kernel: Kernel,
+        workgroup_size: u32,
+    ) -> Result<wgpu::ComputePipeline> {
         let key = (kernel, workgroup_size);
         if let Some(p) = self
             .pipelines
@@ -460,7 +464,7 @@ impl Engine {
                     label: Some(name),
                     layout: Some(&self.pipeline_layout),
                     module: &module,
-                    entry_point: Some("main"),
+                    entry_point: Some(kernel.entry_point()),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants,
                         zero_initialize_workgroup_memory: false,
@@ -1111,7 +1115,7 @@ impl Engine {
     }
 
     /// Records one dispatch of `plan` with `buffers` at bindings 0-3 and the plan's uniforms at 4.
-    fn encode(
+    pub(crate) fn encode(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         pipeline: &wgpu::ComputePipeline,

@@ -19,6 +19,22 @@ pub enum Kernel {
     SharedTiled,
     /// OIHW weights to the packed layout of the implicit-GEMM kernels.
     PackWeights,
+    /// A convolution's input gradient (the transposed convolution) by gathering.
+    GradInput,
+    /// Partial sums of a convolution's weight gradient over chunks of output rows.
+    GradWeight,
+    /// Partial sums of a convolution's bias gradient over chunks of output rows.
+    GradBias,
+    /// Adds the chunks of a split reduction, in order.
+    ReducePartials,
+    /// Weights of the forward convolution that gives a stride-1 input gradient.
+    FlipWeights,
+    /// `2 * (prediction - target)`, element by element.
+    SquaredErrorGrad,
+    /// Partial sums of `(prediction - target)^2` over chunks.
+    SquaredErrorSum,
+    /// `param -= lr * grad`.
+    SgdStep,
 }
 
 /// Output channels x pixels computed by one invocation of [`Kernel::Pointwise`].
@@ -39,7 +55,7 @@ pub fn with_params(file_text: &str) -> String {
 
 /// Every kernel's shader file with its text, as compiled into the crate (the register-tiled one
 /// is the frame its generator fills); each is completed by [`with_params`].
-pub const SHADER_FILES: [(&str, &str); 5] = [
+pub const SHADER_FILES: [(&str, &str); 12] = [
     (
         "conv2d_direct",
         include_str!("../../shaders/conv2d_direct.wgsl"),
@@ -60,6 +76,31 @@ pub const SHADER_FILES: [(&str, &str); 5] = [
         "pack_weights",
         include_str!("../../shaders/pack_weights.wgsl"),
     ),
+    (
+        "conv2d_grad_input",
+        include_str!("../../shaders/conv2d_grad_input.wgsl"),
+    ),
+    (
+        "conv2d_grad_weight",
+        include_str!("../../shaders/conv2d_grad_weight.wgsl"),
+    ),
+    (
+        "conv2d_grad_bias",
+        include_str!("../../shaders/conv2d_grad_bias.wgsl"),
+    ),
+    (
+        "reduce_partials",
+        include_str!("../../shaders/reduce_partials.wgsl"),
+    ),
+    (
+        "flip_weights",
+        include_str!("../../shaders/flip_weights.wgsl"),
+    ),
+    (
+        "squared_error",
+        include_str!("../../shaders/squared_error.wgsl"),
+    ),
+    ("sgd_step", include_str!("../../shaders/sgd_step.wgsl")),
 ];
 
 fn file(name: &str) -> &'static str {
@@ -86,6 +127,22 @@ impl Kernel {
             Kernel::RegisterTiled(_) => "conv2d_igemm_regtile",
             Kernel::SharedTiled => "conv2d_igemm_tiled",
             Kernel::PackWeights => "pack_weights",
+            Kernel::GradInput => "conv2d_grad_input",
+            Kernel::GradWeight => "conv2d_grad_weight",
+            Kernel::GradBias => "conv2d_grad_bias",
+            Kernel::ReducePartials => "reduce_partials",
+            Kernel::FlipWeights => "flip_weights",
+            Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => "squared_error",
+            Kernel::SgdStep => "sgd_step",
+        }
+    }
+
+    /// The shader's entry point.
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::SquaredErrorGrad => "grad",
+            Kernel::SquaredErrorSum => "partial",
+            _ => "main",
         }
     }
 
@@ -136,5 +193,11 @@ pub struct ConvUniforms {
     pub work_items: u32,
     /// Invocations per dispatch row of a flattened dispatch: `workgroups.x * workgroup_size`.
     pub row_stride: u32,
+    /// Split reductions (gradients, losses): rows or elements per chunk.
+    pub chunk_len: u32,
+    /// Split reductions: rows or elements in all.
+    pub reduce_len: u32,
+    /// A kernel's f32 operand as bits (the SGD learning rate).
+    pub scalar_bits: u32,
     pub _pad: u32,
 }

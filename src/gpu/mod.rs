@@ -1,5 +1,6 @@
 //! The GPU path: engine (adapter, device, pipelines, waits), tensors, planning and kernels.
 
+pub mod backward;
 pub mod codegen;
 pub mod engine;
 pub mod kernels;

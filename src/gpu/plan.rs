@@ -440,6 +440,9 @@ fn base_uniforms(shape: &Conv2dShape) -> Result<ConvUniforms> {
         has_bias: u32::from(shape.has_bias),
         work_items: 0,
         row_stride: 0,
+        chunk_len: 0,
+        reduce_len: 0,
+        scalar_bits: 0,
         _pad: 0,
     })
 }
@@ -470,6 +473,37 @@ pub fn pack_plan(shape: &Conv2dShape, limits: &PlanLimits) -> Result<(Plan, usiz
         },
         len,
     ))
+}
+
+/// A flat dispatch of `kernel` over `work_items` invocations (one per element), in workgroups of
+/// 64 laid out by [`grid`]: for the element-wise and reduction kernels.
+///
+/// # Errors
+/// [`Error::TooLarge`] when the items overflow u32 or the grid.
+pub fn flat(
+    kernel: Kernel,
+    work_items: usize,
+    mut uniforms: ConvUniforms,
+    limits: &PlanLimits,
+) -> Result<Plan> {
+    let wg = 64;
+    let (workgroups, row_stride) = grid(work_items, wg, limits.max_workgroups_per_dim)?;
+    uniforms.work_items = fits_u32("work items", work_items, INDEX_WHY)?;
+    uniforms.row_stride = row_stride;
+    Ok(Plan {
+        kernel,
+        workgroup_size: wg,
+        workgroups: (workgroups.0, workgroups.1, 1),
+        uniforms,
+    })
+}
+
+/// The uniform block of `shape` (every size as u32).
+///
+/// # Errors
+/// [`Error::TooLarge`] when a size does not fit u32.
+pub fn uniforms_of(shape: &Conv2dShape) -> Result<ConvUniforms> {
+    base_uniforms(shape)
 }
 
 /// Lays `items` invocations out on a 2D grid of workgroups of `wg` invocations: as wide as the

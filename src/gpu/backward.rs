@@ -1,0 +1,560 @@
+//! Backward passes on the GPU: a convolution's gradients with respect to its input (the
+//! transposed convolution), weights and bias; the squared-error loss and the SGD step.
+//!
+//! For `y = conv2d(x, w) + b` and an upstream gradient `g = dL/dy`:
+//!
+//! - `dL/dx[n, c, h, w] = sum over o in c's group, i, j of g[n, o, p, q] * w[o, c mod Cg, i, j]`
+//!   over the `(p, q)` whose window puts tap `(i, j)` on `(h, w)`: `conv_transpose2d(g, w)`.
+//!   Stride 1 runs as a forward convolution of `g` with the weights turned by 180 degrees and
+//!   channels swapped per group, so it gets the fast forward kernels and their splitting; other
+//!   strides run the gather kernel `conv2d_grad_input`.
+//! - `dL/dw[o, ci, i, j] = sum over n, p, q of g[n, o, p, q] * x[n, g*Cg + ci, p*sh + i*dh - top, q*sw + j*dw - left]`
+//! - `dL/db[o] = sum over n, p, q of g[n, o, p, q]`
+//!
+//! The two sums run as split reductions: chunks of output rows in parallel, then the chunks added
+//! in order by a second kernel. Every value is written by one invocation: no atomics, and the
+//! results do not depend on scheduling.
+
+use crate::error::{Error, Result};
+use crate::gpu::engine::Engine;
+use crate::gpu::kernels::{ConvUniforms, Kernel};
+use crate::gpu::plan::{self, Plan};
+use crate::gpu::tensor::GpuTensor;
+use crate::spec::{
+    Conv2dParams, Conv2dShape, ConvTranspose2dParams, ConvTranspose2dShape, Padding,
+};
+use crate::tensor::Tensor;
+
+/// The gradients of a convolution's loss ([`Engine::conv2d_backward`]).
+#[derive(Debug)]
+pub struct Conv2dGrads {
+    /// `dL/dinput`, `[N, C, H, W]`.
+    pub input: GpuTensor,
+    /// `dL/dweight`, `[O, C/groups, kh, kw]`.
+    pub weight: GpuTensor,
+    /// `dL/dbias`, `[O]`, when the convolution has a bias.
+    pub bias: Option<GpuTensor>,
+}
+
+/// Invocations a split reduction aims for: enough to fill the device, few enough that the
+/// partial sums stay small. CPU adapters run a workgroup per task, so fewer suffice there.
+fn reduction_target(cpu_adapter: bool) -> usize {
+    if cpu_adapter {
+        4096
+    } else {
+        65536
+    }
+}
+
+/// Chunks for a split reduction of `rows` rows into `outputs` sums: `(chunks, rows per chunk)`.
+fn chunking(rows: usize, outputs: usize, cpu_adapter: bool) -> (usize, usize) {
+    let chunks = (reduction_target(cpu_adapter) / outputs.max(1)).clamp(1, rows.max(1));
+    let chunk_len = rows.div_ceil(chunks).max(1);
+    (rows.div_ceil(chunk_len).max(1), chunk_len)
+}
+
+fn u32_of(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::TooLarge {
+        what: what.to_string(),
+        value: v as u64,
+        limit: u64::from(u32::MAX),
+        why: "the shaders index with u32",
+    })
+}
+
+/// The uniform block describing the convolution whose input is a transposed convolution's
+/// output (the parameters the gather kernel reads).
+fn transposed_uniforms(t: &ConvTranspose2dShape) -> Result<ConvUniforms> {
+    let u = u32_of;
+    Ok(ConvUniforms {
+        batch: u("batch", t.batch)?,
+        in_channels: u("output channels", t.out_channels)?,
+        in_h: u("output height", t.out_h)?,
+        in_w: u("output width", t.out_w)?,
+        out_channels: u("input channels", t.in_channels)?,
+        kernel_h: u("kernel_h", t.kernel_h)?,
+        kernel_w: u("kernel_w", t.kernel_w)?,
+        groups: u("groups", t.groups)?,
+        out_h: u("input height", t.in_h)?,
+        out_w: u("input width", t.in_w)?,
+        stride_h: u("stride_h", t.stride_h)?,
+        stride_w: u("stride_w", t.stride_w)?,
+        pad_top: u("pad_top", t.pad_top)?,
+        pad_left: u("pad_left", t.pad_left)?,
+        dilation_h: u("dilation_h", t.dilation_h)?,
+        dilation_w: u("dilation_w", t.dilation_w)?,
+        has_bias: u32::from(t.has_bias),
+        ..ConvUniforms::default()
+    })
+}
+
+impl Engine {
+    /// Records `steps` (plans with their buffers at bindings 0-3) in one submission.
+    fn submit_steps(&self, during: &str, steps: &[(Plan, [&wgpu::Buffer; 4])]) -> Result<()> {
+        let pipelines = steps
+            .iter()
+            .map(|(plan, _)| self.pipeline(plan.kernel, plan.workgroup_size))
+            .collect::<Result<Vec<_>>>()?;
+        self.scoped(during, || {
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some(during),
+                });
+            for ((plan, buffers), pipeline) in steps.iter().zip(&pipelines) {
+                self.encode(&mut encoder, pipeline, plan, *buffers);
+            }
+            self.queue.submit([encoder.finish()]);
+        })
+    }
+
+    /// Checks that each tensor fits one binding (the backward kernels other than stride-1 input
+    /// gradients are not split).
+    fn check_bindings(&self, tensors: &[(&str, usize)]) -> Result<()> {
+        for &(what, len) in tensors {
+            plan::check_buffer(what, len, &self.limits)?;
+        }
+        Ok(())
+    }
+
+    /// Transposed convolution of GPU tensors (PyTorch's `conv_transpose2d`): input
+    /// `[N, Ci, P, Q]`, weight `[Ci, Co/groups, kh, kw]`, bias `[Co]`, into a new tensor
+    /// `[N, Co, H, W]` with `H = (P-1)*sh - 2*ph + dh*(kh-1) + oph + 1` (likewise `W`).
+    ///
+    /// # Errors
+    /// Every error of [`ConvTranspose2dShape::new`], [`Error::ForeignTensor`], size and GPU errors.
+    pub fn conv_transpose2d_gpu(
+        &self,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        params: &ConvTranspose2dParams,
+    ) -> Result<GpuTensor> {
+        let t = ConvTranspose2dShape::new(
+            input.shape(),
+            weight.shape(),
+            bias.map(GpuTensor::shape),
+            params,
+        )?;
+        self.transposed(&t, input, weight, bias)
+    }
+
+    /// One-shot transposed convolution: host tensors in, host tensor out.
+    ///
+    /// # Errors
+    /// As [`Engine::conv_transpose2d_gpu`] and [`Engine::download`].
+    pub fn conv_transpose2d(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &ConvTranspose2dParams,
+    ) -> Result<Tensor> {
+        let y = self.conv_transpose2d_submit(input, weight, bias, params)?;
+        self.download(&y)
+    }
+
+    /// Async twin of [`Engine::conv_transpose2d`].
+    ///
+    /// # Errors
+    /// As [`Engine::conv_transpose2d`].
+    pub async fn conv_transpose2d_async(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &ConvTranspose2dParams,
+    ) -> Result<Tensor> {
+        let y = self.conv_transpose2d_submit(input, weight, bias, params)?;
+        self.download_async(&y).await
+    }
+
+    fn conv_transpose2d_submit(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &ConvTranspose2dParams,
+    ) -> Result<GpuTensor> {
+        // Validate before uploading anything.
+        ConvTranspose2dShape::new(
+            input.shape(),
+            weight.shape(),
+            bias.map(Tensor::shape),
+            params,
+        )?;
+        let x = self.upload(input)?;
+        let w = self.upload(weight)?;
+        let b = bias.map(|b| self.upload(b)).transpose()?;
+        self.conv_transpose2d_gpu(&x, &w, b.as_ref(), params)
+    }
+
+    /// The transposed convolution `t` (shapes already validated against `t`).
+    fn transposed(
+        &self,
+        t: &ConvTranspose2dShape,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
+        self.check_owner("input", input)?;
+        self.check_owner("weight", weight)?;
+        if let Some(b) = bias {
+            self.check_owner("bias", b)?;
+        }
+        let mut out = self.alloc(&t.output_shape())?;
+        if t.output_len() == 0 {
+            return Ok(out);
+        }
+        // Stride 1: a forward convolution of the input with flipped weights, padded by the
+        // kernel's reach less the transposed padding (when that is not negative).
+        let reach_h = t.dilation_h * (t.kernel_h - 1);
+        let reach_w = t.dilation_w * (t.kernel_w - 1);
+        let bottom = (t.out_h + t.pad_top).checked_sub(t.in_h);
+        let right = (t.out_w + t.pad_left).checked_sub(t.in_w);
+        if let ((1, 1), Some(bottom), Some(right), true, true) = (
+            (t.stride_h, t.stride_w),
+            bottom,
+            right,
+            t.pad_top <= reach_h,
+            t.pad_left <= reach_w,
+        ) {
+            let og = t.in_channels / t.groups;
+            let flipped = self.alloc(&[t.out_channels, og, t.kernel_h, t.kernel_w])?;
+            let plan = plan::flat(
+                Kernel::FlipWeights,
+                flipped.len(),
+                transposed_uniforms(t)?,
+                &self.limits,
+            )?;
+            self.check_bindings(&[("weight", weight.len())])?;
+            self.submit_steps(
+                "flipping weights",
+                &[(
+                    plan,
+                    [
+                        weight.buffer(),
+                        weight.buffer(),
+                        &self.no_bias,
+                        flipped.buffer(),
+                    ],
+                )],
+            )?;
+            let params = Conv2dParams {
+                stride: (1, 1),
+                padding: Padding::explicit(
+                    reach_h - t.pad_top,
+                    bottom,
+                    reach_w - t.pad_left,
+                    right,
+                ),
+                dilation: (t.dilation_h, t.dilation_w),
+                groups: t.groups,
+            };
+            self.conv2d_into(input, &flipped, bias, &params, &mut out)?;
+            return Ok(out);
+        }
+        self.check_bindings(&[
+            ("input", t.input_len()),
+            ("weight", t.weight_len()),
+            ("output", t.output_len()),
+        ])?;
+        let plan = plan::flat(
+            Kernel::GradInput,
+            t.output_len(),
+            transposed_uniforms(t)?,
+            &self.limits,
+        )?;
+        let bias_buffer = bias.map_or(&self.no_bias, GpuTensor::buffer);
+        self.submit_steps(
+            "dispatching conv2d_grad_input",
+            &[(
+                plan,
+                [input.buffer(), weight.buffer(), bias_buffer, out.buffer()],
+            )],
+        )?;
+        Ok(out)
+    }
+
+    /// The validated forward problem of a backward call, with `grad_output` checked against it.
+    fn backward_shape(
+        &self,
+        input_shape: &[usize],
+        weight_shape: &[usize],
+        grad_output: &GpuTensor,
+        params: &Conv2dParams,
+    ) -> Result<Conv2dShape> {
+        self.check_owner("grad_output", grad_output)?;
+        let shape = Conv2dShape::new(input_shape, weight_shape, None, params)?;
+        if grad_output.shape() != shape.output_shape() {
+            return Err(Error::ShapeMismatch {
+                what: "grad_output",
+                expected: shape.output_shape().to_vec(),
+                got: grad_output.shape().to_vec(),
+            });
+        }
+        Ok(shape)
+    }
+
+    /// `dL/dinput` `[N, C, H, W]` of the convolution of an input of `input_shape` with `weight`,
+    /// given `grad_output = dL/doutput`: the transposed convolution of `grad_output` by `weight`.
+    ///
+    /// # Errors
+    /// The forward shape's errors ([`Conv2dShape::new`]), [`Error::ShapeMismatch`] for a
+    /// `grad_output` of another shape than the output's, size and GPU errors.
+    pub fn conv2d_grad_input(
+        &self,
+        grad_output: &GpuTensor,
+        weight: &GpuTensor,
+        input_shape: &[usize],
+        params: &Conv2dParams,
+    ) -> Result<GpuTensor> {
+        let shape = self.backward_shape(input_shape, weight.shape(), grad_output, params)?;
+        let t = ConvTranspose2dShape::input_gradient_of(&shape);
+        self.transposed(&t, grad_output, weight, None)
+    }
+
+    /// `dL/dweight` `[O, C/groups, kh, kw]` of the convolution of `input` with weights of
+    /// `weight_shape`, given `grad_output`.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_grad_input`].
+    pub fn conv2d_grad_weight(
+        &self,
+        input: &GpuTensor,
+        grad_output: &GpuTensor,
+        weight_shape: &[usize],
+        params: &Conv2dParams,
+    ) -> Result<GpuTensor> {
+        self.check_owner("input", input)?;
+        let shape = self.backward_shape(input.shape(), weight_shape, grad_output, params)?;
+        let weights = shape.weight_len();
+        let rows = shape.batch * shape.out_h;
+        let (chunks, chunk_len) = chunking(rows, weights, self.limits.cpu_adapter);
+        self.split_reduction(
+            Kernel::GradWeight,
+            &shape,
+            &shape.weight_shape(),
+            (chunks, chunk_len, rows),
+            [input.buffer(), grad_output.buffer()],
+            &[
+                ("input", shape.input_len()),
+                ("grad_output", shape.output_len()),
+            ],
+        )
+    }
+
+    /// `dL/dbias` `[O]`: `grad_output` (`[N, O, P, Q]`) summed over `N`, `P` and `Q`.
+    ///
+    /// # Errors
+    /// [`Error::InputRank`] for a `grad_output` that is not 4-D, size and GPU errors.
+    pub fn conv2d_grad_bias(&self, grad_output: &GpuTensor) -> Result<GpuTensor> {
+        self.check_owner("grad_output", grad_output)?;
+        let &[n, o, p, q] = grad_output.shape() else {
+            return Err(Error::InputRank {
+                shape: grad_output.shape().to_vec(),
+            });
+        };
+        // The kernel reads only the output sizes of this stand-in problem.
+        let shape = Conv2dShape {
+            batch: n,
+            in_channels: 1,
+            in_h: 1,
+            in_w: 1,
+            out_channels: o,
+            kernel_h: 1,
+            kernel_w: 1,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: 0,
+            pad_bottom: 0,
+            pad_left: 0,
+            pad_right: 0,
+            dilation_h: 1,
+            dilation_w: 1,
+            groups: 1,
+            has_bias: true,
+            out_h: p,
+            out_w: q,
+        };
+        let rows = n * p;
+        let (chunks, chunk_len) = chunking(rows, o, self.limits.cpu_adapter);
+        self.split_reduction(
+            Kernel::GradBias,
+            &shape,
+            &[o],
+            (chunks, chunk_len, rows),
+            [grad_output.buffer(), grad_output.buffer()],
+            &[("grad_output", grad_output.len())],
+        )
+    }
+
+    /// Runs `kernel`'s partial sums over `(chunks, chunk_len, rows)` into a temporary buffer and
+    /// adds the chunks into a new tensor of `out_shape`.
+    fn split_reduction(
+        &self,
+        kernel: Kernel,
+        shape: &Conv2dShape,
+        out_shape: &[usize],
+        (chunks, chunk_len, rows): (usize, usize, usize),
+        [first, second]: [&wgpu::Buffer; 2],
+        read: &[(&str, usize)],
+    ) -> Result<GpuTensor> {
+        let out = self.alloc(out_shape)?;
+        let len = out.len();
+        if len == 0 {
+            return Ok(out);
+        }
+        let partial_len = chunks.checked_mul(len).ok_or_else(|| Error::SizeOverflow {
+            what: "partial sums".into(),
+        })?;
+        let partial = self.alloc(&[partial_len])?;
+        self.check_bindings(read)?;
+        self.check_bindings(&[("partial sums", partial_len)])?;
+        let mut uniforms = plan::uniforms_of(shape)?;
+        uniforms.chunk_len = u32_of("rows per chunk", chunk_len)?;
+        uniforms.reduce_len = u32_of("rows", rows)?;
+        let partial_plan = plan::flat(kernel, partial_len, uniforms, &self.limits)?;
+        let mut reduce = ConvUniforms::default();
+        reduce.chunk_len = u32_of("chunks", chunks)?;
+        let reduce_plan = plan::flat(Kernel::ReducePartials, len, reduce, &self.limits)?;
+        self.submit_steps(
+            kernel.file_name(),
+            &[
+                (
+                    partial_plan,
+                    [first, second, &self.no_bias, partial.buffer()],
+                ),
+                (
+                    reduce_plan,
+                    [
+                        partial.buffer(),
+                        partial.buffer(),
+                        &self.no_bias,
+                        out.buffer(),
+                    ],
+                ),
+            ],
+        )?;
+        Ok(out)
+    }
+
+    /// All gradients of `y = conv2d(input, weight, bias)` given `grad_output = dL/dy`: input,
+    /// weight, and bias when `with_bias`.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_grad_input`].
+    pub fn conv2d_backward(
+        &self,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        grad_output: &GpuTensor,
+        params: &Conv2dParams,
+        with_bias: bool,
+    ) -> Result<Conv2dGrads> {
+        self.check_owner("input", input)?;
+        self.backward_shape(input.shape(), weight.shape(), grad_output, params)?;
+        Ok(Conv2dGrads {
+            input: self.conv2d_grad_input(grad_output, weight, input.shape(), params)?,
+            weight: self.conv2d_grad_weight(input, grad_output, weight.shape(), params)?,
+            bias: if with_bias {
+                Some(self.conv2d_grad_bias(grad_output)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The squared-error loss `L = sum (prediction - target)^2` as a one-element tensor, and its
+    /// gradient `2 * (prediction - target)`, both on the GPU.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when the shapes differ; size and GPU errors.
+    pub fn squared_error(
+        &self,
+        prediction: &GpuTensor,
+        target: &GpuTensor,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        self.check_owner("prediction", prediction)?;
+        self.check_owner("target", target)?;
+        if prediction.shape() != target.shape() {
+            return Err(Error::ShapeMismatch {
+                what: "target",
+                expected: prediction.shape().to_vec(),
+                got: target.shape().to_vec(),
+            });
+        }
+        let len = prediction.len();
+        self.check_bindings(&[("prediction", len)])?;
+        let grad = self.alloc(prediction.shape())?;
+        let loss = self.alloc(&[1])?;
+        let (chunks, chunk_len) = chunking(len, 1, self.limits.cpu_adapter);
+        let partial = self.alloc(&[chunks])?;
+        let mut uniforms = ConvUniforms {
+            chunk_len: u32_of("elements per chunk", chunk_len)?,
+            reduce_len: u32_of("elements", len)?,
+            ..ConvUniforms::default()
+        };
+        let grad_plan = plan::flat(Kernel::SquaredErrorGrad, len, uniforms, &self.limits)?;
+        let sum_plan = plan::flat(Kernel::SquaredErrorSum, chunks, uniforms, &self.limits)?;
+        uniforms.chunk_len = u32_of("chunks", chunks)?;
+        let reduce_plan = plan::flat(Kernel::ReducePartials, 1, uniforms, &self.limits)?;
+        let (p, t) = (prediction.buffer(), target.buffer());
+        let mut steps = vec![
+            (sum_plan, [p, t, &self.no_bias, partial.buffer()]),
+            (
+                reduce_plan,
+                [
+                    partial.buffer(),
+                    partial.buffer(),
+                    &self.no_bias,
+                    loss.buffer(),
+                ],
+            ),
+        ];
+        if len > 0 {
+            steps.push((grad_plan, [p, t, &self.no_bias, grad.buffer()]));
+        }
+        self.submit_steps("squared error", &steps)?;
+        Ok((loss, grad))
+    }
+
+    /// One plain SGD step: `param -= lr * grad`.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a NaN or infinite `lr`, [`Error::ShapeMismatch`] when the shapes
+    /// differ, size and GPU errors.
+    pub fn sgd_step(&self, param: &mut GpuTensor, grad: &GpuTensor, lr: f32) -> Result<()> {
+        self.check_owner("param", param)?;
+        self.check_owner("grad", grad)?;
+        if !lr.is_finite() {
+            return Err(Error::NonFinite {
+                name: "learning rate",
+                value: lr,
+            });
+        }
+        if param.shape() != grad.shape() {
+            return Err(Error::ShapeMismatch {
+                what: "grad",
+                expected: param.shape().to_vec(),
+                got: grad.shape().to_vec(),
+            });
+        }
+        if param.is_empty() {
+            return Ok(());
+        }
+        self.check_bindings(&[("param", param.len())])?;
+        let uniforms = ConvUniforms {
+            scalar_bits: lr.to_bits(),
+            ..ConvUniforms::default()
+        };
+        let plan = plan::flat(Kernel::SgdStep, param.len(), uniforms, &self.limits)?;
+        self.submit_steps(
+            "sgd step",
+            &[(
+                plan,
+                [grad.buffer(), grad.buffer(), &self.no_bias, param.buffer()],
+            )],
+        )
+    }
+}

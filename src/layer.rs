@@ -1,0 +1,231 @@
+//! A trainable convolution layer whose weights live on the GPU, as PyTorch's `nn.Conv2d`.
+//!
+//! ```no_run
+//! use wgconv::layer::Conv2d;
+//! use wgconv::{Conv2dParams, Engine, Tensor};
+//!
+//! let engine = Engine::new()?;
+//! // The lecture's edge detector: learn K in Y = corr2d(X, K) from X and Y.
+//! let mut conv = Conv2d::new(&engine, 1, 1, (1, 2), Conv2dParams::default(), false, 0)?;
+//! let x = engine.upload(&Tensor::full([1, 1, 6, 8], 1.0)?)?;
+//! let y = engine.upload(&Tensor::full([1, 1, 6, 7], 0.0)?)?;
+//! for _ in 0..10 {
+//!     let y_hat = conv.forward(&engine, &x)?;
+//!     let (loss, grad) = engine.squared_error(&y_hat, &y)?;
+//!     let grads = conv.backward(&engine, &x, &grad)?;
+//!     conv.sgd_step(&engine, &grads, 3e-2)?;
+//!     # let _ = loss;
+//! }
+//! # Ok::<(), wgconv::Error>(())
+//! ```
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::gpu::backward::Conv2dGrads;
+use crate::gpu::engine::Engine;
+use crate::gpu::tensor::GpuTensor;
+use crate::spec::{Conv2dParams, Conv2dShape, IntoPair};
+use crate::tensor::Tensor;
+
+/// A 2D convolution with its weight `[O, C/groups, kh, kw]` and optional bias `[O]` on the GPU.
+#[derive(Debug)]
+pub struct Conv2d {
+    weight: GpuTensor,
+    bias: Option<GpuTensor>,
+    params: Conv2dParams,
+}
+
+impl Conv2d {
+    /// A layer from `in_channels` to `out_channels` with a `kernel` (`k` or `(kh, kw)`),
+    /// initialised as PyTorch's `nn.Conv2d.reset_parameters`: weights and bias uniform in
+    /// `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`, `fan_in = in_channels/groups * kh * kw` (kaiming
+    /// uniform with `a = sqrt(5)`), drawn from a ChaCha8 generator seeded with `seed`.
+    ///
+    /// # Errors
+    /// The parameter and shape errors of [`Conv2dShape::new`] (checked against a one-pixel
+    /// input padded to the kernel), size and GPU errors.
+    pub fn new(
+        engine: &Engine,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: impl IntoPair,
+        params: Conv2dParams,
+        bias: bool,
+        seed: u64,
+    ) -> Result<Self> {
+        let (kh, kw) = kernel.into_pair();
+        let groups = params.groups.max(1);
+        let weight_shape = [out_channels, in_channels / groups, kh, kw];
+        // Validate channels, groups and parameters on an input large enough for any kernel.
+        let probe_h = params.dilation.0.saturating_mul(kh.max(1));
+        let probe_w = params.dilation.1.saturating_mul(kw.max(1));
+        Conv2dShape::new(
+            &[1, in_channels, probe_h, probe_w],
+            &weight_shape,
+            bias.then_some(&[out_channels][..]),
+            &params,
+        )?;
+        let fan_in = (in_channels / groups) * kh * kw;
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut uniform =
+            |shape: &[usize]| Tensor::from_fn(shape.to_vec(), |_| rng.random_range(-bound..=bound));
+        let weight = engine.upload(&uniform(&weight_shape)?)?;
+        let bias = if bias {
+            Some(engine.upload(&uniform(&[out_channels])?)?)
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight,
+            bias,
+            params,
+        })
+    }
+
+    /// A layer with the given weight (and bias), uploaded.
+    ///
+    /// # Errors
+    /// The parameter and shape errors of [`Conv2dShape::new`], size and GPU errors.
+    pub fn from_tensors(
+        engine: &Engine,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: Conv2dParams,
+    ) -> Result<Self> {
+        let &[_, cg, kh, kw] = weight.shape() else {
+            return Err(Error::WeightRank {
+                shape: weight.shape().to_vec(),
+            });
+        };
+        let probe = [
+            1,
+            cg.saturating_mul(params.groups),
+            params.dilation.0.saturating_mul(kh),
+            params.dilation.1.saturating_mul(kw),
+        ];
+        Conv2dShape::new(&probe, weight.shape(), bias.map(Tensor::shape), &params)?;
+        Ok(Conv2d {
+            weight: engine.upload(weight)?,
+            bias: bias.map(|b| engine.upload(b)).transpose()?,
+            params,
+        })
+    }
+
+    /// The weight, `[O, C/groups, kh, kw]`.
+    pub fn weight(&self) -> &GpuTensor {
+        &self.weight
+    }
+
+    /// The bias, `[O]`, if the layer has one.
+    pub fn bias(&self) -> Option<&GpuTensor> {
+        self.bias.as_ref()
+    }
+
+    /// Stride, padding, dilation and groups.
+    pub fn params(&self) -> &Conv2dParams {
+        &self.params
+    }
+
+    /// `conv2d(x, weight, bias)` on the GPU.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_gpu`].
+    pub fn forward(&self, engine: &Engine, x: &GpuTensor) -> Result<GpuTensor> {
+        engine.conv2d_gpu(x, &self.weight, self.bias.as_ref(), &self.params)
+    }
+
+    /// The gradients with respect to `x`, the weight and the bias, given `grad_output = dL/dy`
+    /// for `y = self.forward(x)`.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_backward`].
+    pub fn backward(
+        &self,
+        engine: &Engine,
+        x: &GpuTensor,
+        grad_output: &GpuTensor,
+    ) -> Result<Conv2dGrads> {
+        engine.conv2d_backward(
+            x,
+            &self.weight,
+            grad_output,
+            &self.params,
+            self.bias.is_some(),
+        )
+    }
+
+    /// One SGD step on the weight and bias: `p -= lr * dL/dp`.
+    ///
+    /// # Errors
+    /// As [`Engine::sgd_step`], and [`Error::ShapeMismatch`] when `grads` lacks the bias's
+    /// gradient.
+    pub fn sgd_step(&mut self, engine: &Engine, grads: &Conv2dGrads, lr: f32) -> Result<()> {
+        engine.sgd_step(&mut self.weight, &grads.weight, lr)?;
+        match (&mut self.bias, &grads.bias) {
+            (Some(b), Some(g)) => engine.sgd_step(b, g, lr),
+            (Some(b), None) => Err(Error::ShapeMismatch {
+                what: "bias gradient",
+                expected: b.shape().to_vec(),
+                got: Vec::new(),
+            }),
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+/// What [`learn_edge_kernel`] learned: the loss at every step (before that step's update) and
+/// the kernel at the end.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EdgeLesson {
+    /// `sum((conv(X) - Y)^2)` at steps 1, 2, ...
+    pub losses: Vec<f32>,
+    /// The learned 1x2 kernel.
+    pub kernel: [f32; 2],
+}
+
+/// The lecture's closing exercise, entirely on the GPU: `X` is a 6x8 image of ones with
+/// columns 2-5 zero, `Y = corr2d(X, [1, -1])` its vertical edges; a 1x2 [`Conv2d`] without bias,
+/// initialised from `seed`, learns the kernel by `steps` SGD steps of `lr` on the loss
+/// `sum((conv(X) - Y)^2)`. `report(step, loss)` is called after every step (from 1).
+///
+/// # Errors
+/// GPU errors; [`Error::NonFinite`] for a NaN or infinite `lr`.
+pub fn learn_edge_kernel(
+    engine: &Engine,
+    steps: usize,
+    lr: f32,
+    seed: u64,
+    mut report: impl FnMut(usize, f32),
+) -> Result<EdgeLesson> {
+    let x = Tensor::from_fn([1, 1, 6, 8], |i| {
+        if (2..6).contains(&(i % 8)) {
+            0.0
+        } else {
+            1.0
+        }
+    })?;
+    let k = Tensor::new([1, 1, 1, 2], vec![1.0, -1.0])?;
+    let x = engine.upload(&x)?;
+    let k = engine.upload(&k)?;
+    let params = Conv2dParams::default();
+    let y = engine.conv2d_gpu(&x, &k, None, &params)?;
+    let mut conv = Conv2d::new(engine, 1, 1, (1, 2), params, false, seed)?;
+    let mut losses = Vec::with_capacity(steps);
+    for step in 1..=steps {
+        let y_hat = conv.forward(engine, &x)?;
+        let (loss, grad) = engine.squared_error(&y_hat, &y)?;
+        let grads = conv.backward(engine, &x, &grad)?;
+        conv.sgd_step(engine, &grads, lr)?;
+        let loss = engine.download(&loss)?.data()[0];
+        report(step, loss);
+        losses.push(loss);
+    }
+    let w = engine.download(conv.weight())?;
+    Ok(EdgeLesson {
+        losses,
+        kernel: [w.data()[0], w.data()[1]],
+    })
+}
