@@ -415,8 +415,10 @@ impl Engine {
         uniforms.chunk_len = u32_of("rows per chunk", chunk_len)?;
         uniforms.reduce_len = u32_of("rows", rows)?;
         let partial_plan = plan::flat(kernel, partial_len, uniforms, &self.limits)?;
-        let mut reduce = ConvUniforms::default();
-        reduce.chunk_len = u32_of("chunks", chunks)?;
+        let reduce = ConvUniforms {
+            chunk_len: u32_of("chunks", chunks)?,
+            ..ConvUniforms::default()
+        };
         let reduce_plan = plan::flat(Kernel::ReducePartials, len, reduce, &self.limits)?;
         self.submit_steps(
             kernel.file_name(),
