@@ -204,6 +204,15 @@ pub enum Error {
         got: Vec<usize>,
     },
 
+    /// The gradient given for a convolution's output does not have the output's shape.
+    #[error("Mismatch in shape: grad_output has a shape of {got:?} and the convolution's output has a shape of {expected:?}")]
+    GradOutputShape {
+        /// The convolution's output shape `[N, O, P, Q]`.
+        expected: Vec<usize>,
+        /// Shape of the gradient given.
+        got: Vec<usize>,
+    },
+
     /// Packed weights were used with a different `groups` than they were packed for.
     #[error(
         "weights were packed for groups={packed}, but the convolution asks for groups={requested}"
