@@ -1,14 +1,16 @@
 //! PyTorch golden gradients and transposed convolutions (tests/golden_grad, made by
-//! tests/golden_grad/generate.py) against the CPU reference.
+//! tests/golden_grad/generate.py) against the CPU reference and the GPU.
 //!
 //! The loaders ([`load_grad_cases`], [`load_transpose_cases`]) know nothing of the CPU or the GPU,
 //! so the engine's backward passes are checked against the same files here.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use wgconv::cpu::reference::{conv2d_backward_f64, conv_transpose2d_f64};
-use wgconv::{io, Conv2dParams, ConvTranspose2dParams, Padding, Tensor};
+use wgconv::{io, Conv2dParams, Conv2dShape, ConvTranspose2dParams, Padding, Tensor};
 
 /// One `conv2d_backward` golden: the convolution, `G = grad_output`, and PyTorch's gradients of
 /// `L = sum(G * conv2d(input, weight, bias))`.
@@ -308,5 +310,98 @@ fn cpu_transposed_reference_matches_pytorch() {
     }
 }
 
-// GPU checks are added by the engine's backward passes: the same cases, `load_grad_cases()` and
-// `load_transpose_cases()`, against the engine's gradients and transposed convolution.
+/// A GPU result against a golden: the forward tolerance of tests/common/mod.rs with the sum's
+/// length `k` and its factors' largest magnitudes (the golden is exact to half an f32 ulp, far
+/// inside it).
+fn check_gpu(context: &str, got: &Tensor, want: &Tensor, k: usize, max_a: f64, max_b: f64) {
+    assert_eq!(got.shape(), want.shape(), "{context}: shape");
+    let want64: Vec<f64> = want.data().iter().map(|&v| f64::from(v)).collect();
+    let shape = match *got.shape() {
+        [n, c, h, w] => [n, c, h, w],
+        [o] => [1, o, 1, 1],
+        ref other => panic!("{context}: unexpected rank {other:?}"),
+    };
+    common::compare(
+        context,
+        shape,
+        got.data(),
+        &want64,
+        common::tolerance(k, max_a, max_b, 0.0),
+    )
+    .unwrap_or_else(|m| panic!("{m}"));
+}
+
+#[test]
+fn gpu_gradients_match_pytorch() {
+    let engine = common::engine();
+    for case in load_grad_cases() {
+        let ctx = |what: &str| format!("{} ({}), {what}", case.name, engine.adapter());
+        let s = Conv2dShape::new(case.input.shape(), case.weight.shape(), None, &case.params)
+            .expect(&case.name);
+        let (x, w, gy) = (
+            engine.upload(&case.input).unwrap(),
+            engine.upload(&case.weight).unwrap(),
+            engine.upload(&case.grad_output).unwrap(),
+        );
+        let grads = engine
+            .conv2d_backward(&x, &w, &gy, &case.params, case.bias.is_some())
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let (mx, mw, mg) = (
+            common::max_abs(&case.input),
+            common::max_abs(&case.weight),
+            common::max_abs(&case.grad_output),
+        );
+        let rows = s.batch * s.out_h * s.out_w;
+        let og_taps = s.out_channels_per_group() * s.kernel_h * s.kernel_w;
+        check_gpu(
+            &ctx("grad input"),
+            &engine.download(&grads.input).unwrap(),
+            &case.grad_input,
+            og_taps,
+            mg,
+            mw,
+        );
+        check_gpu(
+            &ctx("grad weight"),
+            &engine.download(&grads.weight).unwrap(),
+            &case.grad_weight,
+            rows,
+            mg,
+            mx,
+        );
+        match (&grads.bias, &case.grad_bias) {
+            (Some(got), Some(want)) => check_gpu(
+                &ctx("grad bias"),
+                &engine.download(got).unwrap(),
+                want,
+                rows,
+                mg,
+                1.0,
+            ),
+            (None, None) => {}
+            _ => panic!("{}: bias gradient presence differs", case.name),
+        }
+    }
+}
+
+#[test]
+fn gpu_transposed_convolution_matches_pytorch() {
+    let engine = common::engine();
+    for case in load_transpose_cases() {
+        let got = engine
+            .conv_transpose2d(&case.input, &case.weight, case.bias.as_ref(), &case.params)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let [ci, _, kh, kw] = *case.weight.shape() else {
+            panic!("{}: weight rank", case.name)
+        };
+        let ci_per_group = ci / case.params.groups;
+        check_gpu(
+            &format!("{} ({})", case.name, engine.adapter()),
+            &got,
+            &case.output,
+            ci_per_group * kh * kw + 1,
+            common::max_abs(&case.input),
+            common::max_abs(&case.weight) + case.bias.as_ref().map_or(0.0, common::max_abs),
+        );
+    }
+}

@@ -287,8 +287,7 @@ impl Engine {
         self.check_owner("grad_output", grad_output)?;
         let shape = Conv2dShape::new(input_shape, weight_shape, None, params)?;
         if grad_output.shape() != shape.output_shape() {
-            return Err(Error::ShapeMismatch {
-                what: "grad_output",
+            return Err(Error::GradOutputShape {
                 expected: shape.output_shape().to_vec(),
                 got: grad_output.shape().to_vec(),
             });
@@ -300,7 +299,7 @@ impl Engine {
     /// given `grad_output = dL/doutput`: the transposed convolution of `grad_output` by `weight`.
     ///
     /// # Errors
-    /// The forward shape's errors ([`Conv2dShape::new`]), [`Error::ShapeMismatch`] for a
+    /// The forward shape's errors ([`Conv2dShape::new`]), [`Error::GradOutputShape`] for a
     /// `grad_output` of another shape than the output's, size and GPU errors.
     pub fn conv2d_grad_input(
         &self,
