@@ -85,3 +85,104 @@ fn a_non_finite_learning_rate_is_refused() {
     );
     assert_eq!(e.to_string(), "learning rate must be finite, got NaN");
 }
+
+/// `nn.Conv2d.reset_parameters`: weight and bias uniform in ±1/sqrt(fan_in), fan_in =
+/// C/groups * kh * kw; the same seed gives the same layer, another seed another one.
+#[test]
+fn layers_are_initialised_like_pytorch_and_seeded() {
+    let engine = engine();
+    let params = Conv2dParams::default().with_groups(2);
+    let make = |seed| {
+        let conv = Conv2d::new(engine, 8, 6, (3, 2), params, true, seed).unwrap();
+        let w = engine.download(conv.weight()).unwrap();
+        let b = engine.download(conv.bias().unwrap()).unwrap();
+        (w, b)
+    };
+    let (w, b) = make(7);
+    assert_eq!(w.shape(), [6, 4, 3, 2]);
+    assert_eq!(b.shape(), [6]);
+    let bound = 1.0 / ((4 * 3 * 2) as f32).sqrt();
+    for v in w.data().iter().chain(b.data()) {
+        assert!(v.abs() <= bound, "{v} outside ±{bound}");
+    }
+    // Spread over the range, not a constant.
+    let max = w.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(max > 0.8 * bound, "largest |w| {max} of bound {bound}");
+    assert_eq!(make(7), (w.clone(), b));
+    assert_ne!(make(8).0, w);
+    // Bad channel counts are the convolution's own errors.
+    let e = Conv2d::new(engine, 3, 6, 3, params, false, 0).unwrap_err();
+    assert!(matches!(e, Error::InChannelsNotDivisible { .. }), "{e:?}");
+}
+
+/// Gradients, losses and steps with tensors of the wrong shape are typed errors naming both.
+#[test]
+fn training_calls_refuse_mismatched_shapes() {
+    let engine = engine();
+    let up = |shape: &[usize]| {
+        engine
+            .upload(&wgconv::Tensor::full(shape.to_vec(), 1.0).unwrap())
+            .unwrap()
+    };
+    let (x, w) = (up(&[1, 1, 4, 4]), up(&[1, 1, 3, 3]));
+    let e = engine
+        .conv2d_backward(&x, &w, &up(&[1, 1, 3, 3]), &Conv2dParams::default(), false)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Mismatch in shape: grad_output has a shape of [1, 1, 3, 3] and the convolution's output \
+         has a shape of [1, 1, 2, 2]"
+    );
+    let e = engine
+        .squared_error(&up(&[1, 1, 2, 2]), &up(&[1, 1, 2, 3]))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::ShapeMismatch { what: "target", .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "target has shape [1, 1, 2, 3], but [1, 1, 2, 2] was expected"
+    );
+    let mut p = up(&[1, 1, 3, 3]);
+    let e = engine.sgd_step(&mut p, &up(&[9]), 0.1).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "grad has shape [9], but [1, 1, 3, 3] was expected"
+    );
+    let e = engine
+        .sgd_step(&mut p, &up(&[1, 1, 3, 3]), f32::INFINITY)
+        .unwrap_err();
+    assert_eq!(e.to_string(), "learning rate must be finite, got inf");
+}
+
+/// The loss and its gradient against their definitions, on data with a known answer.
+#[test]
+fn squared_error_and_sgd_compute_their_definitions() {
+    let engine = engine();
+    let y = wgconv::Tensor::from_fn([2, 3, 5, 7], |i| (i % 11) as f32 * 0.25).unwrap();
+    let t = wgconv::Tensor::from_fn([2, 3, 5, 7], |i| (i % 5) as f32 * 0.5).unwrap();
+    let (gy, gt) = (engine.upload(&y).unwrap(), engine.upload(&t).unwrap());
+    let (loss, grad) = engine.squared_error(&gy, &gt).unwrap();
+    let want: f64 = y
+        .data()
+        .iter()
+        .zip(t.data())
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum();
+    let got = engine.download(&loss).unwrap().data()[0];
+    assert!(
+        (f64::from(got) - want).abs() <= 1e-6 * want,
+        "{got} vs {want}"
+    );
+    let grad = engine.download(&grad).unwrap();
+    for ((g, a), b) in grad.data().iter().zip(y.data()).zip(t.data()) {
+        assert_eq!(*g, 2.0 * (a - b));
+    }
+    let mut p = engine.upload(&y).unwrap();
+    engine.sgd_step(&mut p, &gt, 0.5).unwrap();
+    let p = engine.download(&p).unwrap();
+    for ((v, a), b) in p.data().iter().zip(y.data()).zip(t.data()) {
+        assert_eq!(*v, a - 0.5 * b);
+    }
+}
