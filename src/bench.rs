@@ -1,7 +1,10 @@
 //! Benchmark suites and one timed run per layer: GPU kernel time, GPU end-to-end time, the fair
-//! CPU baseline ([`cpu::fast`](crate::cpu::fast)), and the largest GPU-vs-CPU difference.
+//! CPU baseline ([`cpu::fast`](crate::cpu::fast)), and the largest GPU-vs-CPU difference; and the
+//! backward passes' GPU kernel times ([`bench_layer_backward`]), checked against the CPU reference.
 //!
-//! FLOPs count a multiply-add as two: `2 * N * K * P * Q * C/groups * R * S`.
+//! FLOPs count a multiply-add as two: `2 * N * K * P * Q * C/groups * R * S`. The input gradient
+//! and the weight gradient each take the forward's count; the bias gradient one add per output
+//! element, `N * K * P * Q`.
 
 use std::time::{Duration, Instant};
 
@@ -153,14 +156,20 @@ fn median(mut v: Vec<Duration>) -> f64 {
 }
 
 fn time(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?; // warm-up: pipeline builds, first-touch allocations
+    time_with(repeat, &mut f).map(|(ms, ())| ms)
+}
+
+/// As [`time`], also returning the last run's value (dropped values are dropped off the clock).
+fn time_with<T>(repeat: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+    let mut last = f()?; // warm-up: pipeline builds, first-touch allocations
     let mut times = Vec::with_capacity(repeat);
     for _ in 0..repeat.max(1) {
         let start = Instant::now();
-        f()?;
+        let value = f()?;
         times.push(start.elapsed());
+        last = value;
     }
-    Ok(median(times))
+    Ok((median(times), last))
 }
 
 /// Deterministic inputs in [-1, 1] (a small linear congruential sequence; no RNG dependency).
@@ -249,4 +258,207 @@ pub fn geomean(values: impl IntoIterator<Item = f64>) -> f64 {
     } else {
         (sum / count as f64).exp()
     }
+}
+
+/// The backward measurements for one layer: GPU kernel times (medians in milliseconds, inputs
+/// resident, the clock stopped once the device has finished) and the largest differences from the
+/// CPU reference. There is no CPU baseline for the backward passes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackwardResult {
+    /// The layer.
+    pub layer: Layer,
+    /// Batch size.
+    pub n: usize,
+    /// FLOPs of one gradient pass, input or weight: the forward's `2 * N*K*P*Q * C/groups*R*S`.
+    pub flops: u64,
+    /// FLOPs of the bias gradient: one add per output element, `N * K * P * Q`.
+    pub bias_flops: u64,
+    /// `Engine::conv2d_grad_input`.
+    pub grad_input_ms: f64,
+    /// `Engine::conv2d_grad_weight`.
+    pub grad_weight_ms: f64,
+    /// `Engine::conv2d_grad_bias`.
+    pub grad_bias_ms: f64,
+    /// All three gradients in one `Engine::conv2d_backward` call.
+    pub backward_ms: f64,
+    /// Largest `|gpu - reference|` per gradient `[input, weight, bias]`; `None` when the layer is
+    /// over [`REFERENCE_CHECK_MAX_MACS`] and the check was skipped.
+    pub max_abs_err: Option<[f64; 3]>,
+}
+
+impl BackwardResult {
+    /// GFLOP/s of the input or weight gradient for a time in milliseconds.
+    pub fn gflops(&self, ms: f64) -> f64 {
+        self.flops as f64 / (ms * 1e6)
+    }
+
+    /// FLOPs of the whole backward pass: both gradients and the bias gradient.
+    pub fn backward_flops(&self) -> u64 {
+        self.flops.saturating_mul(2).saturating_add(self.bias_flops)
+    }
+
+    /// GFLOP/s of the whole backward pass ([`BackwardResult::backward_flops`] in `backward_ms`).
+    pub fn backward_gflops(&self) -> f64 {
+        self.backward_flops() as f64 / (self.backward_ms * 1e6)
+    }
+}
+
+/// Largest forward multiply-add count (`N*K*P*Q * C/groups*R*S`) whose gradients
+/// [`bench_layer_backward`] checks against the naive, single-threaded CPU reference; larger layers
+/// would spend minutes there.
+pub const REFERENCE_CHECK_MAX_MACS: u64 = 2_000_000_000;
+
+/// Largest `|a - b|` over two equally long sequences.
+fn max_abs_diff(gpu: &[f32], reference: &[f64]) -> f64 {
+    gpu.iter()
+        .zip(reference)
+        .map(|(&a, &b)| (f64::from(a) - b).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Times the backward passes of one layer on the GPU: the input gradient, the weight gradient and
+/// the bias gradient each alone, then all three in one [`Engine::conv2d_backward`] call; each a
+/// median of `options.repeat` runs after a warm-up, waiting for the device each run. `grad_output`
+/// is deterministic data in [-1, 1]. The gradients are checked against the CPU reference when
+/// the layer has at most [`REFERENCE_CHECK_MAX_MACS`] multiply-adds. `options.gpu` and
+/// `options.cpu` are not read: the backward passes run on the GPU only.
+///
+/// # Errors
+/// Shape errors, GPU errors, [`Error::Timeout`](crate::Error::Timeout).
+pub fn bench_layer_backward(
+    engine: &Engine,
+    layer: &Layer,
+    options: &BenchOptions,
+) -> Result<BackwardResult> {
+    let shape = layer.shape(options.batch)?;
+    let x = data(&shape.input_shape(), 1)?;
+    let w = data(&shape.weight_shape(), 2)?;
+    let g = data(&shape.output_shape(), 4)?;
+    let params = layer.params();
+    let (gx, gw, gg) = (engine.upload(&x)?, engine.upload(&w)?, engine.upload(&g)?);
+    let (input_shape, weight_shape) = (shape.input_shape(), shape.weight_shape());
+
+    // Each timing keeps its last run's gradients for the check below.
+    let (grad_input_ms, grad_input) = time_with(options.repeat, || {
+        let grad = engine.conv2d_grad_input(&gg, &gw, &input_shape, &params)?;
+        engine.synchronize().map(|()| grad)
+    })?;
+    let (grad_weight_ms, grad_weight) = time_with(options.repeat, || {
+        let grad = engine.conv2d_grad_weight(&gx, &gg, &weight_shape, &params)?;
+        engine.synchronize().map(|()| grad)
+    })?;
+    let (grad_bias_ms, grad_bias) = time_with(options.repeat, || {
+        let grad = engine.conv2d_grad_bias(&gg)?;
+        engine.synchronize().map(|()| grad)
+    })?;
+    let (backward_ms, all) = time_with(options.repeat, || {
+        let grads = engine.conv2d_backward(&gx, &gw, &gg, &params, true)?;
+        engine.synchronize().map(|()| grads)
+    })?;
+
+    let max_abs_err = if shape.flops() / 2 <= REFERENCE_CHECK_MAX_MACS {
+        let reference = reference_grads(&x, &w, &g, &params)?;
+        let mut worst = [0.0f64; 3];
+        let pairs = [
+            (0, Some(grad_input)),
+            (0, Some(all.input)),
+            (1, Some(grad_weight)),
+            (1, Some(all.weight)),
+            (2, Some(grad_bias)),
+            (2, all.bias),
+        ];
+        for (which, tensor) in pairs {
+            if let Some(tensor) = tensor {
+                let err = max_abs_diff(engine.download(&tensor)?.data(), &reference[which]);
+                worst[which] = worst[which].max(err);
+            }
+        }
+        Some(worst)
+    } else {
+        None
+    };
+    Ok(BackwardResult {
+        layer: layer.clone(),
+        n: options.batch,
+        flops: shape.flops(),
+        bias_flops: shape.output_len() as u64,
+        grad_input_ms,
+        grad_weight_ms,
+        grad_bias_ms,
+        backward_ms,
+        max_abs_err,
+    })
+}
+
+/// The CPU reference's gradients `[input, weight, bias]` in f64.
+fn reference_grads(
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    params: &Conv2dParams,
+) -> Result<[Vec<f64>; 3]> {
+    let grads = crate::cpu::reference::conv2d_backward_f64(x, w, g, params)?;
+    Ok([grads.input, grads.weight, grads.bias])
+}
+
+/// The columns [`backward_csv_string`] adds after [`CSV_HEADER`](crate::report::CSV_HEADER)'s.
+pub const BACKWARD_CSV_COLUMNS: &str = "grad_input_ms,grad_input_gflops,grad_weight_ms,\
+    grad_weight_gflops,grad_bias_ms,backward_ms,backward_gflops,grad_input_max_abs_err,\
+    grad_weight_max_abs_err,grad_bias_max_abs_err";
+
+/// Forward and backward results as CSV, one row per layer: the forward columns of
+/// [`report::csv_string`](crate::report::csv_string), empty where the forward pass was not
+/// measured (`forward` shorter than `backward`, e.g. empty), then [`BACKWARD_CSV_COLUMNS`].
+/// `grad_*_gflops = flops / (ms * 1e6)`; `backward_gflops` counts both gradients and the bias
+/// gradient. A missing value is an empty cell.
+pub fn backward_csv_string(forward: &[LayerResult], backward: &[BackwardResult]) -> String {
+    let rows: Vec<LayerResult> = backward
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            forward.get(i).cloned().unwrap_or(LayerResult {
+                layer: b.layer.clone(),
+                n: b.n,
+                flops: b.flops,
+                kernel: None,
+                gpu_ms: None,
+                gpu_e2e_ms: None,
+                cpu_ms: None,
+                max_abs_err: None,
+            })
+        })
+        .collect();
+    // Layer names hold no line breaks (suite files split on whitespace), so rows are lines.
+    let forward_csv = crate::report::csv_string(&rows);
+    let mut lines = forward_csv.lines();
+    let mut out = String::with_capacity(forward_csv.len() * 2);
+    out.push_str(lines.next().unwrap_or_default());
+    out.push(',');
+    out.push_str(BACKWARD_CSV_COLUMNS);
+    out.push('\n');
+    let number = |v: Option<f64>| {
+        v.filter(|v| v.is_finite())
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    for (line, b) in lines.zip(backward) {
+        let err = |i: usize| number(b.max_abs_err.map(|e| e[i]));
+        let cells = [
+            number(Some(b.grad_input_ms)),
+            number(Some(b.gflops(b.grad_input_ms))),
+            number(Some(b.grad_weight_ms)),
+            number(Some(b.gflops(b.grad_weight_ms))),
+            number(Some(b.grad_bias_ms)),
+            number(Some(b.backward_ms)),
+            number(Some(b.backward_gflops())),
+            err(0),
+            err(1),
+            err(2),
+        ];
+        out.push_str(line);
+        out.push(',');
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
 }

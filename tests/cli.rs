@@ -385,6 +385,156 @@ fn bench_takes_a_suite_file_and_writes_csv_and_a_plot() {
 }
 
 #[test]
+fn bench_pass_both_times_the_gradients_next_to_the_forward_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = wgconv(&[
+        "bench",
+        "--suite",
+        "quick",
+        "--pass",
+        "both",
+        "--repeat",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "forward",
+        "grad input",
+        "grad weight",
+        "grad bias",
+        "backward",
+    ] {
+        assert!(text.contains(row), "no {row} row in\n{text}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = v["results"].as_array().unwrap();
+    let of_pass = |pass: &str| results.iter().filter(|r| r["pass"] == pass).count();
+    let layers = wgconv::bench::quick_suite().len();
+    assert_eq!(
+        (of_pass("forward"), of_pass("backward")),
+        (layers, layers),
+        "{v}"
+    );
+    let eps = f64::from(f32::EPSILON);
+    for r in results.iter().filter(|r| r["pass"] == "backward") {
+        let number = |key: &str| {
+            r[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key} missing in {r}"))
+        };
+        for key in [
+            "flops",
+            "grad_input_ms",
+            "grad_input_gflops",
+            "grad_weight_ms",
+            "grad_weight_gflops",
+            "grad_bias_ms",
+            "backward_ms",
+            "backward_gflops",
+        ] {
+            assert!(number(key) > 0.0, "{key} in {r}");
+        }
+        // The quick suite is small enough for the reference check. grad_output, the input and
+        // the weights lie in [-1, 1]: the input gradient sums K*R*S products per element, the
+        // weight and bias gradients N*P*Q, each within that many eps32 of the exact sum.
+        assert_eq!(r["reference_checked"], true, "{r}");
+        let out_len = |size: &str, kernel: &str| {
+            (number(size) + 2.0 * number("pad") - number(kernel)) / number("stride") + 1.0
+        };
+        let terms = number("n") * out_len("h", "r").floor() * out_len("w", "s").floor();
+        for (key, k) in [
+            (
+                "grad_input_max_abs_err",
+                number("k") * number("r") * number("s"),
+            ),
+            ("grad_weight_max_abs_err", terms),
+            ("grad_bias_max_abs_err", terms),
+        ] {
+            let err = number(key);
+            assert!(
+                (0.0..=2.0 * k * eps).contains(&err),
+                "{key} = {err} over {} in {r}",
+                2.0 * k * eps
+            );
+        }
+    }
+}
+
+#[test]
+fn bench_pass_backward_writes_csv_rows_with_empty_forward_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.txt");
+    std::fs::write(
+        &suite,
+        "tiny3x3 4 9 9 -> 6 3x3 stride 2 pad 1
+",
+    )
+    .unwrap();
+    let csv = dir.path().join("b.csv");
+    let out = wgconv(&[
+        "bench",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--pass",
+        "backward",
+        "--repeat",
+        "1",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let header = format!(
+        "{},{}",
+        wgconv::report::CSV_HEADER,
+        wgconv::bench::BACKWARD_CSV_COLUMNS
+    );
+    assert_eq!(lines.first().copied(), Some(header.as_str()));
+    assert_eq!(lines.len(), 2, "{text}");
+    let cells: Vec<&str> = lines[1].split(',').collect();
+    let column = |name: &str| cells[header.split(',').position(|h| h == name).unwrap()];
+    // 2 * N*K*P*Q * C*R*S = 2 * 6*5*5 * 4*3*3
+    assert_eq!(column("name"), "tiny3x3");
+    assert_eq!(column("flops"), "10800");
+    assert_eq!(
+        column("gpu_ms"),
+        "",
+        "the forward pass was not timed: {text}"
+    );
+    for name in ["grad_input_ms", "grad_weight_gflops", "backward_ms"] {
+        assert!(
+            column(name).parse::<f64>().is_ok_and(|v| v > 0.0),
+            "{name} in {text}"
+        );
+    }
+    assert!(column("grad_weight_max_abs_err").parse::<f64>().unwrap() < 1e-4);
+}
+
+#[test]
+fn bench_refuses_an_unknown_pass_and_a_cpu_backward_as_usage_errors() {
+    for args in [
+        &["bench", "--pass", "sideways"][..],
+        &[
+            "bench", "--suite", "quick", "--pass", "backward", "--device", "cpu",
+        ],
+    ] {
+        let out = wgconv(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--pass"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn bench_refuses_a_bad_suite_file_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("bad.txt");

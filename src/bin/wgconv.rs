@@ -57,7 +57,7 @@ enum Command {
     Run(RunArgs),
     /// Time convolution layers on the GPU and the CPU baseline; every run is also a correctness check.
     #[command(
-        after_help = "Examples:\n  wgconv bench --suite quick\n  wgconv bench --suite resnet --device both --repeat 5 --json bench.json"
+        after_help = "Examples:\n  wgconv bench --suite quick\n  wgconv bench --suite resnet --device both --repeat 5 --json bench.json\n  wgconv bench --suite quick --pass both"
     )]
     Bench(BenchArgs),
     /// Apply a classic kernel to a PNG/JPEG image on the GPU.
@@ -179,6 +179,20 @@ struct BenchArgs {
     /// What to time.
     #[arg(long, value_enum, default_value_t = BenchDevice::Both)]
     device: BenchDevice,
+    /// Which passes: the forward convolution, the backward passes (input, weight and bias
+    /// gradients; GPU kernel time, checked against the CPU reference, no CPU baseline), or both.
+    #[arg(long, value_enum, default_value_t = BenchPass::Forward)]
+    pass: BenchPass,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchPass {
+    /// The convolution itself.
+    Forward,
+    /// The gradients of the input, the weights and the bias.
+    Backward,
+    /// Forward and backward rows side by side.
+    Both,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -407,7 +421,25 @@ fn filter(args: &FilterArgs) -> wgconv::Result<()> {
 }
 
 fn bench(args: &BenchArgs) -> wgconv::Result<()> {
-    use wgconv::bench::{bench_layer, quick_suite, resnet_suite, BenchOptions, LayerResult};
+    use wgconv::bench::{
+        bench_layer, bench_layer_backward, quick_suite, resnet_suite, BackwardResult, BenchOptions,
+        LayerResult,
+    };
+    let forward = args.pass != BenchPass::Backward;
+    let backward = args.pass != BenchPass::Forward;
+    // The backward passes have no CPU baseline and no chart: refuse those combinations up front.
+    let usage = |message: &str| -> ! {
+        use clap::CommandFactory as _;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit()
+    };
+    if backward && args.device == BenchDevice::Cpu {
+        usage("--pass backward and both time the GPU (there is no CPU baseline for the gradients); use --device gpu or both");
+    }
+    if args.plot.is_some() && !forward {
+        usage("--plot draws the forward pass; use --pass forward or both");
+    }
     let layers = match args.suite.as_str() {
         "resnet" => resnet_suite(),
         "quick" => quick_suite(),
@@ -445,39 +477,58 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
         engines.iter().map(Some).collect()
     };
     // Drawn on stderr only when it is a terminal, so piped output stays a clean table.
-    let progress = indicatif::ProgressBar::new((runs.len() * layers.len()) as u64);
+    let passes = usize::from(forward) + usize::from(backward);
+    let progress = indicatif::ProgressBar::new((runs.len() * layers.len() * passes) as u64);
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
         progress.set_style(style);
     }
     let fmt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
     let mut all: Vec<LayerResult> = Vec::new();
+    let mut all_backward: Vec<BackwardResult> = Vec::new();
     let mut cpu_times: Vec<Option<f64>> = vec![None; layers.len()];
     for (run, engine) in runs.iter().enumerate() {
         let mut results = Vec::new();
+        let mut backward_results = Vec::new();
         for (i, layer) in layers.iter().enumerate() {
-            progress.set_message(layer.name.clone());
-            // The CPU baseline is timed once, on the first run, and reused for the others.
-            let opts = BenchOptions {
-                cpu: options.cpu && run == 0,
-                ..options
-            };
-            let mut r = bench_layer(*engine, layer, &opts)?;
-            if run == 0 {
-                cpu_times[i] = r.cpu_ms;
-            } else {
-                r.cpu_ms = cpu_times[i];
+            if forward {
+                progress.set_message(layer.name.clone());
+                // The CPU baseline is timed once, on the first run, and reused for the others.
+                let opts = BenchOptions {
+                    cpu: options.cpu && run == 0,
+                    ..options
+                };
+                let mut r = bench_layer(*engine, layer, &opts)?;
+                if run == 0 {
+                    cpu_times[i] = r.cpu_ms;
+                } else {
+                    r.cpu_ms = cpu_times[i];
+                }
+                results.push(r);
+                progress.inc(1);
             }
-            results.push(r);
-            progress.inc(1);
+            if let (true, Some(engine)) = (backward, engine) {
+                progress.set_message(format!("{} backward", layer.name));
+                backward_results.push(bench_layer_backward(engine, layer, &options)?);
+                progress.inc(1);
+            }
         }
-        progress.suspend(|| print_table(*engine, &results, &fmt));
+        if backward {
+            progress.suspend(|| print_pass_table(*engine, &results, &backward_results, &fmt));
+        } else {
+            progress.suspend(|| print_table(*engine, &results, &fmt));
+        }
         // With several backends, rows are told apart by the backend in the name.
         if let (true, Some(e)) = (runs.len() > 1, engine) {
+            let backend = format!("{:?}", e.adapter().backend).to_lowercase();
             for r in &mut results {
-                r.layer.name = format!("{}@{:?}", r.layer.name, e.adapter().backend).to_lowercase();
+                r.layer.name = format!("{}@{backend}", r.layer.name.to_lowercase());
+            }
+            for r in &mut backward_results {
+                r.layer.name = format!("{}@{backend}", r.layer.name.to_lowercase());
             }
         }
         all.extend(results);
+        all_backward.extend(backward_results);
     }
     progress.finish_and_clear();
 
@@ -487,17 +538,37 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
         .map(|e| format!("{:?}", e.adapter().backend))
         .collect();
     if let Some(path) = &args.json {
+        let mut results: Vec<serde_json::Value> = all.iter().map(|r| serde_json::json!({
+            "name": r.layer.name, "n": r.n, "c": r.layer.c, "h": r.layer.h, "w": r.layer.w,
+            "k": r.layer.k, "r": r.layer.r, "s": r.layer.s, "stride": r.layer.stride, "pad": r.layer.pad,
+            "pass": "forward",
+            "flops": r.flops, "kernel": r.kernel, "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
+            "cpu_ms": r.cpu_ms, "max_abs_err": r.max_abs_err,
+        })).collect();
+        // Backward entries: FLOPs of one gradient pass (input or weight), GPU kernel times, no
+        // CPU baseline; the errors are null where the reference check was skipped.
+        results.extend(all_backward.iter().map(|r| {
+            let err = |i: usize| r.max_abs_err.map(|e| e[i]);
+            serde_json::json!({
+                "name": r.layer.name, "n": r.n, "c": r.layer.c, "h": r.layer.h, "w": r.layer.w,
+                "k": r.layer.k, "r": r.layer.r, "s": r.layer.s, "stride": r.layer.stride, "pad": r.layer.pad,
+                "pass": "backward",
+                "flops": r.flops, "bias_flops": r.bias_flops, "backward_flops": r.backward_flops(),
+                "grad_input_ms": r.grad_input_ms, "grad_input_gflops": r.gflops(r.grad_input_ms),
+                "grad_weight_ms": r.grad_weight_ms, "grad_weight_gflops": r.gflops(r.grad_weight_ms),
+                "grad_bias_ms": r.grad_bias_ms,
+                "backward_ms": r.backward_ms, "backward_gflops": r.backward_gflops(),
+                "reference_checked": r.max_abs_err.is_some(),
+                "grad_input_max_abs_err": err(0), "grad_weight_max_abs_err": err(1),
+                "grad_bias_max_abs_err": err(2),
+            })
+        }));
         let json = serde_json::json!({
             "adapter": adapters.join(", "),
             "backend": backends.join(", "),
             "batch": args.batch,
             "repeat": args.repeat,
-            "results": all.iter().map(|r| serde_json::json!({
-                "name": r.layer.name, "n": r.n, "c": r.layer.c, "h": r.layer.h, "w": r.layer.w,
-                "k": r.layer.k, "r": r.layer.r, "s": r.layer.s, "stride": r.layer.stride, "pad": r.layer.pad,
-                "flops": r.flops, "kernel": r.kernel, "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
-                "cpu_ms": r.cpu_ms, "max_abs_err": r.max_abs_err,
-            })).collect::<Vec<_>>(),
+            "results": results,
         });
         let text = serde_json::to_string_pretty(&json).map_err(|e| wgconv::Error::Io {
             path: path.clone(),
@@ -513,7 +584,19 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.csv {
-        wgconv::report::write_csv(path, &all)?;
+        if backward {
+            // One row per layer: the forward columns, then the backward ones.
+            let text = wgconv::bench::backward_csv_string(&all, &all_backward);
+            wgconv::atomic::write_with(path, |w| {
+                w.write_all(text.as_bytes())
+                    .map_err(|source| wgconv::Error::Io {
+                        path: path.clone(),
+                        source,
+                    })
+            })?;
+        } else {
+            wgconv::report::write_csv(path, &all)?;
+        }
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
@@ -526,6 +609,120 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Prints one run's table with `--pass backward|both`: per layer its forward row (when measured)
+/// and the backward rows under it, each pass's GPU kernel time and GFLOP/s, and that GFLOP/s
+/// over the forward's ("vs fwd"). The backward passes have no CPU baseline ("n/a").
+fn print_pass_table(
+    engine: Option<&Engine>,
+    forward: &[wgconv::bench::LayerResult],
+    backward: &[wgconv::bench::BackwardResult],
+    fmt: &dyn Fn(Option<f64>, usize) -> String,
+) {
+    use wgconv::bench::{geomean, REFERENCE_CHECK_MAX_MACS};
+    match engine {
+        Some(e) => say!("\nGPU: {}", e.adapter()),
+        None => say!("\nGPU: not measured"),
+    }
+    say!(
+        "{:<14} {:<11} {:>8} {:>10} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9}",
+        "layer",
+        "pass",
+        "GFLOP",
+        "gpu ms",
+        "GFLOP/s",
+        "vs fwd",
+        "gpu e2e",
+        "cpu ms",
+        "GFLOP/s",
+        "speedup",
+        "max err"
+    );
+    let err = |e: Option<f64>| e.map_or("-".to_string(), |e| format!("{e:.1e}"));
+    for (i, b) in backward.iter().enumerate() {
+        let f = forward.get(i);
+        let fwd_gflops = f.and_then(|f| f.gpu_ms.map(|m| f.gflops(m)));
+        let vs_fwd = |gflops: f64| fwd_gflops.map(|f| gflops / f);
+        if let Some(f) = f {
+            let speedup = match (f.gpu_ms, f.cpu_ms) {
+                (Some(g), Some(c)) => Some(c / g),
+                _ => None,
+            };
+            say!(
+                "{:<14} {:<11} {:>8.3} {:>10} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9}",
+                f.layer.name,
+                "forward",
+                f.flops as f64 / 1e9,
+                fmt(f.gpu_ms, 2),
+                fmt(fwd_gflops, 1),
+                fmt(fwd_gflops.map(|_| 1.0), 2),
+                fmt(f.gpu_e2e_ms, 2),
+                fmt(f.cpu_ms, 2),
+                fmt(f.cpu_ms.map(|m| f.gflops(m)), 1),
+                fmt(speedup, 2),
+                err(f.max_abs_err),
+            );
+        }
+        // A skipped reference check says so in the error column.
+        let check = |which: usize| {
+            b.max_abs_err
+                .map_or_else(|| "skipped".to_string(), |e| err(Some(e[which])))
+        };
+        let rows = [
+            ("grad input", b.flops, b.grad_input_ms, check(0)),
+            ("grad weight", b.flops, b.grad_weight_ms, check(1)),
+            ("grad bias", b.bias_flops, b.grad_bias_ms, check(2)),
+            (
+                "backward",
+                b.backward_flops(),
+                b.backward_ms,
+                "-".to_string(),
+            ),
+        ];
+        for (j, (pass, flops, ms, max_err)) in rows.into_iter().enumerate() {
+            let name = if f.is_none() && j == 0 {
+                b.layer.name.as_str()
+            } else {
+                ""
+            };
+            let gflops = flops as f64 / (ms * 1e6);
+            say!(
+                "{:<14} {:<11} {:>8.3} {:>10.2} {:>8.1} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9}",
+                name,
+                pass,
+                flops as f64 / 1e9,
+                ms,
+                gflops,
+                // The bias gradient's adds are no match for a convolution's multiply-adds.
+                fmt(vs_fwd(gflops).filter(|_| pass != "grad bias"), 2),
+                "-",
+                "n/a",
+                "n/a",
+                "-",
+                max_err,
+            );
+        }
+    }
+    let fwd_geo = geomean(forward.iter().filter_map(|r| r.gpu_ms.map(|m| r.gflops(m))));
+    let cpu_geo = geomean(forward.iter().filter_map(|r| r.cpu_ms.map(|m| r.gflops(m))));
+    let input_geo = geomean(backward.iter().map(|r| r.gflops(r.grad_input_ms)));
+    let weight_geo = geomean(backward.iter().map(|r| r.gflops(r.grad_weight_ms)));
+    let backward_geo = geomean(backward.iter().map(|r| r.backward_gflops()));
+    let forward_part = if forward.is_empty() {
+        String::new()
+    } else {
+        format!("forward gpu {fwd_geo:.1}, cpu {cpu_geo:.1}; ")
+    };
+    say!(
+        "geometric mean GFLOP/s: {forward_part}grad input gpu {input_geo:.1}, grad weight gpu {weight_geo:.1}, backward gpu {backward_geo:.1}"
+    );
+    if backward.iter().any(|r| r.max_abs_err.is_none()) {
+        say!(
+            "max err: gradients against the CPU reference; skipped over {:.0e} multiply-adds (it is naive and slow)",
+            REFERENCE_CHECK_MAX_MACS as f64
+        );
+    }
 }
 
 /// Prints one run's table: per layer the GPU and CPU times, GFLOP/s, speedup and max difference.
