@@ -35,6 +35,8 @@ pub enum Kernel {
     SquaredErrorSum,
     /// `param -= lr * grad`.
     SgdStep,
+    /// Zeros between a tensor's values (a strided input gradient as a stride-1 one).
+    ZeroUpsample,
 }
 
 /// Output channels x pixels computed by one invocation of [`Kernel::Pointwise`].
@@ -55,7 +57,7 @@ pub fn with_params(file_text: &str) -> String {
 
 /// Every kernel's shader file with its text, as compiled into the crate (the register-tiled one
 /// is the frame its generator fills); each is completed by [`with_params`].
-pub const SHADER_FILES: [(&str, &str); 12] = [
+pub const SHADER_FILES: [(&str, &str); 13] = [
     (
         "conv2d_direct",
         include_str!("../../shaders/conv2d_direct.wgsl"),
@@ -101,6 +103,10 @@ pub const SHADER_FILES: [(&str, &str); 12] = [
         include_str!("../../shaders/squared_error.wgsl"),
     ),
     ("sgd_step", include_str!("../../shaders/sgd_step.wgsl")),
+    (
+        "zero_upsample",
+        include_str!("../../shaders/zero_upsample.wgsl"),
+    ),
 ];
 
 fn file(name: &str) -> &'static str {
@@ -134,6 +140,7 @@ impl Kernel {
             Kernel::FlipWeights => "flip_weights",
             Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => "squared_error",
             Kernel::SgdStep => "sgd_step",
+            Kernel::ZeroUpsample => "zero_upsample",
         }
     }
 
