@@ -12,13 +12,14 @@
 //! - `dL/dw[o, ci, i, j] = sum over n, p, q of g[n, o, p, q] * x[n, g*Cg + ci, p*sh + i*dh - top, q*sw + j*dw - left]`
 //! - `dL/db[o] = sum over n, p, q of g[n, o, p, q]`
 //!
-//! The two sums run as split reductions: chunks of output rows in parallel, then the chunks added
+//! The two sums run as split reductions: chunks of output rows in parallel (the weight gradient
+//! register-tiled, 4 output channels x 8 weight entries per invocation), then the chunks added
 //! in order by a second kernel. Every value is written by one invocation: no atomics, and the
 //! results do not depend on scheduling.
 
 use crate::error::{Error, Result};
 use crate::gpu::engine::Engine;
-use crate::gpu::kernels::{ConvUniforms, Kernel};
+use crate::gpu::kernels::{ConvUniforms, Kernel, GRAD_WEIGHT_TILE};
 use crate::gpu::plan::{self, Plan};
 use crate::gpu::tensor::GpuTensor;
 use crate::spec::{
@@ -218,7 +219,10 @@ impl Engine {
             && t.out_w + t.pad_left >= spread.1
             && t.pad_top <= reach_h
             && t.pad_left <= reach_w;
-        if (t.stride_h, t.stride_w) != (1, 1) && fits_flipped {
+        // Fewer than 4 output channels per group leave the forward GEMM kernels idle, and the
+        // direct kernel pays for every zero; the gather is faster there.
+        let gemm_sized = t.out_channels / t.groups >= 4;
+        if (t.stride_h, t.stride_w) != (1, 1) && fits_flipped && gemm_sized {
             let up = self.alloc(&[t.batch, t.in_channels, spread.0, spread.1])?;
             let uniforms = ConvUniforms {
                 batch: u32_of("batch", t.batch)?,
@@ -364,14 +368,18 @@ impl Engine {
     ) -> Result<GpuTensor> {
         self.check_owner("input", input)?;
         let shape = self.backward_shape(input.shape(), weight_shape, grad_output, params)?;
-        let weights = shape.weight_len();
+        // Tiles of GRAD_WEIGHT_TILE output channels x weight entries, per group.
+        let (tile_o, tile_e) = GRAD_WEIGHT_TILE;
+        let tiles = shape.groups
+            * shape.out_channels_per_group().div_ceil(tile_o)
+            * shape.reduction_len().div_ceil(tile_e);
         let rows = shape.batch * shape.out_h;
-        let (chunks, chunk_len) = chunking(rows, weights, self.limits.cpu_adapter);
+        let (chunks, chunk_len) = chunking(rows, tiles, self.limits.cpu_adapter);
         self.split_reduction(
             Kernel::GradWeight,
             &shape,
             &shape.weight_shape(),
-            (chunks, chunk_len, rows),
+            (chunks, chunk_len, rows, chunks * tiles),
             [input.buffer(), grad_output.buffer()],
             &[
                 ("input", shape.input_len()),
@@ -419,20 +427,21 @@ impl Engine {
             Kernel::GradBias,
             &shape,
             &[o],
-            (chunks, chunk_len, rows),
+            (chunks, chunk_len, rows, chunks * o),
             [grad_output.buffer(), grad_output.buffer()],
             &[("grad_output", grad_output.len())],
         )
     }
 
-    /// Runs `kernel`'s partial sums over `(chunks, chunk_len, rows)` into a temporary buffer and
-    /// adds the chunks into a new tensor of `out_shape`.
+    /// Runs `kernel`'s partial sums over `(chunks, chunk_len, rows)` with `items` invocations
+    /// into a temporary buffer of `chunks` copies of `out_shape`, and adds the chunks into a new
+    /// tensor of `out_shape`.
     fn split_reduction(
         &self,
         kernel: Kernel,
         shape: &Conv2dShape,
         out_shape: &[usize],
-        (chunks, chunk_len, rows): (usize, usize, usize),
+        (chunks, chunk_len, rows, items): (usize, usize, usize, usize),
         [first, second]: [&wgpu::Buffer; 2],
         read: &[(&str, usize)],
     ) -> Result<GpuTensor> {
@@ -450,7 +459,7 @@ impl Engine {
         let mut uniforms = plan::uniforms_of(shape)?;
         uniforms.chunk_len = u32_of("rows per chunk", chunk_len)?;
         uniforms.reduce_len = u32_of("rows", rows)?;
-        let partial_plan = plan::flat(kernel, partial_len, uniforms, &self.limits)?;
+        let partial_plan = plan::flat(kernel, items, uniforms, &self.limits)?;
         let reduce = ConvUniforms {
             chunk_len: u32_of("chunks", chunks)?,
             ..ConvUniforms::default()

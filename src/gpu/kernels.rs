@@ -47,6 +47,10 @@ pub const POINTWISE_TILE: usize = 4;
 /// Twin: `BLOCK` in shaders/conv2d_igemm_tiled.wgsl.
 pub const TILED_BLOCK: usize = 64;
 
+/// Output channels x weight entries accumulated by one invocation of [`Kernel::GradWeight`].
+/// Twin: the tile written out in shaders/conv2d_grad_weight.wgsl.
+pub const GRAD_WEIGHT_TILE: (usize, usize) = (4, 8);
+
 /// The uniform block's WGSL definition, prepended to every kernel's text.
 pub const PARAMS_WGSL: &str = include_str!("../../shaders/conv_params.wgsl");
 
