@@ -550,7 +550,15 @@ fn bench_refuses_a_bad_suite_file_with_its_line() {
 
 #[test]
 fn every_verb_has_help_with_examples() {
-    for verb in ["demo", "info", "run", "bench", "filter", "sample-image"] {
+    for verb in [
+        "demo",
+        "info",
+        "run",
+        "bench",
+        "filter",
+        "sample-image",
+        "train-edge",
+    ] {
         let out = wgconv(&[verb, "--help"]);
         assert!(out.status.success(), "{verb}");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -621,4 +629,40 @@ fn a_reader_that_stops_early_ends_the_tool_quietly_not_with_a_panic() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("status=0"), "{stdout}\n{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn train_edge_prints_the_lecture_loop_and_learns_the_kernel() {
+    let out = wgconv(&["train-edge"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let losses: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("batch "))
+        .map(|l| {
+            let (step, loss) = l.split_once(", loss ").expect("batch N, loss X");
+            assert!(step.parse::<u32>().unwrap() % 2 == 0, "{l}");
+            loss.parse().unwrap()
+        })
+        .collect();
+    assert_eq!(losses.len(), 5, "{text}");
+    assert!(losses[4] < losses[0], "{text}");
+    let kernel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("learned kernel: ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .expect("the learned kernel line");
+    let k: Vec<f64> = kernel.split(", ").map(|v| v.parse().unwrap()).collect();
+    assert!(
+        (k[0] - 1.0).abs() < 0.1 && (k[1] + 1.0).abs() < 0.1,
+        "{text}"
+    );
+    // A learning rate that is not a finite number is a usage error.
+    let out = wgconv(&["train-edge", "--lr", "inf"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'inf' is inf, not a finite number"),
+        "{}",
+        stderr(&out)
+    );
 }
