@@ -103,7 +103,7 @@ pub enum Error {
     },
 
     /// A transposed convolution's output padding is not smaller than its stride or dilation.
-    #[error("output padding must be smaller than either stride or dilation, but got output_padding={output_padding:?}, stride={stride:?}, dilation={dilation:?}")]
+    #[error("output padding must be smaller than either stride or dilation, but got output_padding_height: {} output_padding_width: {} stride_height: {} stride_width: {} dilation_height: {} dilation_width: {}", output_padding.0, output_padding.1, stride.0, stride.1, dilation.0, dilation.1)]
     OutputPaddingTooLarge {
         /// `(oph, opw)`.
         output_padding: (usize, usize),
@@ -111,6 +111,30 @@ pub enum Error {
         stride: (usize, usize),
         /// `(dh, dw)`.
         dilation: (usize, usize),
+    },
+
+    /// A transposed convolution's input channels differ from `weight[0]`.
+    #[error("Given transposed=1, weight of size {weight:?}, expected input{input:?} to have {expected} channels, but got {got} channels instead")]
+    TransposedChannelMismatch {
+        /// Weight shape `[Ci, Co/groups, kh, kw]`.
+        weight: Vec<usize>,
+        /// Input shape.
+        input: Vec<usize>,
+        /// `weight[0]`.
+        expected: usize,
+        /// `input[1]`.
+        got: usize,
+    },
+
+    /// A transposed convolution's bias is not a vector of `weight[1] * groups` elements.
+    #[error("Given transposed=1, weight of size {weight:?}, expected bias to be 1-dimensional with {expected} elements, but got bias of size {got:?} instead")]
+    TransposedBiasShape {
+        /// Weight shape.
+        weight: Vec<usize>,
+        /// `weight[1] * groups`.
+        expected: usize,
+        /// The bias shape given.
+        got: Vec<usize>,
     },
 
     /// A transposed convolution's padding removes the whole output.

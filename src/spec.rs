@@ -626,8 +626,8 @@ impl ConvTranspose2dShape {
     /// # Errors
     /// [`Error::NonPositive`], [`Error::InputRank`], [`Error::WeightRank`],
     /// [`Error::EmptyDimension`], [`Error::OutputPaddingTooLarge`],
-    /// [`Error::OutChannelsNotDivisible`] (for `weight[0]`), [`Error::ChannelMismatch`],
-    /// [`Error::BiasShape`], [`Error::TransposedOutputTooSmall`], [`Error::SizeOverflow`].
+    /// [`Error::OutChannelsNotDivisible`] (for `weight[0]`), [`Error::TransposedChannelMismatch`],
+    /// [`Error::TransposedBiasShape`], [`Error::TransposedOutputTooSmall`], [`Error::SizeOverflow`].
     pub fn new(
         input: &[usize],
         weight: &[usize],
@@ -688,8 +688,7 @@ impl ConvTranspose2dShape {
             });
         }
         if ci != wi {
-            return Err(Error::ChannelMismatch {
-                groups,
+            return Err(Error::TransposedChannelMismatch {
                 weight: weight.to_vec(),
                 input: input.to_vec(),
                 expected: wi,
@@ -701,7 +700,7 @@ impl ConvTranspose2dShape {
             .ok_or_else(|| overflow("weight[1] * groups"))?;
         if let Some(b) = bias {
             if b != [co] {
-                return Err(Error::BiasShape {
+                return Err(Error::TransposedBiasShape {
                     weight: weight.to_vec(),
                     expected: co,
                     got: b.to_vec(),

@@ -483,7 +483,8 @@ fn transposed_output_padding_not_below_stride_or_dilation_is_refused() {
     assert_eq!(
         e.to_string(),
         "output padding must be smaller than either stride or dilation, but got \
-         output_padding=(0, 2), stride=(2, 2), dilation=(1, 1)"
+         output_padding_height: 0 output_padding_width: 2 stride_height: 2 stride_width: 2 \
+         dilation_height: 1 dilation_width: 1"
     );
     // Equal to both the stride and the dilation: still refused.
     let p = ConvTranspose2dParams::default()
@@ -512,15 +513,15 @@ fn transposed_channel_mismatch_names_weight_and_input() {
     assert!(
         matches!(
             &e,
-            Error::ChannelMismatch { groups: 1, expected: 3, got: 2, weight, input }
+            Error::TransposedChannelMismatch { expected: 3, got: 2, weight, input }
                 if weight == &[3, 3, 3, 3] && input == &[1, 2, 4, 4]
         ),
         "{e:?}"
     );
     assert_eq!(
         e.to_string(),
-        "Given groups=1, weight of size [3, 3, 3, 3], expected input[1, 2, 4, 4] to have 3 \
-         channels, but got 2 channels instead"
+        "Given transposed=1, weight of size [3, 3, 3, 3], expected input[1, 2, 4, 4] to have \
+         3 channels, but got 2 channels instead"
     );
 }
 
@@ -548,13 +549,13 @@ fn transposed_bias_must_have_one_element_per_output_channel() {
     let p = ConvTranspose2dParams::default().with_groups(2);
     let e = transposed(&[1, 4, 4, 4], &[4, 3, 3, 3], Some(&[4]), p);
     assert!(
-        matches!(&e, Error::BiasShape { expected: 6, got, weight } if got == &[4] && weight == &[4, 3, 3, 3]),
+        matches!(&e, Error::TransposedBiasShape { expected: 6, got, weight } if got == &[4] && weight == &[4, 3, 3, 3]),
         "{e:?}"
     );
     assert_eq!(
         e.to_string(),
-        "Given weight of size [4, 3, 3, 3], expected bias to be 1-dimensional with 6 elements, \
-         but got bias of size [4] instead"
+        "Given transposed=1, weight of size [4, 3, 3, 3], expected bias to be 1-dimensional \
+         with 6 elements, but got bias of size [4] instead"
     );
 }
 
