@@ -707,16 +707,22 @@ impl ConvTranspose2dShape {
                 });
             }
         }
-        // (n-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1, in i128 so that every
-        // usize input is representable.
+        // (n-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1, in checked i128 (every
+        // term fits; a product of two usizes may not).
         let len = |n: usize, s: usize, pad: usize, d: usize, k: usize, op: usize| {
-            (n as i128 - 1) * s as i128 - 2 * pad as i128
-                + d as i128 * (k as i128 - 1)
-                + op as i128
-                + 1
+            let grown = (n as i128 - 1).checked_mul(s as i128)?;
+            let reach = (d as i128).checked_mul(k as i128 - 1)?;
+            grown
+                .checked_add(reach)?
+                .checked_sub(2 * pad as i128)?
+                .checked_add(op as i128 + 1)
         };
-        let out_h = len(p, sh, params.padding.0, dh, kh, oph);
-        let out_w = len(q, sw, params.padding.1, dw, kw, opw);
+        let (Some(out_h), Some(out_w)) = (
+            len(p, sh, params.padding.0, dh, kh, oph),
+            len(q, sw, params.padding.1, dw, kw, opw),
+        ) else {
+            return Err(overflow("transposed convolution output size"));
+        };
         if out_h <= 0 || out_w <= 0 {
             return Err(Error::TransposedOutputTooSmall {
                 input: (p, q),

@@ -20,7 +20,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::engine::Engine;
 use crate::gpu::kernels::{ConvUniforms, Kernel, GRAD_WEIGHT_TILE};
-use crate::gpu::plan::{self, Plan};
+use crate::gpu::plan::{self, Algorithm, Plan};
 use crate::gpu::tensor::GpuTensor;
 use crate::spec::{
     Conv2dParams, Conv2dShape, ConvTranspose2dParams, ConvTranspose2dShape, Padding,
@@ -90,6 +90,46 @@ fn transposed_uniforms(t: &ConvTranspose2dShape) -> Result<ConvUniforms> {
     })
 }
 
+/// Checks the backward kernels' index arithmetic for `t` (in the forward convolution's terms:
+/// padded extents and receptive-field reach as i32, element counts as u32), so that no value
+/// wraps in a shader.
+fn check_indexing(t: &ConvTranspose2dShape) -> Result<()> {
+    let why = "input coordinates are i32 in the shaders";
+    let reach = |k: usize, d: usize| (k as u128 - 1) * d as u128;
+    let field = |n: usize, s: usize, k: usize, d: usize| (n as u128 - 1) * s as u128 + reach(k, d);
+    for (what, value) in [
+        ("padded height", t.out_h as u128 + t.pad_top as u128),
+        ("padded width", t.out_w as u128 + t.pad_left as u128),
+        ("kernel reach in height", reach(t.kernel_h, t.dilation_h)),
+        ("kernel reach in width", reach(t.kernel_w, t.dilation_w)),
+        (
+            "receptive field reach in height",
+            field(t.in_h, t.stride_h, t.kernel_h, t.dilation_h),
+        ),
+        (
+            "receptive field reach in width",
+            field(t.in_w, t.stride_w, t.kernel_w, t.dilation_w),
+        ),
+    ] {
+        if value > i32::MAX as u128 {
+            return Err(Error::TooLarge {
+                what: what.to_string(),
+                value: u64::try_from(value).unwrap_or(u64::MAX),
+                limit: i32::MAX as u64,
+                why,
+            });
+        }
+    }
+    for (what, len) in [
+        ("input element count", t.input_len()),
+        ("weight element count", t.weight_len()),
+        ("output element count", t.output_len()),
+    ] {
+        u32_of(what, len)?;
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Records `steps` (plans with their buffers at bindings 0-3) in one submission.
     fn submit_steps(&self, during: &str, steps: &[(Plan, [&wgpu::Buffer; 4])]) -> Result<()> {
@@ -115,6 +155,7 @@ impl Engine {
     fn check_bindings(&self, tensors: &[(&str, usize)]) -> Result<()> {
         for &(what, len) in tensors {
             plan::check_buffer(what, len, &self.limits)?;
+            u32_of(&format!("{what} element count"), len)?;
         }
         Ok(())
     }
@@ -204,10 +245,10 @@ impl Engine {
         if let Some(b) = bias {
             self.check_owner("bias", b)?;
         }
-        let mut out = self.alloc(&t.output_shape())?;
         if t.output_len() == 0 {
-            return Ok(out);
+            return self.alloc(&t.output_shape());
         }
+        check_indexing(t)?;
         // Stride 1: a forward convolution of the input with flipped weights, padded by the
         // kernel's reach less the transposed padding (when that is not negative).
         let reach_h = t.dilation_h * (t.kernel_h - 1);
@@ -222,7 +263,21 @@ impl Engine {
         // Fewer than 4 output channels per group leave the forward GEMM kernels idle, and the
         // direct kernel pays for every zero; the gather is faster there.
         let gemm_sized = t.out_channels / t.groups >= 4;
-        if (t.stride_h, t.stride_w) != (1, 1) && fits_flipped && gemm_sized {
+        // The spread-out gradient is one tensor for one kernel: it must fit one binding.
+        let spread_len = [t.batch, t.in_channels, spread.0, spread.1]
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let spread_fits = spread_len.is_some_and(|len| {
+            self.check_bindings(&[("spread input", len)]).is_ok()
+                && plan::flat(
+                    Kernel::ZeroUpsample,
+                    len,
+                    ConvUniforms::default(),
+                    &self.limits,
+                )
+                .is_ok()
+        });
+        if (t.stride_h, t.stride_w) != (1, 1) && fits_flipped && gemm_sized && spread_fits {
             let up = self.alloc(&[t.batch, t.in_channels, spread.0, spread.1])?;
             let uniforms = ConvUniforms {
                 batch: u32_of("batch", t.batch)?,
@@ -251,6 +306,7 @@ impl Engine {
             };
             return self.transposed(&unit, &up, weight, bias);
         }
+        let mut out = self.alloc(&t.output_shape())?;
         let bottom = (t.out_h + t.pad_top).checked_sub(t.in_h);
         let right = (t.out_w + t.pad_left).checked_sub(t.in_w);
         if let ((1, 1), Some(bottom), Some(right), true, true) = (
@@ -292,7 +348,8 @@ impl Engine {
                 dilation: (t.dilation_h, t.dilation_w),
                 groups: t.groups,
             };
-            self.conv2d_into(input, &flipped, bias, &params, &mut out)?;
+            // The engine's kernels of choice, whatever algorithm its callers force.
+            self.conv2d_into_with(Algorithm::Auto, input, &flipped, bias, &params, &mut out)?;
             return Ok(out);
         }
         self.check_bindings(&[
@@ -368,6 +425,9 @@ impl Engine {
     ) -> Result<GpuTensor> {
         self.check_owner("input", input)?;
         let shape = self.backward_shape(input.shape(), weight_shape, grad_output, params)?;
+        if shape.output_len() > 0 {
+            check_indexing(&ConvTranspose2dShape::input_gradient_of(&shape))?;
+        }
         // Tiles of GRAD_WEIGHT_TILE output channels x weight entries, per group.
         let (tile_o, tile_e) = GRAD_WEIGHT_TILE;
         let tiles = shape.groups
@@ -421,6 +481,21 @@ impl Engine {
             out_h: p,
             out_w: q,
         };
+        if grad_output.is_empty() {
+            // Nothing to sum: zeros (an empty grad_output with a huge other dimension included).
+            let out = self.alloc(&[o])?;
+            if o > 0 {
+                self.scoped("zeroing a bias gradient", || {
+                    let mut encoder = self
+                        .device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+                    encoder.clear_buffer(out.buffer(), 0, None);
+                    self.queue.submit([encoder.finish()]);
+                })?;
+            }
+            return Ok(out);
+        }
+        // Not empty, so n * p <= the element count.
         let rows = n * p;
         let (chunks, chunk_len) = chunking(rows, o, self.limits.cpu_adapter);
         self.split_reduction(

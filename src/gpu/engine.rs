@@ -24,6 +24,10 @@ static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 /// Longest single hold of the OpenGL context while waiting (wgpu-hal gives up after 6 s).
 const GL_WAIT_SLICE: Duration = Duration::from_millis(100);
 
+/// Bytes of split pieces' temporary buffers submitted before the engine waits for the GPU to
+/// catch up (see `run_split`).
+const SPLIT_IN_FLIGHT_BYTES: usize = 512 << 20;
+
 /// How an [`Engine`] picks its adapter and how long it waits for the GPU.
 ///
 /// Fields left `None` fall back to wgpu's environment variables: `WGPU_BACKEND`
@@ -1049,7 +1053,9 @@ impl Engine {
 
     /// Runs a convolution too large for one dispatch piece by piece: each piece's input (with its
     /// halo), weights and bias are copied into buffers of their own, convolved, and its output
-    /// copied into place. One submission per piece, so temporaries are freed as the GPU goes.
+    /// copied into place. One submission per piece, so temporaries are freed as the GPU goes;
+    /// after every [`SPLIT_IN_FLIGHT_BYTES`] of them the call waits for the GPU, so a huge
+    /// problem's call returns when all but its last pieces are done.
     #[allow(clippy::too_many_arguments)]
     fn run_split(
         &self,
@@ -1063,9 +1069,10 @@ impl Engine {
     ) -> Result<()> {
         log::debug!("wgconv: splitting {shape:?} into pieces of {split:?}");
         let bytes = |elements: usize| elements as u64 * 4;
+        let mut in_flight = 0usize;
         for piece in plan::pieces(shape, split)? {
             let prepared = self.prepare(&piece.shape, algorithm, false)?;
-            self.scoped("dispatching a piece of a split convolution", || {
+            let submission = self.scoped("dispatching a piece of a split convolution", || {
                 let temp = |label, elements: usize| {
                     self.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some(label),
@@ -1108,8 +1115,16 @@ impl Engine {
                 let b_buffer = b.as_ref().unwrap_or(&self.no_bias);
                 let _temp = self.record(&mut encoder, &prepared, [&x, &w, b_buffer, &y], None);
                 copy(&mut encoder, &y, output.buffer(), &piece.output_runs(shape));
-                self.queue.submit([encoder.finish()]);
+                self.queue.submit([encoder.finish()])
             })?;
+            // Temporaries are freed when their piece is done; waiting now and then bounds how
+            // many are alive at once.
+            in_flight += 4 * (piece.shape.input_len() + piece.shape.weight_len())
+                + 4 * piece.shape.output_len();
+            if in_flight > SPLIT_IN_FLIGHT_BYTES {
+                self.wait(&submission, "a piece of a split convolution")?;
+                in_flight = 0;
+            }
         }
         Ok(())
     }

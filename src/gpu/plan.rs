@@ -286,7 +286,8 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             || limits.max_workgroup_storage < 8192
         {
             return Err(format!(
-                "it needs workgroups of 256 invocations along x and 8192 bytes of workgroup                  memory; the device allows {} invocations ({} along x) and {} bytes",
+                "it needs workgroups of 256 invocations along x and 8192 bytes of workgroup \
+                 memory; the device allows {} invocations ({} along x) and {} bytes",
                 limits.max_invocations, limits.max_workgroup_size_x, limits.max_workgroup_storage
             ));
         }
@@ -767,11 +768,21 @@ pub fn schedule(
     if !size_problem {
         return Err(unsplit);
     }
-    choose_split(shape, limits, |piece| {
+    let Some(split) = choose_split(shape, limits, |piece| {
         plan(piece, limits, algorithm).is_ok()
-    })
-    .map(Some)
-    .ok_or(unsplit)
+    }) else {
+        return Err(unsplit);
+    };
+    // The split was sized on its largest piece; pieces at the edges differ in padding, which a
+    // forced algorithm may refuse. Check them all before anything runs.
+    if pieces(shape, &split)?
+        .iter()
+        .all(|piece| plan(&piece.shape, limits, algorithm).is_ok())
+    {
+        Ok(Some(split))
+    } else {
+        Err(unsplit)
+    }
 }
 
 /// The pieces of `shape` cut by `split`, groups outermost and rows innermost.
