@@ -168,3 +168,104 @@ fn a_split_whose_edge_pieces_a_forced_algorithm_refuses_is_refused_whole() {
         "{e:?}"
     );
 }
+
+/// Tensors larger than one binding: the backward passes run over pieces of the batch (input
+/// gradients placed piece by piece, weight and bias gradients summed in piece order).
+#[test]
+fn backward_passes_over_one_binding_run_by_pieces_of_the_batch() {
+    let small = engine_with(
+        Some(wgpu::Limits {
+            max_storage_buffer_binding_size: 16384,
+            ..wgpu::Limits::downlevel_defaults()
+        }),
+        Algorithm::Auto,
+    );
+    let mut rng = rng(0x11e5_0002);
+    for (input, weight, p) in [
+        // 6 images of 1800 values: 10800 > 4096 per binding.
+        (
+            [6, 2, 30, 30],
+            [4, 2, 3, 3],
+            Conv2dParams::default().with_padding(1),
+        ),
+        (
+            [5, 4, 20, 20],
+            [8, 2, 3, 2],
+            Conv2dParams::default()
+                .with_stride(2)
+                .with_groups(2)
+                .with_padding(Padding::explicit(1, 0, 2, 1)),
+        ),
+    ] {
+        let context = format!("{input:?} {weight:?} {p:?}");
+        let x = random_tensor(&mut rng, &input);
+        let w = random_tensor(&mut rng, &weight);
+        let s = Conv2dShape::new(&input, &weight, None, &p).unwrap();
+        assert!(
+            s.input_len() * 4 > 16384,
+            "{context}: meant to exceed a binding"
+        );
+        let gy = random_tensor(&mut rng, &s.output_shape());
+        let want = cpu::reference::conv2d_backward_f64(&x, &w, &gy, &p).unwrap();
+        let (gx, gw, ggy) = (
+            small.upload(&x).unwrap(),
+            small.upload(&w).unwrap(),
+            small.upload(&gy).unwrap(),
+        );
+        let got = small
+            .conv2d_backward(&gx, &gw, &ggy, &p, true)
+            .unwrap_or_else(|e| panic!("{context}: {e}"));
+        let (mx, mw, mg) = (max_abs(&x), max_abs(&w), max_abs(&gy));
+        let rows = s.batch * s.out_h * s.out_w;
+        let k_in = s.out_channels_per_group() * s.kernel_h * s.kernel_w;
+        for (what, got, want, shape, tol) in [
+            (
+                "input",
+                &got.input,
+                &want.input,
+                input,
+                tolerance(k_in, mg, mw, 0.0),
+            ),
+            (
+                "weight",
+                &got.weight,
+                &want.weight,
+                weight,
+                tolerance(rows, mg, mx, 0.0),
+            ),
+            (
+                "bias",
+                got.bias.as_ref().unwrap(),
+                &want.bias,
+                [1, weight[0], 1, 1],
+                tolerance(rows, mg, 1.0, 0.0),
+            ),
+        ] {
+            let got = small.download(got).unwrap();
+            compare(
+                &format!("{context}, grad {what}"),
+                shape,
+                got.data(),
+                want,
+                tol,
+            )
+            .unwrap_or_else(|m| panic!("{m}"));
+        }
+        // The transposed convolution of a batch over one binding, too.
+        let t = ConvTranspose2dParams::default()
+            .with_stride(2)
+            .with_padding(1);
+        let tx = random_tensor(&mut rng, &[6, 4, 12, 12]);
+        let tw = random_tensor(&mut rng, &[4, 3, 3, 3]);
+        let (ts, twant) = cpu::reference::conv_transpose2d_f64(&tx, &tw, None, &t).unwrap();
+        let tgot = small.conv_transpose2d(&tx, &tw, None, &t).unwrap();
+        compare(
+            "transposed by pieces",
+            ts.output_shape(),
+            tgot.data(),
+            &twant,
+            tolerance(4 * 9, max_abs(&tx), max_abs(&tw), 0.0),
+        )
+        .unwrap_or_else(|m| panic!("{m}"));
+    }
+}

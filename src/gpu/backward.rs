@@ -17,6 +17,8 @@
 //! in order by a second kernel. Every value is written by one invocation: no atomics, and the
 //! results do not depend on scheduling.
 
+use std::ops::Range;
+
 use crate::error::{Error, Result};
 use crate::gpu::engine::Engine;
 use crate::gpu::kernels::{ConvUniforms, Kernel, GRAD_WEIGHT_TILE};
@@ -160,6 +162,81 @@ impl Engine {
         Ok(())
     }
 
+    /// Images per piece when a backward pass over `batch` images must be cut because a
+    /// batch-major tensor (`per_image` elements each) exceeds one binding or u32 indexing;
+    /// `None` when the whole batch fits (or a single image does not, which the pass reports).
+    fn batch_split(&self, batch: usize, per_image: &[(&str, usize)]) -> Option<usize> {
+        let fits = |images: usize| {
+            per_image.iter().all(|&(what, len)| {
+                images
+                    .checked_mul(len)
+                    .is_some_and(|total| self.check_bindings(&[(what, total)]).is_ok())
+            })
+        };
+        if batch <= 1 || fits(batch) {
+            return None;
+        }
+        let mut images = batch;
+        while images > 1 && !fits(images) {
+            images = images.div_ceil(2);
+        }
+        Some(images)
+    }
+
+    /// Images `images` of a batch-major tensor, copied into a tensor of their own.
+    fn batch_slice(&self, t: &GpuTensor, images: &Range<usize>) -> Result<GpuTensor> {
+        let mut shape = t.shape().to_vec();
+        let per_image = t.len() / shape[0];
+        shape[0] = images.len();
+        let piece = self.alloc(&shape)?;
+        self.copy_elements(t, images.start * per_image, &piece, 0, piece.len())?;
+        Ok(piece)
+    }
+
+    /// Copies `len` f32 values from `from` at element `src` to `to` at element `dst`.
+    fn copy_elements(
+        &self,
+        from: &GpuTensor,
+        src: usize,
+        to: &GpuTensor,
+        dst: usize,
+        len: usize,
+    ) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.scoped("copying a batch piece", || {
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+            let b = |e: usize| e as u64 * 4;
+            encoder.copy_buffer_to_buffer(from.buffer(), b(src), to.buffer(), b(dst), b(len));
+            self.queue.submit([encoder.finish()]);
+        })
+    }
+
+    /// Runs `pass` on batch pieces of `images` images each and adds the results (`total += part`,
+    /// in piece order, so the sum is deterministic).
+    fn summed_over_pieces(
+        &self,
+        batch: usize,
+        images: usize,
+        mut pass: impl FnMut(&Range<usize>) -> Result<GpuTensor>,
+    ) -> Result<GpuTensor> {
+        let mut total: Option<GpuTensor> = None;
+        for start in (0..batch).step_by(images) {
+            let part = pass(&(start..(start + images).min(batch)))?;
+            match &mut total {
+                None => total = Some(part),
+                // param -= (-1) * grad is exactly param + grad.
+                Some(t) => self.sgd_step(t, &part, -1.0)?,
+            }
+        }
+        total.ok_or_else(|| Error::SizeOverflow {
+            what: "an empty batch split".into(),
+        })
+    }
+
     /// Transposed convolution of GPU tensors (PyTorch's `conv_transpose2d`): input
     /// `[N, Ci, P, Q]`, weight `[Ci, Co/groups, kh, kw]`, bias `[Co]`, into a new tensor
     /// `[N, Co, H, W]` with `H = (P-1)*sh - 2*ph + dh*(kh-1) + oph + 1` (likewise `W`).
@@ -247,6 +324,25 @@ impl Engine {
         }
         if t.output_len() == 0 {
             return self.alloc(&t.output_shape());
+        }
+        // Too large for one binding: by pieces of the batch, each placed into the output.
+        let per_image = [
+            ("input", t.input_len() / t.batch),
+            ("output", t.output_len() / t.batch),
+        ];
+        if let Some(images) = self.batch_split(t.batch, &per_image) {
+            let out = self.alloc(&t.output_shape())?;
+            for start in (0..t.batch).step_by(images) {
+                let range = start..(start + images).min(t.batch);
+                let piece_in = self.batch_slice(input, &range)?;
+                let piece = ConvTranspose2dShape {
+                    batch: range.len(),
+                    ..*t
+                };
+                let piece_out = self.transposed(&piece, &piece_in, weight, bias)?;
+                self.copy_elements(&piece_out, 0, &out, start * per_image[1].1, piece_out.len())?;
+            }
+            return Ok(out);
         }
         check_indexing(t)?;
         // Stride 1: a forward convolution of the input with flipped weights, padded by the
@@ -425,6 +521,17 @@ impl Engine {
     ) -> Result<GpuTensor> {
         self.check_owner("input", input)?;
         let shape = self.backward_shape(input.shape(), weight_shape, grad_output, params)?;
+        let per_image = [
+            ("input", shape.input_len() / shape.batch.max(1)),
+            ("grad_output", shape.output_len() / shape.batch.max(1)),
+        ];
+        if let Some(images) = self.batch_split(shape.batch, &per_image) {
+            return self.summed_over_pieces(shape.batch, images, |range| {
+                let x = self.batch_slice(input, range)?;
+                let gy = self.batch_slice(grad_output, range)?;
+                self.conv2d_grad_weight(&x, &gy, weight_shape, params)
+            });
+        }
         if shape.output_len() > 0 {
             check_indexing(&ConvTranspose2dShape::input_gradient_of(&shape))?;
         }
@@ -481,6 +588,12 @@ impl Engine {
             out_h: p,
             out_w: q,
         };
+        if let Some(images) = self.batch_split(n, &[("grad_output", grad_output.len() / n.max(1))])
+        {
+            return self.summed_over_pieces(n, images, |range| {
+                self.conv2d_grad_bias(&self.batch_slice(grad_output, range)?)
+            });
+        }
         if grad_output.is_empty() {
             // Nothing to sum: zeros (an empty grad_output with a huge other dimension included).
             let out = self.alloc(&[o])?;
