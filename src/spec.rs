@@ -419,27 +419,18 @@ impl Conv2dShape {
             out_h,
             out_w,
         };
-        // Element counts must at least fit the host's address space; the GPU path checks tighter limits.
-        for (what, dims) in [
-            ("input", shape.input_shape()),
-            ("weight", shape.weight_shape()),
-            ("output", shape.output_shape()),
-        ] {
-            dims.iter()
-                .try_fold(4usize, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| overflow(&format!("{what} byte size (4 bytes x {dims:?})")))?;
-        }
+        check_byte_sizes(&[
+            ("input", &shape.input_shape()),
+            ("weight", &shape.weight_shape()),
+            ("output", &shape.output_shape()),
+        ])?;
         // An empty batch must not hide an absurd image: `[0, C, H, W]` is still an array of
         // `C*H*W`-element images to ndarray, and to every size computed per image.
         if n == 0 {
-            for (what, dims) in [
-                ("input image", [c, h, w]),
-                ("output image", [o, out_h, out_w]),
-            ] {
-                dims.iter()
-                    .try_fold(4usize, |acc, &d| acc.checked_mul(d))
-                    .ok_or_else(|| overflow(&format!("{what} byte size (4 bytes x {dims:?})")))?;
-            }
+            check_byte_sizes(&[
+                ("input image", &[c, h, w]),
+                ("output image", &[o, out_h, out_w]),
+            ])?;
         }
         Ok(shape)
     }
@@ -501,6 +492,17 @@ impl Conv2dShape {
             .saturating_mul(self.reduction_len() as u64)
             .saturating_mul(2)
     }
+}
+
+/// Every tensor's byte size must fit the host's address space (the GPU path checks tighter
+/// limits).
+fn check_byte_sizes(tensors: &[(&str, &[usize])]) -> Result<()> {
+    for &(what, dims) in tensors {
+        dims.iter()
+            .try_fold(4usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| overflow(&format!("{what} byte size (4 bytes x {dims:?})")))?;
+    }
+    Ok(())
 }
 
 fn overflow(what: &str) -> Error {
@@ -751,15 +753,11 @@ impl ConvTranspose2dShape {
             groups,
             has_bias: bias.is_some(),
         };
-        for (what, dims) in [
-            ("input", shape.input_shape()),
-            ("weight", shape.weight_shape()),
-            ("output", shape.output_shape()),
-        ] {
-            dims.iter()
-                .try_fold(4usize, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| overflow(&format!("{what} byte size of {dims:?}")))?;
-        }
+        check_byte_sizes(&[
+            ("input", &shape.input_shape()),
+            ("weight", &shape.weight_shape()),
+            ("output", &shape.output_shape()),
+        ])?;
         Ok(shape)
     }
 
