@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use wgconv::gpu::codegen::{regtile_source, RegTileSpec};
+use wgconv::gpu::codegen::{grad_weight_source, regtile_source, RegTileSpec};
 use wgconv::gpu::kernels::{with_params, PARAMS_WGSL, SHADER_FILES};
 
 fn validate(name: &str, source: &str) {
@@ -85,4 +85,16 @@ fn generated_register_tiled_kernels_validate() {
         }
     }
     assert_eq!(count, 40);
+}
+
+#[test]
+fn generated_weight_gradient_kernels_validate() {
+    for tile_o in [4, 8] {
+        let source = grad_weight_source(tile_o);
+        assert!(
+            !source.contains("@generated body"),
+            "{tile_o}: marker left in"
+        );
+        validate(&format!("grad weight, tile {tile_o}"), &source);
+    }
 }

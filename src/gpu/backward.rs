@@ -13,15 +13,16 @@
 //! - `dL/db[o] = sum over n, p, q of g[n, o, p, q]`
 //!
 //! The two sums run as split reductions: chunks of output rows in parallel (the weight gradient
-//! register-tiled, 4 output channels x 8 weight entries per invocation), then the chunks added
+//! register-tiled, 8 output channels (4 when groups have fewer) x 8 weight entries per invocation), then the chunks added
 //! in order by a second kernel. Every value is written by one invocation: no atomics, and the
 //! results do not depend on scheduling.
 
 use std::ops::Range;
 
 use crate::error::{Error, Result};
+use crate::gpu::codegen::GRAD_WEIGHT_ENTRIES;
 use crate::gpu::engine::Engine;
-use crate::gpu::kernels::{ConvUniforms, Kernel, GRAD_WEIGHT_TILE};
+use crate::gpu::kernels::{ConvUniforms, Kernel};
 use crate::gpu::plan::{self, Algorithm, Plan};
 use crate::gpu::tensor::GpuTensor;
 use crate::spec::{
@@ -535,15 +536,16 @@ impl Engine {
         if shape.output_len() > 0 {
             check_indexing(&ConvTranspose2dShape::input_gradient_of(&shape))?;
         }
-        // Tiles of GRAD_WEIGHT_TILE output channels x weight entries, per group.
-        let (tile_o, tile_e) = GRAD_WEIGHT_TILE;
+        // Tiles of 8 (or, for fewer channels per group, 4) output channels x 8 weight entries.
+        let og = shape.out_channels_per_group();
+        let tile_o = if og >= 8 { 8 } else { 4 };
         let tiles = shape.groups
-            * shape.out_channels_per_group().div_ceil(tile_o)
-            * shape.reduction_len().div_ceil(tile_e);
+            * og.div_ceil(tile_o)
+            * shape.reduction_len().div_ceil(GRAD_WEIGHT_ENTRIES as usize);
         let rows = shape.batch * shape.out_h;
         let (chunks, chunk_len) = chunking(rows, tiles, self.limits.cpu_adapter);
         self.split_reduction(
-            Kernel::GradWeight,
+            Kernel::GradWeight(tile_o as u32),
             &shape,
             &shape.weight_shape(),
             (chunks, chunk_len, rows, chunks * tiles),

@@ -1,5 +1,6 @@
-//! Generates the body of the register-tiled implicit-GEMM shader
-//! (shaders/conv2d_igemm_regtile.wgsl) for one kernel geometry.
+//! Generates the bodies of the register-tiled shaders: the implicit-GEMM convolution
+//! (shaders/conv2d_igemm_regtile.wgsl) for one kernel geometry, and the weight gradient
+//! (shaders/conv2d_grad_weight.wgsl) for one tile.
 //!
 //! The register tile (`TM` output channels x 4 pixels), whether there is padding and, for few input
 //! channels, the channel count become straight-line WGSL: every multiply-add of the tile, every
@@ -195,4 +196,91 @@ fn mac(b: &mut String, s: &RegTileSpec, indent: &str) {
             );
         }
     }
+}
+
+/// Weight entries `(ci, i, j)` per invocation of the weight-gradient kernel.
+/// Twin: the 8 entries `t0`..`t7` written by [`grad_weight_source`].
+pub const GRAD_WEIGHT_ENTRIES: u32 = 8;
+
+/// The weight-gradient shader (shaders/conv2d_grad_weight.wgsl) with a tile of `tile_o` output
+/// channels (a multiple of 4) x [`GRAD_WEIGHT_ENTRIES`] weight entries written out: per step,
+/// `tile_o` gradient loads and 8 input loads feed `tile_o * 8` multiply-adds in vec4s.
+pub fn grad_weight_source(tile_o: u32) -> String {
+    let template = include_str!("../../shaders/conv2d_grad_weight.wgsl");
+    with_params(&template.replacen(MARKER, &grad_weight_body(tile_o), 1))
+}
+
+fn grad_weight_body(tile_o: u32) -> String {
+    let mut b = String::new();
+    macro_rules! w {
+        ($($arg:tt)*) => { let _ = writeln!(b, $($arg)*); };
+    }
+    let (to, te, vecs) = (tile_o, GRAD_WEIGHT_ENTRIES, tile_o / 4);
+    w!("    // Generated: {to} output channels x {te} weight entries per invocation.");
+    w!("    let idx = gid.x + gid.y * params.row_stride;");
+    w!("    if idx >= params.work_items {{");
+    w!("        return;");
+    w!("    }}");
+    w!("    let cg = params.in_channels / params.groups;");
+    w!("    let og = params.out_channels / params.groups;");
+    w!("    let k_len = cg * params.kernel_h * params.kernel_w;");
+    w!("    let o_tiles = (og + {}u) / {to}u;", to - 1);
+    w!("    let e_tiles = (k_len + {}u) / {te}u;", te - 1);
+    w!("    let tiles = params.groups * o_tiles * e_tiles;");
+    w!("    let tile = idx % tiles;");
+    w!("    let chunk = idx / tiles;");
+    w!("    let et = tile % e_tiles;");
+    w!("    let ot = (tile / e_tiles) % o_tiles;");
+    w!("    let g = tile / (e_tiles * o_tiles);");
+    w!("    // Output channels o0.. of group g (loads clamped to the group's last; stores masked).");
+    w!("    let o0 = g * og + ot * {to}u;");
+    w!("    let o_last = g * og + og - 1u;");
+    w!("    let e0 = et * {te}u;");
+    w!("    let c0 = g * cg;");
+    for e in 0..te {
+        w!("    let t{e} = entry(e0 + {e}u, k_len, c0);");
+    }
+    w!("    let first = chunk * params.chunk_len;");
+    w!("    let last = min(first + params.chunk_len, params.reduce_len);");
+    w!("    let out_plane = params.out_h * params.out_w;");
+    for v in 0..vecs {
+        for e in 0..te {
+            w!("    var acc{v}_{e} = vec4<f32>(0.0);");
+        }
+    }
+    w!("    for (var r = first; r < last; r++) {{");
+    w!("        let n = r / params.out_h;");
+    w!("        let p = r % params.out_h;");
+    w!("        let row0 = i32(p * params.stride_h);");
+    w!("        let row_base = (n * params.out_channels) * out_plane + p * params.out_w;");
+    for a in 0..to {
+        w!("        let gy{a} = row_base + min(o0 + {a}u, o_last) * out_plane;");
+    }
+    w!("        for (var q = 0u; q < params.out_w; q++) {{");
+    w!("            let col0 = i32(q * params.stride_w);");
+    for v in 0..vecs {
+        let loads: Vec<String> = (0..4)
+            .map(|a| format!("grad_out[gy{} + q]", 4 * v + a))
+            .collect();
+        w!("            let g{v} = vec4<f32>({});", loads.join(", "));
+    }
+    for e in 0..te {
+        w!("            let x{e} = load_x(t{e}, n, row0, col0);");
+        for v in 0..vecs {
+            w!("            acc{v}_{e} += g{v} * x{e};");
+        }
+    }
+    w!("        }}");
+    w!("    }}");
+    w!("    // partial[chunk] has the weight's layout [O, Cg, kh, kw]: entry e of channel o at o*k_len + e.");
+    w!("    let base = chunk * params.out_channels * k_len;");
+    for v in 0..vecs {
+        for e in 0..te {
+            for (a, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+                let o = 4 * v + a as u32;
+                w!("    if ot * {to}u + {o}u < og && t{e}.valid {{ partial[base + (o0 + {o}u) * k_len + e0 + {e}u] = acc{v}_{e}.{lane}; }}");
+            }
+        }
+    }
+    b
 }

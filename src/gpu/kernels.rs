@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::codegen::{regtile_source, RegTileSpec};
+use crate::gpu::codegen::{grad_weight_source, regtile_source, RegTileSpec};
 
 /// A compute kernel wgconv can dispatch, with its compile-time specialization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,8 +21,9 @@ pub enum Kernel {
     PackWeights,
     /// A convolution's input gradient (the transposed convolution) by gathering.
     GradInput,
-    /// Partial sums of a convolution's weight gradient over chunks of output rows.
-    GradWeight,
+    /// Partial sums of a convolution's weight gradient over chunks of output rows, with a tile
+    /// of this many output channels (4 or 8) per invocation.
+    GradWeight(u32),
     /// Partial sums of a convolution's bias gradient over chunks of output rows.
     GradBias,
     /// Adds the chunks of a split reduction, in order.
@@ -46,10 +47,6 @@ pub const POINTWISE_TILE: usize = 4;
 /// Output channels and pixels per workgroup of [`Kernel::SharedTiled`].
 /// Twin: `BLOCK` in shaders/conv2d_igemm_tiled.wgsl.
 pub const TILED_BLOCK: usize = 64;
-
-/// Output channels x weight entries accumulated by one invocation of [`Kernel::GradWeight`].
-/// Twin: the tile written out in shaders/conv2d_grad_weight.wgsl.
-pub const GRAD_WEIGHT_TILE: (usize, usize) = (4, 8);
 
 /// The uniform block's WGSL definition, prepended to every kernel's text.
 pub const PARAMS_WGSL: &str = include_str!("../../shaders/conv_params.wgsl");
@@ -125,6 +122,7 @@ impl Kernel {
     pub fn source(self) -> Cow<'static, str> {
         match self {
             Kernel::RegisterTiled(spec) => Cow::Owned(regtile_source(&spec)),
+            Kernel::GradWeight(tile_o) => Cow::Owned(grad_weight_source(tile_o)),
             other => Cow::Owned(with_params(file(other.file_name()))),
         }
     }
@@ -138,7 +136,7 @@ impl Kernel {
             Kernel::SharedTiled => "conv2d_igemm_tiled",
             Kernel::PackWeights => "pack_weights",
             Kernel::GradInput => "conv2d_grad_input",
-            Kernel::GradWeight => "conv2d_grad_weight",
+            Kernel::GradWeight(_) => "conv2d_grad_weight",
             Kernel::GradBias => "conv2d_grad_bias",
             Kernel::ReducePartials => "reduce_partials",
             Kernel::FlipWeights => "flip_weights",
