@@ -9,22 +9,35 @@
 //!   shapes do (same message), or when the plan refuses a size; otherwise it matches the f64 CPU
 //!   reference within `common::tolerance`.
 //! - `cpu_fast_conv2d_is_an_error_or_matches_the_reference`: the same for `cpu::fast::conv2d`.
+//! - `gpu_backward_is_an_error_or_matches_the_reference`: `Engine::conv2d_backward` (and, on
+//!   refused shapes, `conv2d_grad_input` / `conv2d_grad_weight`) with a `grad_output` of the
+//!   output's shape or another: it fails exactly when `cpu::reference::conv2d_backward_f64` does
+//!   (same message), or with a size error on a problem past the shaders' `i32`/`u32` indexing;
+//!   otherwise every gradient matches the reference within the tolerances of
+//!   tests/grad_matches_cpu.rs. `conv2d_grad_bias` of an empty `grad_output` with absurd other
+//!   dimensions gives zeros or a size error.
+//! - `transposed_convolution_is_an_error_or_matches_the_reference`: `ConvTranspose2dShape::new`
+//!   accepts exactly what a `u128` model of PyTorch's `conv_transpose2d` rules accepts, with the
+//!   same output shape; `Engine::conv_transpose2d` fails exactly when the shapes do (same
+//!   message), or with a size error past the shaders' indexing; otherwise it matches
+//!   `cpu::reference::conv_transpose2d_f64` (`K = Ci/groups * kh * kw`).
 //! - `read_npy_is_an_error_or_a_consistent_tensor`: `io::read_npy` on random bytes and on mutated,
 //!   truncated or lying `.npy` files.
 //! - `parse_suite_is_an_error_or_valid_layers`: `report::parse_suite_str` on arbitrary text and on
 //!   near-valid suite lines.
 //!
 //! Most drawn problems are small and near-valid (so the GPU runs stay quick on software
-//! adapters), a few mutated into errors, some absurd (ranks 0-6, sizes up to `usize::MAX`). Host
-//! tensors are only built when they hold few elements; absurd problems exercise the shape-level
-//! APIs and the planner instead.
+//! adapters), a few mutated into errors, some absurd (ranks 0-6, sizes up to `usize::MAX`); the
+//! backward and transposed properties add small problems with huge strides, paddings, dilations
+//! or output paddings that still leave a small output. Host tensors are only built when they hold
+//! few elements; absurd problems exercise the shape-level APIs and the planner instead.
 //!
 //! Bounded and reproducible: a fixed seed per property, shifted by `WGCONV_TEST_SEED=N` (as every
 //! random test here). `WGCONV_PROPTEST_CASES=N` sets the GPU property's case count (default
-//! 20 000, the whole file in about 20-30 s on lavapipe or llvmpipe); the cheaper properties run a
-//! fixed multiple of it (up to 20x), so run time scales with N. No regression files are written; a
-//! failure prints the minimal failing input (shrinking is bounded too). To search longer (about
-//! five times the default, a few minutes):
+//! 20 000, the whole file in about 40-55 s on lavapipe or llvmpipe); the other properties run a
+//! fixed multiple of it (from 0.4x for the backward and transposed ones to 20x), so run time
+//! scales with N. No regression files are written; a failure prints the minimal failing input
+//! (shrinking is bounded too). To search longer (about five times the default, a few minutes):
 //!
 //! ```text
 //! WGCONV_PROPTEST_CASES=100000 cargo test --test never_panics
@@ -43,7 +56,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use wgconv::gpu::plan::{self, PlanLimits};
-use wgconv::{cpu, io, report, Algorithm, Conv2dParams, Conv2dShape, Padding, Tensor};
+use wgconv::{
+    cpu, io, report, Algorithm, Conv2dParams, Conv2dShape, ConvTranspose2dParams,
+    ConvTranspose2dShape, Padding, Tensor,
+};
 
 use common::{compare, describe, engine, max_abs, seed_offset, tolerance};
 
@@ -59,8 +75,8 @@ const MAX_HOST_ELEMENTS: usize = 1 << 16;
 /// Shrinking steps after a failure: enough to reach a small case, bounded in time.
 const MAX_SHRINK_ITERS: u32 = 4096;
 
-/// Cases of the GPU property by default (`WGCONV_PROPTEST_CASES` overrides it); the cheaper
-/// properties run a fixed multiple of it. About 20-30 s for the whole file on lavapipe or
+/// Cases of the GPU property by default (`WGCONV_PROPTEST_CASES` overrides it); the other
+/// properties run a fixed multiple of it. About 40-55 s for the whole file on lavapipe or
 /// llvmpipe (2 cores, test profile).
 const DEFAULT_CASES: u32 = 20_000;
 
@@ -71,6 +87,8 @@ const GPU_CASES: (u32, u32) = (1, 1);
 const CPU_CASES: (u32, u32) = (5, 1);
 const NPY_CASES: (u32, u32) = (3, 4);
 const SUITE_CASES: (u32, u32) = (10, 1);
+const BACKWARD_CASES: (u32, u32) = (2, 5);
+const TRANSPOSED_CASES: (u32, u32) = (2, 5);
 
 // ---------------------------------------------------------------------------------------------
 // Running a property
@@ -802,6 +820,865 @@ fn cpu_fast_conv2d_is_an_error_or_matches_the_reference() {
     assert!(
         cases < 100 || ran.get() * 4 >= cases,
         "only {} of {cases} cases ran",
+        ran.get()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward passes and transposed convolutions
+// ---------------------------------------------------------------------------------------------
+
+/// Whether `e` says a size does not fit (the host, a buffer or the shaders' index arithmetic).
+fn is_size_error(e: &wgconv::Error) -> bool {
+    matches!(
+        e,
+        wgconv::Error::TooLarge { .. }
+            | wgconv::Error::DeviceLimit { .. }
+            | wgconv::Error::SizeOverflow { .. }
+    )
+}
+
+/// Whether a problem reaches past what the shaders index: an extent (padded size, kernel reach,
+/// stride, ...) past `i32`, or a tensor (its batch counted as at least 1) with more than `u32`
+/// elements. Only such problems may get a size error from a backward pass or a transposed
+/// convolution whose tensors are small.
+fn past_shader_indexing(extents: &[u128], tensors: &[[usize; 4]]) -> bool {
+    let elements = |dims: &[usize; 4]| {
+        dims.iter()
+            .fold(1u128, |acc, &d| acc.saturating_mul(d.max(1) as u128))
+    };
+    extents.iter().any(|&v| v > i32::MAX as u128)
+        || tensors.iter().any(|t| elements(t) > u128::from(u32::MAX))
+}
+
+fn conv_past_indexing(s: &Conv2dShape) -> bool {
+    let u = |v: usize| v as u128;
+    let reach = |k: usize, d: usize| (u(k) - 1) * u(d);
+    past_shader_indexing(
+        &[
+            u(s.in_h) + u(s.pad_top) + u(s.pad_bottom),
+            u(s.in_w) + u(s.pad_left) + u(s.pad_right),
+            reach(s.kernel_h, s.dilation_h),
+            reach(s.kernel_w, s.dilation_w),
+            u(s.stride_h),
+            u(s.stride_w),
+            u(s.dilation_h),
+            u(s.dilation_w),
+        ],
+        &[s.input_shape(), s.weight_shape(), s.output_shape()],
+    )
+}
+
+fn transposed_past_indexing(t: &ConvTranspose2dShape) -> bool {
+    let u = |v: usize| v as u128;
+    let reach = |k: usize, d: usize| (u(k) - 1) * u(d);
+    let field = |n: usize, s: usize, k: usize, d: usize| (u(n) - 1) * u(s) + reach(k, d);
+    past_shader_indexing(
+        &[
+            u(t.out_h) + u(t.pad_top),
+            u(t.out_w) + u(t.pad_left),
+            reach(t.kernel_h, t.dilation_h),
+            reach(t.kernel_w, t.dilation_w),
+            field(t.in_h, t.stride_h, t.kernel_h, t.dilation_h),
+            field(t.in_w, t.stride_w, t.kernel_w, t.dilation_w),
+            u(t.stride_h),
+            u(t.stride_w),
+            u(t.dilation_h),
+            u(t.dilation_w),
+        ],
+        &[t.input_shape(), t.weight_shape(), t.output_shape()],
+    )
+}
+
+fn fail(context: &str) -> impl Fn(wgconv::Error) -> TestCaseError + '_ {
+    move |e| TestCaseError::fail(format!("{context}: {e}"))
+}
+
+/// The shape of the `grad_output` handed to a backward pass: the forward output's (mostly), one
+/// dimension of it changed, or anything small.
+#[derive(Clone, Debug)]
+enum GradShape {
+    Output,
+    SetDim(usize, usize),
+    Other(Vec<usize>),
+}
+
+fn grad_shape() -> impl Strategy<Value = GradShape> {
+    prop_oneof![
+        8 => Just(GradShape::Output),
+        1 => (0usize..4, 0usize..=8).prop_map(|(i, v)| GradShape::SetDim(i, v)),
+        1 => prop::collection::vec(0usize..=4, 0..=5).prop_map(GradShape::Other),
+    ]
+}
+
+impl GradShape {
+    /// The shape for the problem `p` whose forward shape is `forward` (for refused shapes, a
+    /// plausible guess `[N, O, 1, 1]`).
+    fn resolve(&self, forward: &wgconv::Result<Conv2dShape>, p: &Problem) -> Vec<usize> {
+        let output = match forward {
+            Ok(s) => s.output_shape().to_vec(),
+            Err(_) => vec![
+                p.input.first().copied().unwrap_or(1),
+                p.weight.first().copied().unwrap_or(1),
+                1,
+                1,
+            ],
+        };
+        match self {
+            GradShape::Output => output,
+            &GradShape::SetDim(i, v) => {
+                let mut shape = output;
+                shape[i] = v;
+                shape
+            }
+            GradShape::Other(shape) => shape.clone(),
+        }
+    }
+}
+
+/// `conv2d_grad_bias` of an empty gradient shaped like `dims` with dimension `zero` set to 0
+/// (its other dimensions as absurd as the problem's): zeros of `[dims[1]]` for a 4-D shape, or a
+/// size error when that vector does not fit; [`wgconv::Error::InputRank`] otherwise.
+fn empty_bias_gradient(dims: &[usize], zero: prop::sample::Index) -> TestCaseResult {
+    let engine = engine();
+    let mut shape = if dims.is_empty() {
+        vec![0]
+    } else {
+        dims.to_vec()
+    };
+    let i = zero.index(shape.len());
+    shape[i] = 0;
+    let context = format!("conv2d_grad_bias of an empty grad_output {shape:?}");
+    // An empty tensor whose other dimensions overflow may be refused (as `Tensor` refuses it).
+    let gy = match engine.alloc(&shape) {
+        Ok(gy) => gy,
+        Err(e) => {
+            prop_assert!(is_size_error(&e), "{context}: alloc gave {e}");
+            return Ok(());
+        }
+    };
+    let &[_, o, _, _] = &shape[..] else {
+        let got = engine.conv2d_grad_bias(&gy);
+        prop_assert!(
+            matches!(got, Err(wgconv::Error::InputRank { .. })),
+            "{context}: {:?}",
+            got.map(|b| b.shape().to_vec())
+        );
+        return Ok(());
+    };
+    // Zeros of up to 4 MiB, or a vector too large for any buffer (never gigabytes of zeros).
+    if o > 1 << 20 && o as u128 * 4 <= u128::from(engine.limits().max_buffer) {
+        return Ok(());
+    }
+    match engine.conv2d_grad_bias(&gy) {
+        Ok(b) => {
+            prop_assert_eq!(b.shape(), &[o][..], "{}", context);
+            if o <= MAX_HOST_ELEMENTS {
+                let b = engine.download(&b).map_err(fail(&context))?;
+                prop_assert!(
+                    b.data().iter().all(|&v| v == 0.0),
+                    "{context}: not zeros: {:?}",
+                    &b.data()[..o.min(8)]
+                );
+            }
+        }
+        Err(e) => prop_assert!(is_size_error(&e) && o > MAX_HOST_ELEMENTS, "{context}: {e}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn gpu_backward_is_an_error_or_matches_the_reference() {
+    let engine = engine();
+    let ran = Cell::new(0usize);
+    check(
+        "gpu_backward_is_an_error_or_matches_the_reference",
+        0x5eed_a007,
+        BACKWARD_CASES,
+        (
+            prop_oneof![5 => problem(), 1 => huge_parameter_problem()],
+            any::<u64>(),
+            grad_shape(),
+            any::<prop::sample::Index>(),
+        ),
+        |(p, seed, grad, zero)| {
+            let with_bias = p.bias.is_some();
+            // The backward pass never sees a bias shape: only whether to return its gradient.
+            let forward = Conv2dShape::new(&p.input, &p.weight, None, &p.params);
+            let gy_shape = grad.resolve(&forward, &p);
+            let context = format!("{}, grad_output {gy_shape:?}", p.describe());
+            if let Ok(s) = &forward {
+                // Everything derived from an accepted shape is panic-free.
+                let t = ConvTranspose2dShape::input_gradient_of(s);
+                let _ = (t.input_len(), t.weight_len(), t.output_len(), t.flops());
+                prop_assert_eq!(t.input_shape(), s.output_shape());
+                prop_assert_eq!(t.weight_shape(), s.weight_shape());
+                prop_assert_eq!(t.output_shape(), s.input_shape());
+            }
+            let expected = match forward {
+                Ok(s) if gy_shape[..] != s.output_shape() => Err(wgconv::Error::GradOutputShape {
+                    expected: s.output_shape().to_vec(),
+                    got: gy_shape.clone(),
+                }),
+                other => other,
+            };
+            // The bias gradient of nothing, with the problem's dimensions around the zero.
+            let gy_like = match (&p.input[..], &p.weight[..]) {
+                (&[n, _, h, w], &[o, ..]) => vec![n, o, h, w],
+                _ => p.input.clone(),
+            };
+            empty_bias_gradient(&gy_like, zero)?;
+
+            // Tensors only where they are small; absurd problems stop at the shapes.
+            if [&p.input, &p.weight, &gy_shape]
+                .iter()
+                .any(|s| small_len(s).is_none())
+            {
+                return Ok(());
+            }
+            if let Ok(s) = &expected {
+                if s.output_len() > 0 && macs(s) > MAX_MACS {
+                    return Ok(());
+                }
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut random =
+                |shape: &[usize]| Tensor::from_fn(shape, |_| rng.random_range(-1.0f32..=1.0));
+            let host = (|| -> wgconv::Result<_> {
+                let x = random(&p.input)?;
+                let w = random(&p.weight)?;
+                let gy = random(&gy_shape)?;
+                Ok((x, w, gy))
+            })();
+            let uploaded = match &host {
+                Ok((x, w, gy)) => [x, w, gy].map(|t| engine.upload(t)),
+                // A shape no host tensor can have (ndarray's rule) can still be an empty GPU
+                // tensor; the shapes must be refused.
+                Err(e) => {
+                    prop_assert!(
+                        expected.is_err(),
+                        "{context}: a tensor cannot be created ({e}), yet the shapes are accepted"
+                    );
+                    [&p.input, &p.weight, &gy_shape].map(|s| engine.alloc(s))
+                }
+            };
+            let [gx, gw, ggy] = uploaded;
+            // An empty GPU tensor whose other dimensions overflow is refused (order matters).
+            if host.is_err() {
+                if let Some(Err(e)) = [&gx, &gw, &ggy].into_iter().find(|t| t.is_err()) {
+                    prop_assert!(is_size_error(e), "{context}: alloc gave {e}");
+                    return Ok(());
+                }
+            }
+            let on_error = fail(&context);
+            let (gx, gw, ggy) = (
+                gx.map_err(&on_error)?,
+                gw.map_err(&on_error)?,
+                ggy.map_err(&on_error)?,
+            );
+            let got = engine.conv2d_backward(&gx, &gw, &ggy, &p.params, with_bias);
+            let s = match expected {
+                Err(want) => {
+                    prop_assert!(
+                        same_error(&got, &want),
+                        "{context}: shapes refused ({want}) but conv2d_backward gave {:?}",
+                        got.map(|g| g.input.shape().to_vec())
+                    );
+                    for (name, got) in [
+                        (
+                            "conv2d_grad_input",
+                            engine.conv2d_grad_input(&ggy, &gw, &p.input, &p.params),
+                        ),
+                        (
+                            "conv2d_grad_weight",
+                            engine.conv2d_grad_weight(&gx, &ggy, &p.weight, &p.params),
+                        ),
+                    ] {
+                        prop_assert!(
+                            same_error(&got, &want),
+                            "{context}: shapes refused ({want}) but {name} gave {:?}",
+                            got.map(|g| g.shape().to_vec())
+                        );
+                    }
+                    if let Ok((x, w, gy)) = &host {
+                        let got = cpu::reference::conv2d_backward_f64(x, w, gy, &p.params);
+                        prop_assert!(
+                            same_error(&got, &want),
+                            "{context}: shapes refused ({want}) but the reference did not"
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(s) => s,
+            };
+            let grads = match got {
+                Ok(g) => g,
+                Err(e) => {
+                    prop_assert!(
+                        is_size_error(&e) && conv_past_indexing(&s),
+                        "{context}: {e}"
+                    );
+                    return Ok(());
+                }
+            };
+            // (Accepted shapes have host tensors: checked above.)
+            let Ok((x, w, gy)) = &host else {
+                return Err(TestCaseError::fail(format!("{context}: no host tensors")));
+            };
+            let want =
+                cpu::reference::conv2d_backward_f64(x, w, gy, &p.params).map_err(fail(&context))?;
+            prop_assert_eq!(want.shape, s);
+            let (mx, mw, mg) = (max_abs(x), max_abs(w), max_abs(gy));
+            let rows = s.batch * s.out_h * s.out_w;
+            let input = engine.download(&grads.input).map_err(fail(&context))?;
+            prop_assert_eq!(input.shape(), &p.input[..]);
+            compare(
+                &format!("{context}, grad input"),
+                s.input_shape(),
+                input.data(),
+                &want.input,
+                tolerance(
+                    s.out_channels_per_group() * s.kernel_h * s.kernel_w,
+                    mg,
+                    mw,
+                    0.0,
+                ),
+            )
+            .map_err(TestCaseError::fail)?;
+            let weight = engine.download(&grads.weight).map_err(fail(&context))?;
+            prop_assert_eq!(weight.shape(), &p.weight[..]);
+            compare(
+                &format!("{context}, grad weight"),
+                s.weight_shape(),
+                weight.data(),
+                &want.weight,
+                tolerance(rows, mg, mx, 0.0),
+            )
+            .map_err(TestCaseError::fail)?;
+            match &grads.bias {
+                Some(b) => {
+                    prop_assert!(
+                        with_bias,
+                        "{context}: a bias gradient for a layer without bias"
+                    );
+                    let bias = engine.download(b).map_err(fail(&context))?;
+                    prop_assert_eq!(bias.shape(), &[s.out_channels][..]);
+                    compare(
+                        &format!("{context}, grad bias"),
+                        [1, s.out_channels, 1, 1],
+                        bias.data(),
+                        &want.bias,
+                        tolerance(rows, mg, 1.0, 0.0),
+                    )
+                    .map_err(TestCaseError::fail)?;
+                }
+                None => prop_assert!(!with_bias, "{context}: no bias gradient"),
+            }
+            ran.set(ran.get() + 1);
+            Ok(())
+        },
+    );
+    let cases = case_count(BACKWARD_CASES) as usize;
+    eprintln!("{} of {cases} cases ran on the GPU", ran.get());
+    assert!(
+        cases < 100 || ran.get() * 5 >= cases,
+        "only {} of {cases} cases ran on the GPU",
+        ran.get()
+    );
+}
+
+/// One transposed convolution's shapes and parameters, valid or not.
+#[derive(Clone, Debug)]
+struct Transposed {
+    input: Vec<usize>,
+    weight: Vec<usize>,
+    bias: Option<Vec<usize>>,
+    params: ConvTranspose2dParams,
+}
+
+impl Transposed {
+    fn describe(&self) -> String {
+        format!(
+            "conv_transpose2d input {:?} weight {:?} bias {:?} {:?}",
+            self.input, self.weight, self.bias, self.params
+        )
+    }
+
+    fn shape(&self) -> wgconv::Result<ConvTranspose2dShape> {
+        ConvTranspose2dShape::new(
+            &self.input,
+            &self.weight,
+            self.bias.as_deref(),
+            &self.params,
+        )
+    }
+}
+
+/// A small transposed convolution, usually valid (its padding may leave no output): batch 0-3,
+/// groups 1-3 with 1-6 channels in (or 1, depthwise) and 1-6 out per group, kernels up to 5x5,
+/// stride and dilation 1-3, padding 0-3, output padding below the stride or dilation, inputs
+/// 1-6 pixels a side, with or without bias.
+fn small_transposed() -> impl Strategy<Value = Transposed> {
+    (
+        (
+            0usize..=3,
+            1usize..=3,
+            1usize..=6,
+            1usize..=6,
+            prop::bool::weighted(0.25),
+        ),
+        (
+            1usize..=5,
+            1usize..=5,
+            1usize..=3,
+            1usize..=3,
+            1usize..=3,
+            1usize..=3,
+        ),
+        (
+            (0usize..=3, 0usize..=3, 0usize..=2, 0usize..=2),
+            (1usize..=6, 1usize..=6, any::<bool>()),
+        ),
+    )
+        .prop_map(
+            |(
+                (n, groups, cig, cog, depthwise),
+                (kh, kw, sh, sw, dh, dw),
+                ((ph, pw, oph, opw), (h, w, bias)),
+            )| {
+                let ci = if depthwise { groups } else { cig * groups };
+                Transposed {
+                    input: vec![n, ci, h, w],
+                    weight: vec![ci, cog, kh, kw],
+                    bias: bias.then(|| vec![cog * groups]),
+                    params: ConvTranspose2dParams {
+                        stride: (sh, sw),
+                        padding: (ph, pw),
+                        output_padding: (oph % sh.max(dh), opw % sw.max(dw)),
+                        dilation: (dh, dw),
+                        groups,
+                    },
+                }
+            },
+        )
+}
+
+/// One change that may make a transposed convolution invalid or absurd.
+#[derive(Clone, Debug)]
+enum TransposedMutation {
+    InputDim(usize, usize),
+    WeightDim(usize, usize),
+    Input(Vec<usize>),
+    Weight(Vec<usize>),
+    Bias(Option<Vec<usize>>),
+    Groups(usize),
+    Stride(usize, usize),
+    Padding(usize, usize),
+    OutputPadding(usize, usize),
+    Dilation(usize, usize),
+}
+
+fn transposed_mutation() -> impl Strategy<Value = TransposedMutation> {
+    use TransposedMutation as M;
+    prop_oneof![
+        3 => (0usize..4, count()).prop_map(|(i, v)| M::InputDim(i, v)),
+        3 => (0usize..4, count()).prop_map(|(i, v)| M::WeightDim(i, v)),
+        1 => dims().prop_map(M::Input),
+        1 => dims().prop_map(M::Weight),
+        1 => prop::option::of(prop::collection::vec(count(), 0..=2)).prop_map(M::Bias),
+        2 => count().prop_map(M::Groups),
+        2 => (count(), count()).prop_map(|(h, w)| M::Stride(h, w)),
+        2 => (count(), count()).prop_map(|(h, w)| M::Padding(h, w)),
+        2 => (count(), count()).prop_map(|(h, w)| M::OutputPadding(h, w)),
+        2 => (count(), count()).prop_map(|(h, w)| M::Dilation(h, w)),
+    ]
+}
+
+fn apply_transposed(mut p: Transposed, mutations: Vec<TransposedMutation>) -> Transposed {
+    use TransposedMutation as M;
+    for m in mutations {
+        match m {
+            M::InputDim(i, v) => {
+                if let Some(d) = p.input.get_mut(i) {
+                    *d = v;
+                }
+            }
+            M::WeightDim(i, v) => {
+                if let Some(d) = p.weight.get_mut(i) {
+                    *d = v;
+                }
+            }
+            M::Input(d) => p.input = d,
+            M::Weight(d) => p.weight = d,
+            M::Bias(b) => p.bias = b,
+            M::Groups(g) => p.params.groups = g,
+            M::Stride(h, w) => p.params.stride = (h, w),
+            M::Padding(h, w) => p.params.padding = (h, w),
+            M::OutputPadding(h, w) => p.params.output_padding = (h, w),
+            M::Dilation(h, w) => p.params.dilation = (h, w),
+        }
+    }
+    p
+}
+
+/// Anything: ranks 0-6, any sizes and parameters.
+fn absurd_transposed() -> impl Strategy<Value = Transposed> {
+    (
+        dims(),
+        dims(),
+        prop::option::of(prop::collection::vec(count(), 0..=2)),
+        (count(), count(), count(), count(), count()),
+        (count(), count(), count(), count()),
+    )
+        .prop_map(
+            |(input, weight, bias, (sh, sw, ph, pw, groups), (oph, opw, dh, dw))| Transposed {
+                input,
+                weight,
+                bias,
+                params: ConvTranspose2dParams {
+                    stride: (sh, sw),
+                    padding: (ph, pw),
+                    output_padding: (oph, opw),
+                    dilation: (dh, dw),
+                    groups,
+                },
+            },
+        )
+}
+
+/// Half small, a third mutated (1-3 changes), the rest absurd.
+fn transposed() -> impl Strategy<Value = Transposed> {
+    prop_oneof![
+        6 => small_transposed(),
+        4 => (small_transposed(), prop::collection::vec(transposed_mutation(), 1..=3))
+            .prop_map(|(p, m)| apply_transposed(p, m)),
+        2 => absurd_transposed(),
+    ]
+}
+
+/// How one axis of a small problem is made absurd while its output stays small.
+#[derive(Clone, Copy, Debug)]
+enum HugeAxis {
+    Keep,
+    /// A stride past the padded input: one output row.
+    Stride,
+    /// A huge stride, and paddings of up to half of it on each side.
+    StrideAndPadding,
+    /// A 1-tap kernel with a huge dilation.
+    Dilation,
+    /// (Transposed only) a 1-tap kernel, a huge dilation and an output padding below it, with the
+    /// padding cancelling most of the output padding.
+    OutputPadding,
+}
+
+fn huge_axis() -> impl Strategy<Value = (HugeAxis, usize, usize, usize)> {
+    let kind = prop_oneof![
+        2 => Just(HugeAxis::Keep),
+        2 => Just(HugeAxis::Stride),
+        2 => Just(HugeAxis::StrideAndPadding),
+        1 => Just(HugeAxis::Dilation),
+        1 => Just(HugeAxis::OutputPadding),
+    ];
+    (kind, huge(), any::<usize>(), any::<usize>())
+}
+
+/// A small valid problem with huge strides, paddings or dilations that still leave a small
+/// output (so it runs): the index arithmetic past `i32` or `u32` with few elements.
+fn huge_parameter_problem() -> impl Strategy<Value = Problem> {
+    (small_problem(), huge_axis(), huge_axis()).prop_map(|(mut p, h, w)| {
+        let kernel = (p.weight[2], p.weight[3]);
+        let (t, b, l, r) = p.params.padding.resolve(kernel, p.params.dilation);
+        let mut pads = [(t, b), (l, r)];
+        for (axis, (kind, huge, x, y)) in [h, w].into_iter().enumerate() {
+            let huge = huge.max(1);
+            let stride = [&mut p.params.stride.0, &mut p.params.stride.1];
+            let dilation = [&mut p.params.dilation.0, &mut p.params.dilation.1];
+            match kind {
+                HugeAxis::Keep => continue,
+                HugeAxis::Stride => *stride[axis] = huge,
+                HugeAxis::StrideAndPadding => {
+                    *stride[axis] = huge;
+                    pads[axis] = (x % (huge / 2 + 1), y % (huge / 2 + 1));
+                }
+                HugeAxis::Dilation | HugeAxis::OutputPadding => {
+                    p.weight[2 + axis] = 1;
+                    *dilation[axis] = huge;
+                }
+            }
+        }
+        let [(t, b), (l, r)] = pads;
+        p.params.padding = Padding::explicit(t, b, l, r);
+        p
+    })
+}
+
+/// A small transposed convolution with huge strides, paddings, dilations or output paddings that
+/// still leave a small output (so it runs).
+fn huge_parameter_transposed() -> impl Strategy<Value = Transposed> {
+    (small_transposed(), huge_axis(), huge_axis()).prop_map(|(mut p, h, w)| {
+        for (axis, (kind, huge, x, _)) in [h, w].into_iter().enumerate() {
+            let huge = huge.max(1);
+            let len = p.input[2 + axis];
+            let ConvTranspose2dParams {
+                stride,
+                padding,
+                output_padding,
+                dilation,
+                ..
+            } = &mut p.params;
+            let [stride, padding, output_padding, dilation] =
+                [stride, padding, output_padding, dilation].map(|pair| {
+                    if axis == 0 {
+                        &mut pair.0
+                    } else {
+                        &mut pair.1
+                    }
+                });
+            match kind {
+                HugeAxis::Keep => {}
+                // One input row: the output is the kernel's reach plus the output padding.
+                HugeAxis::Stride => {
+                    *stride = huge;
+                    p.input[2 + axis] = 1;
+                }
+                // (len - 1) * stride, less twice the padding: at most 1.
+                HugeAxis::StrideAndPadding => {
+                    *stride = huge;
+                    *padding =
+                        usize::try_from((len as u128 - 1) * huge as u128 / 2).unwrap_or(usize::MAX);
+                }
+                HugeAxis::Dilation => {
+                    p.weight[2 + axis] = 1;
+                    *dilation = huge;
+                }
+                HugeAxis::OutputPadding => {
+                    p.weight[2 + axis] = 1;
+                    *dilation = huge;
+                    *output_padding = x % huge;
+                    *padding = *output_padding / 2;
+                }
+            }
+        }
+        p
+    })
+}
+
+/// PyTorch's `conv_transpose2d` rules in `u128`: the output shape, or `None` where PyTorch refuses
+/// the problem or a tensor's byte size does not fit this host (an empty tensor always fits).
+fn model_transposed(p: &Transposed) -> Option<[usize; 4]> {
+    let ConvTranspose2dParams {
+        stride: (sh, sw),
+        padding: (ph, pw),
+        output_padding: (oph, opw),
+        dilation: (dh, dw),
+        groups: g,
+    } = p.params;
+    if [sh, sw, dh, dw, g].contains(&0) {
+        return None;
+    }
+    // PyTorch: "output padding must be smaller than either stride or dilation".
+    if !(oph < sh || oph < dh) || !(opw < sw || opw < dw) {
+        return None;
+    }
+    let &[n, ci, h, w] = &p.input[..] else {
+        return None;
+    };
+    let &[wi, cog, kh, kw] = &p.weight[..] else {
+        return None;
+    };
+    if [ci, h, w, wi, cog, kh, kw].contains(&0) || wi % g != 0 || ci != wi {
+        return None;
+    }
+    let fits = |v: u128| v <= usize::MAX as u128;
+    let co = cog as u128 * g as u128;
+    if !fits(co) {
+        return None;
+    }
+    if let Some(b) = &p.bias {
+        if b.len() != 1 || b[0] as u128 != co {
+            return None;
+        }
+    }
+    // (len - 1) * stride + dilation * (k - 1) + output_padding + 1 - 2 * padding
+    let axis = |len: usize, s: usize, pad: usize, d: usize, k: usize, op: usize| {
+        let grown = ((len as u128 - 1) * s as u128)
+            .checked_add(d as u128 * (k as u128 - 1))?
+            .checked_add(op as u128 + 1)?;
+        let cut = 2 * pad as u128;
+        (grown > cut && fits(grown - cut)).then(|| grown - cut)
+    };
+    let out_h = axis(h, sh, ph, dh, kh, oph)?;
+    let out_w = axis(w, sw, pw, dw, kw, opw)?;
+    let bytes = |dims: [u128; 4]| {
+        dims.contains(&0)
+            || dims
+                .iter()
+                .try_fold(4u128, |acc, &d| acc.checked_mul(d))
+                .is_some_and(fits)
+    };
+    let (n, ci, h, w) = (n as u128, ci as u128, h as u128, w as u128);
+    if !bytes([n, ci, h, w])
+        || !bytes([ci, cog as u128, kh as u128, kw as u128])
+        || !bytes([n, co, out_h, out_w])
+    {
+        return None;
+    }
+    Some([n as usize, co as usize, out_h as usize, out_w as usize])
+}
+
+/// Multiply-adds of a transposed convolution (saturating).
+fn transposed_macs(t: &ConvTranspose2dShape) -> usize {
+    t.input_len()
+        .saturating_mul(t.out_channels / t.groups)
+        .saturating_mul(t.kernel_h * t.kernel_w)
+}
+
+#[test]
+fn transposed_convolution_is_an_error_or_matches_the_reference() {
+    let engine = engine();
+    let ran = Cell::new(0usize);
+    check(
+        "transposed_convolution_is_an_error_or_matches_the_reference",
+        0x5eed_a008,
+        TRANSPOSED_CASES,
+        (
+            prop_oneof![5 => transposed(), 1 => huge_parameter_transposed()],
+            any::<u64>(),
+        ),
+        |(p, seed)| {
+            let context = p.describe();
+            let shape = p.shape();
+            match (&shape, model_transposed(&p)) {
+                (Ok(t), Some(out)) => {
+                    prop_assert_eq!(t.output_shape(), out, "{}", context);
+                    prop_assert_eq!(&t.input_shape()[..], &p.input[..]);
+                    prop_assert_eq!(&t.weight_shape()[..], &p.weight[..]);
+                    prop_assert_eq!(t.has_bias, p.bias.is_some());
+                    // Everything derived from an accepted shape is panic-free.
+                    let _ = (t.input_len(), t.weight_len(), t.output_len(), t.flops());
+                }
+                (Err(_), None) => {}
+                (Ok(t), None) => prop_assert!(
+                    false,
+                    "{context}: accepted, but PyTorch refuses it or a size overflows: {t:?}"
+                ),
+                (Err(e), Some(out)) => {
+                    prop_assert!(false, "{context}: refused ({e}), but PyTorch gives {out:?}")
+                }
+            }
+
+            // Tensors only where they are small; absurd problems stop at the shapes.
+            let bias = p.bias.as_deref();
+            if small_len(&p.input).is_none()
+                || small_len(&p.weight).is_none()
+                || bias.is_some_and(|b| small_len(b).is_none())
+            {
+                return Ok(());
+            }
+            if let Ok(t) = &shape {
+                if t.output_len() > 0
+                    && (t.output_len() > MAX_OUTPUT || transposed_macs(t) > MAX_MACS)
+                {
+                    return Ok(());
+                }
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut random =
+                |shape: &[usize]| Tensor::from_fn(shape, |_| rng.random_range(-1.0f32..=1.0));
+            let host = (|| -> wgconv::Result<_> {
+                let x = random(&p.input)?;
+                let w = random(&p.weight)?;
+                let b = bias.map(&mut random).transpose()?;
+                Ok((x, w, b))
+            })();
+            let (x, w, b) = match host {
+                Ok(t) => t,
+                // A shape no host tensor can have (ndarray's rule) can still be an empty GPU
+                // tensor: an empty batch may leave the other dimensions past `isize` in both
+                // input and output.
+                Err(_) => {
+                    let gpu = (|| -> wgconv::Result<_> {
+                        let x = engine.alloc(&p.input)?;
+                        let w = engine.alloc(&p.weight)?;
+                        let b = bias.map(|b| engine.alloc(b)).transpose()?;
+                        Ok((x, w, b))
+                    })();
+                    let (x, w, b) = match gpu {
+                        Ok(t) => t,
+                        // An empty GPU tensor whose other dimensions overflow is refused too.
+                        Err(e) => {
+                            prop_assert!(is_size_error(&e), "{context}: alloc gave {e}");
+                            return Ok(());
+                        }
+                    };
+                    let got = engine.conv_transpose2d_gpu(&x, &w, b.as_ref(), &p.params);
+                    match (&shape, got) {
+                        (Err(want), got) => prop_assert!(
+                            same_error(&got, want),
+                            "{context}: shapes refused ({want}) but conv_transpose2d_gpu gave {:?}",
+                            got.map(|y| y.shape().to_vec())
+                        ),
+                        (Ok(t), Ok(y)) => prop_assert!(
+                            y.shape() == t.output_shape() && y.is_empty(),
+                            "{context}: conv_transpose2d_gpu gave {:?}",
+                            y.shape()
+                        ),
+                        (Ok(t), Err(e)) => prop_assert!(
+                            is_size_error(&e) && transposed_past_indexing(t),
+                            "{context}: {e}"
+                        ),
+                    }
+                    return Ok(());
+                }
+            };
+            let got = engine.conv_transpose2d(&x, &w, b.as_ref(), &p.params);
+            let t = match shape {
+                Err(want) => {
+                    prop_assert!(
+                        same_error(&got, &want),
+                        "{context}: shapes refused ({want}) but conv_transpose2d gave {:?}",
+                        outcome(&got)
+                    );
+                    let got = cpu::reference::conv_transpose2d_f64(&x, &w, b.as_ref(), &p.params);
+                    prop_assert!(
+                        same_error(&got, &want),
+                        "{context}: shapes refused ({want}) but the reference did not"
+                    );
+                    return Ok(());
+                }
+                Ok(t) => t,
+            };
+            let y = match got {
+                Ok(y) => y,
+                Err(e) => {
+                    prop_assert!(
+                        is_size_error(&e) && transposed_past_indexing(&t),
+                        "{context}: {e}"
+                    );
+                    return Ok(());
+                }
+            };
+            prop_assert_eq!(y.shape(), &t.output_shape()[..]);
+            let (rs, want) = cpu::reference::conv_transpose2d_f64(&x, &w, b.as_ref(), &p.params)
+                .map_err(fail(&context))?;
+            prop_assert_eq!(rs, t);
+            let tol = tolerance(
+                t.in_channels / t.groups * t.kernel_h * t.kernel_w,
+                max_abs(&x),
+                max_abs(&w),
+                b.as_ref().map_or(0.0, max_abs),
+            );
+            compare(&context, t.output_shape(), y.data(), &want, tol)
+                .map_err(TestCaseError::fail)?;
+            ran.set(ran.get() + 1);
+            Ok(())
+        },
+    );
+    let cases = case_count(TRANSPOSED_CASES) as usize;
+    eprintln!("{} of {cases} cases ran on the GPU", ran.get());
+    assert!(
+        cases < 100 || ran.get() * 5 >= cases,
+        "only {} of {cases} cases ran on the GPU",
         ran.get()
     );
 }
