@@ -758,6 +758,13 @@ impl ConvTranspose2dShape {
             ("weight", &shape.weight_shape()),
             ("output", &shape.output_shape()),
         ])?;
+        // As for the convolution: an empty batch must not hide an absurd image.
+        if n == 0 {
+            check_byte_sizes(&[
+                ("input image", &[ci, p, q]),
+                ("output image", &[co, out_h, out_w]),
+            ])?;
+        }
         Ok(shape)
     }
 

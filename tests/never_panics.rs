@@ -1464,7 +1464,8 @@ fn huge_parameter_transposed() -> impl Strategy<Value = Transposed> {
 }
 
 /// PyTorch's `conv_transpose2d` rules in `u128`: the output shape, or `None` where PyTorch refuses
-/// the problem or a tensor's byte size does not fit this host (an empty tensor always fits).
+/// the problem or a tensor's byte size (with the batch counted as at least 1) does not fit this
+/// host.
 fn model_transposed(p: &Transposed) -> Option<[usize; 4]> {
     let ConvTranspose2dParams {
         stride: (sh, sw),
@@ -1517,9 +1518,12 @@ fn model_transposed(p: &Transposed) -> Option<[usize; 4]> {
                 .is_some_and(fits)
     };
     let (n, ci, h, w) = (n as u128, ci as u128, h as u128, w as u128);
-    if !bytes([n, ci, h, w])
+    // As for the convolution, the batch counts as at least 1: an empty batch must not hide an
+    // image too large for the host.
+    let images = n.max(1);
+    if !bytes([images, ci, h, w])
         || !bytes([ci, cog as u128, kh as u128, kw as u128])
-        || !bytes([n, co, out_h, out_w])
+        || !bytes([images, co, out_h, out_w])
     {
         return None;
     }

@@ -485,12 +485,15 @@ impl Engine {
     /// # Errors
     /// [`Error::DeviceLimit`], [`Error::OutOfMemory`], [`Error::DeviceLost`].
     pub fn alloc(&self, shape: &[usize]) -> Result<GpuTensor> {
-        let len = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::SizeOverflow {
-                what: format!("element count of shape {shape:?}"),
-            })?;
+        // Any zero dimension makes an empty tensor, wherever it stands (as for `Tensor`).
+        let len = if shape.contains(&0) {
+            Some(0)
+        } else {
+            shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        }
+        .ok_or_else(|| Error::SizeOverflow {
+            what: format!("element count of shape {shape:?}"),
+        })?;
         let bytes = plan::check_allocation("tensor", len, &self.limits)?;
         let buffer = self.scoped("allocating a tensor", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
