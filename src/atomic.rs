@@ -13,10 +13,7 @@ use crate::error::{Error, Result};
 /// # Errors
 /// [`Error::Io`] when the folder is not writable or the rename fails; whatever `write` returns.
 pub fn write_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let io_err = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = |source| Error::io("write", path, source);
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

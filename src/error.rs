@@ -25,8 +25,11 @@ pub enum Error {
         shape: Vec<usize>,
     },
 
-    /// A dimension that must be positive is zero (only the batch may be empty).
-    #[error("expected non-zero size for every dimension of {what} except the batch, but got {what} of size {shape:?}")]
+    /// A dimension that must be positive is zero (only an input's batch may be empty).
+    #[error(
+        "expected non-zero size for every dimension of {what}{}, but got {what} of size {shape:?}",
+        except_batch(what)
+    )]
     EmptyDimension {
         /// `"input"` or `"weight"`.
         what: &'static str,
@@ -336,13 +339,50 @@ pub enum Error {
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
 
-    /// A file system operation failed.
-    #[error("{path}: {source}")]
+    /// A file system operation failed: `cannot read x.npy: No such file or directory (os error 2)`.
+    #[error("cannot {action} {path}: {source}")]
     Io {
+        /// What was being done to the file: `"read"`, `"write"`, ...
+        action: &'static str,
         /// The file.
         path: PathBuf,
-        /// The OS error.
+        /// The OS error, or what is wrong with the path (`folder nodir does not exist`).
         source: std::io::Error,
+    },
+
+    /// Host memory for a tensor or buffer whose size comes from the input cannot be had: the
+    /// need exceeds what the machine (or the process's cgroup) has available, or the allocator
+    /// refused it (an address-space limit such as `ulimit -v`).
+    #[error("{what} needs {} of host memory, but {}", crate::memory::bytes_text(*bytes), available_text(available))]
+    HostMemory {
+        /// What the memory is for, with its shape.
+        what: String,
+        /// Bytes needed.
+        bytes: u64,
+        /// Bytes available when the need was checked; `None` when the allocator refused.
+        available: Option<u64>,
+    },
+
+    /// Training diverged: the loss became NaN or infinite.
+    #[error("training diverged: the loss is {loss} at step {step} with learning rate {lr}; try a smaller learning rate")]
+    Diverged {
+        /// The 1-based step whose loss was not finite.
+        step: usize,
+        /// That loss.
+        loss: f32,
+        /// The learning rate used.
+        lr: f32,
+    },
+
+    /// An environment variable that wgconv honours holds a value it does not understand.
+    #[error("{name}={value:?} is not understood; expected {expected}")]
+    Environment {
+        /// The variable, e.g. `WGPU_POWER_PREF`.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// The values it takes.
+        expected: &'static str,
     },
 
     /// Two tensors that must have the same shape (a gradient and its parameter, a prediction and
@@ -365,6 +405,37 @@ pub enum Error {
         /// The value given.
         value: f32,
     },
+}
+
+/// " except the batch" for an input (whose batch may be empty), nothing for a weight.
+fn except_batch(what: &str) -> &'static str {
+    if what == "input" {
+        " except the batch"
+    } else {
+        ""
+    }
+}
+
+/// The second half of a [`Error::HostMemory`] message.
+fn available_text(available: &Option<u64>) -> String {
+    match available {
+        Some(bytes) => format!(
+            "only {} are available (MemAvailable, or the cgroup's limit)",
+            crate::memory::bytes_text(*bytes)
+        ),
+        None => "the allocator refused it (an address-space limit such as `ulimit -v`?)".into(),
+    }
+}
+
+impl Error {
+    /// [`Error::Io`] for `action` ("read", "write", ...) on `path`.
+    pub fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// `Result` with wgconv's [`Error`].

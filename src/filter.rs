@@ -183,14 +183,11 @@ fn luminance(x: &Tensor, plane: usize) -> Result<Tensor> {
 /// # Errors
 /// [`Error::Io`] when the file cannot be read; [`Error::Image`] when it is not a readable image.
 pub fn read_image(path: &Path) -> Result<image::RgbImage> {
-    let reader = image::ImageReader::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let reader = reader.with_guessed_format().map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let reader =
+        image::ImageReader::open(path).map_err(|source| Error::io("read", path, source))?;
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|source| Error::io("read", path, source))?;
     let decoded = reader.decode().map_err(|e| Error::Image {
         path: path.to_path_buf(),
         message: format!("not a readable PNG or JPEG image: {e}"),
@@ -230,10 +227,7 @@ pub fn write_image(path: &Path, image: &image::RgbImage) -> Result<()> {
             })?;
         writer
             .write_all(bytes.get_ref())
-            .map_err(|source| Error::Io {
-                path: path.to_path_buf(),
-                source,
-            })
+            .map_err(|source| Error::io("write", path, source))
     })
 }
 

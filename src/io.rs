@@ -22,10 +22,7 @@ use crate::tensor::Tensor;
 /// `.npy` file (the message names the dtype it holds instead) or is truncated or corrupt.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
-    let io_err = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = |source| Error::io("read", path, source);
     let npy_err = |message: String| Error::Npy {
         path: path.to_path_buf(),
         message: format!("not a readable float32 .npy file: {message}"),

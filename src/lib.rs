@@ -7,12 +7,14 @@ pub mod atomic;
 pub mod bench;
 pub mod cpu;
 pub mod error;
+pub mod files;
 #[cfg(feature = "image")]
 pub mod filter;
 pub mod gpu;
 #[cfg(feature = "ndarray")]
 pub mod io;
 pub mod layer;
+pub mod memory;
 pub mod report;
 pub mod spec;
 pub mod tensor;

@@ -240,13 +240,11 @@ fn positive(text: &str, what: &str) -> Result<usize, String> {
 /// sees the old file or the whole new one and a failure leaves nothing behind.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let written = crate::atomic::write_with(path, |w| {
-        w.write_all(bytes).map_err(|source| crate::Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        w.write_all(bytes)
+            .map_err(|source| crate::Error::io("write", path, source))
     });
     written.map_err(|e| match e {
-        crate::Error::Io { path, source } => ReportError::Io { path, source },
+        crate::Error::Io { path, source, .. } => ReportError::Io { path, source },
         other => ReportError::Io {
             path: path.to_path_buf(),
             source: std::io::Error::other(other.to_string()),

@@ -34,16 +34,14 @@ impl Tensor {
     /// A tensor whose element at flat index `i` is `f(i)`.
     ///
     /// # Errors
-    /// [`Error::SizeOverflow`] when the element count overflows or the memory cannot be had.
+    /// [`Error::SizeOverflow`] when the element count overflows; [`Error::HostMemory`] when the
+    /// memory cannot be had.
     pub fn from_fn(shape: impl Into<Vec<usize>>, f: impl FnMut(usize) -> f32) -> Result<Self> {
         let shape = shape.into();
         let len = element_count(&shape)?;
         // Ask for the memory first, so an absurd shape is an error rather than an abort.
-        let mut data = Vec::new();
-        data.try_reserve_exact(len)
-            .map_err(|_| Error::SizeOverflow {
-                what: format!("host memory for {len} elements of shape {shape:?}"),
-            })?;
+        let mut data =
+            crate::memory::try_with_capacity(len, || format!("a tensor of shape {shape:?}"))?;
         data.extend((0..len).map(f));
         Ok(Tensor { shape, data })
     }

@@ -570,16 +570,11 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
             "repeat": args.repeat,
             "results": results,
         });
-        let text = serde_json::to_string_pretty(&json).map_err(|e| wgconv::Error::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
+        let text = serde_json::to_string_pretty(&json)
+            .map_err(|e| wgconv::Error::io("write", path, std::io::Error::other(e)))?;
         wgconv::atomic::write_with(path, |w| {
             w.write_all(text.as_bytes())
-                .map_err(|source| wgconv::Error::Io {
-                    path: path.clone(),
-                    source,
-                })
+                .map_err(|source| wgconv::Error::io("write", path, source))
         })?;
         eprintln!("wrote {}", path.display());
     }
@@ -589,10 +584,7 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
             let text = wgconv::bench::backward_csv_string(&all, &all_backward);
             wgconv::atomic::write_with(path, |w| {
                 w.write_all(text.as_bytes())
-                    .map_err(|source| wgconv::Error::Io {
-                        path: path.clone(),
-                        source,
-                    })
+                    .map_err(|source| wgconv::Error::io("write", path, source))
             })?;
         } else {
             wgconv::report::write_csv(path, &all)?;

@@ -1302,10 +1302,7 @@ impl Engine {
 
 /// Reserves `len` more elements, as an error rather than an abort when the host has no memory.
 fn reserve(v: &mut Vec<f32>, len: usize) -> Result<()> {
-    v.try_reserve_exact(len).map_err(|_| Error::SizeOverflow {
-        what: format!("host memory for {len} output elements"),
-    })?;
-    v.resize(len, 0.0);
+    *v = crate::memory::try_vec(len, 0.0, || format!("the output ({len} elements)"))?;
     Ok(())
 }
 
