@@ -363,15 +363,15 @@ pub enum Error {
         available: Option<u64>,
     },
 
-    /// Training diverged: the loss became NaN or infinite.
-    #[error("training diverged: the loss is {loss} at step {step} with learning rate {lr}; try a smaller learning rate")]
+    /// Training diverged: the loss or the parameters became NaN or infinite.
+    #[error("training diverged at step {step} with learning rate {lr:?}: {what}; try a smaller learning rate")]
     Diverged {
-        /// The 1-based step whose loss was not finite.
+        /// The 1-based step at which it was seen.
         step: usize,
-        /// That loss.
-        loss: f32,
         /// The learning rate used.
         lr: f32,
+        /// What is not finite, with its value: `the loss is NaN`.
+        what: String,
     },
 
     /// An environment variable that wgconv honours holds a value it does not understand.

@@ -192,7 +192,8 @@ pub struct EdgeLesson {
 /// `sum((conv(X) - Y)^2)`. `report(step, loss)` is called after every step (from 1).
 ///
 /// # Errors
-/// GPU errors; [`Error::NonFinite`] for a NaN or infinite `lr`.
+/// GPU errors; [`Error::NonFinite`] for a NaN or infinite `lr`; [`Error::Diverged`] when the
+/// loss or the kernel stops being finite (a learning rate far too large).
 pub fn learn_edge_kernel(
     engine: &Engine,
     steps: usize,
@@ -213,7 +214,7 @@ pub fn learn_edge_kernel(
     let params = Conv2dParams::default();
     let y = engine.conv2d_gpu(&x, &k, None, &params)?;
     let mut conv = Conv2d::new(engine, 1, 1, (1, 2), params, false, seed)?;
-    let mut losses = Vec::with_capacity(steps);
+    let mut losses = Vec::new();
     for step in 1..=steps {
         let y_hat = conv.forward(engine, &x)?;
         let (loss, grad) = engine.squared_error(&y_hat, &y)?;
@@ -221,9 +222,23 @@ pub fn learn_edge_kernel(
         conv.sgd_step(engine, &grads, lr)?;
         let loss = engine.download(&loss)?.data()[0];
         report(step, loss);
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                step,
+                lr,
+                what: format!("the loss is {loss}"),
+            });
+        }
         losses.push(loss);
     }
     let w = engine.download(conv.weight())?;
+    if w.data().iter().any(|v| !v.is_finite()) {
+        return Err(Error::Diverged {
+            step: steps,
+            lr,
+            what: format!("the kernel is {:?}", w.data()),
+        });
+    }
     Ok(EdgeLesson {
         losses,
         kernel: [w.data()[0], w.data()[1]],

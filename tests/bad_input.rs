@@ -393,14 +393,14 @@ fn a_missing_input_file_is_an_io_error_naming_it() {
     let missing = dir.path().join("missing.npy");
     let e = io::read_npy(&missing).unwrap_err();
     assert!(
-        matches!(e, Error::Io { ref path, ref source }
+        matches!(e, Error::Io { ref path, ref source, action: "read" }
             if path == &missing && source.kind() == std::io::ErrorKind::NotFound),
         "{e:?}"
     );
     assert_eq!(
         e.to_string(),
         format!(
-            "{}: No such file or directory (os error 2)",
+            "cannot read {}: No such file or directory (os error 2)",
             missing.display()
         )
     );
@@ -423,7 +423,7 @@ fn a_missing_input_file_is_an_io_error_naming_it() {
         let line = cli_fails_alone(&args);
         assert_eq!(
             line,
-            format!("wgconv: error: {missing}: No such file or directory (os error 2)")
+            format!("wgconv: error: cannot read {missing}: No such file or directory (os error 2)")
         );
     }
     assert_eq!(files_in(dir.path()), before);
@@ -436,17 +436,20 @@ fn an_unwritable_output_path_fails_naming_it_and_leaves_no_file() {
     let nowhere = dir.path().join("no/such/folder/y.npy");
     let e = io::write_npy(&nowhere, &ones(&[1, 1, 2, 2])).unwrap_err();
     assert!(
-        matches!(e, Error::Io { ref path, ref source }
+        matches!(e, Error::Io { ref path, ref source, action: "write" }
             if path == &nowhere && source.kind() == std::io::ErrorKind::NotFound),
         "{e:?}"
     );
-    assert!(
-        e.to_string()
-            .starts_with(&format!("{}: ", nowhere.display())),
-        "{e}"
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "cannot write {}: folder {} does not exist",
+            nowhere.display(),
+            nowhere.parent().unwrap().display()
+        )
     );
-    // The CLI: an output path that is an existing folder. The convolution runs, the rename over
-    // the folder fails, and neither the folder nor its parent gains a file (no temporary left).
+    // The CLI: an output path that is an existing folder is refused before the convolution
+    // runs, and neither the folder nor its parent gains a file (no temporary left).
     let x = npy_of_ones(dir.path(), "x.npy", &[1, 1, 4, 4]);
     let w = npy_of_ones(dir.path(), "w.npy", &[1, 1, 3, 3]);
     let folder = dir.path().join("out.npy");
@@ -467,7 +470,10 @@ fn an_unwritable_output_path_fails_naming_it_and_leaves_no_file() {
         ],
     );
     assert!(
-        line.starts_with(&format!("wgconv: error: {}: ", folder.display())),
+        line == format!(
+            "wgconv: error: cannot write {}: it is a directory; name a file in it",
+            folder.display()
+        ),
         "{line}"
     );
     assert_eq!(files_in(dir.path()), before);

@@ -254,6 +254,11 @@ fn empty_non_batch_dimensions_are_refused() {
         matches!(e, Error::EmptyDimension { what: "weight", .. }),
         "{e:?}"
     );
+    // A weight has no batch, so its message names none.
+    assert_eq!(
+        e.to_string(),
+        "expected non-zero size for every dimension of weight, but got weight of size [0, 3, 3, 3]"
+    );
 }
 
 #[test]
@@ -562,7 +567,16 @@ fn absurd_sizes_are_errors_not_panics() {
     assert!(plan::plan(&s, &PlanLimits::unlimited_cpu(), Algorithm::Auto).is_err());
     // Host memory that cannot be had is an error, not an abort.
     let e = Tensor::full([1 << 20, 1 << 20, 1 << 10], 0.0).unwrap_err();
-    assert!(matches!(e, Error::SizeOverflow { .. }), "{e:?}");
+    assert!(
+        matches!(e, Error::HostMemory { bytes, .. } if bytes == 1 << 52),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().starts_with(
+            "a tensor of shape [1048576, 1048576, 1024] needs 4503.6 TB (4503599627370496 bytes) of host memory, but "
+        ),
+        "{e}"
+    );
 }
 
 #[test]

@@ -835,6 +835,7 @@ fn is_size_error(e: &wgconv::Error) -> bool {
         wgconv::Error::TooLarge { .. }
             | wgconv::Error::DeviceLimit { .. }
             | wgconv::Error::SizeOverflow { .. }
+            | wgconv::Error::HostMemory { .. }
     )
 }
 

@@ -17,12 +17,52 @@ macro_rules! say {
     }};
 }
 
+/// `eprintln!` that ignores a standard error that cannot be written (`2>/dev/full`, a closed
+/// pipe): the exit status must not depend on whether the message could be shown.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn stdout_failed(e: std::io::Error) -> ! {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         std::process::exit(0);
     }
-    eprintln!("wgconv: error: cannot write to standard output: {e}");
+    note!("wgconv: error: cannot write to standard output: {e}");
     std::process::exit(1)
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: remove the temporary file of an unfinished output write and
+/// exit with 128 + the signal's number (130, 143, 129), as a shell reports a death by signal.
+/// SIGKILL cannot be caught; it leaves the `.wgconv-*.tmp` file behind (the old output is intact).
+#[cfg(unix)]
+fn clean_up_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        // Without the handler the signals keep their default action, which leaves nothing
+        // worse than a temporary file behind.
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            wgconv::atomic::abandon_pending_writes();
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn clean_up_on_signals() {}
+
+/// The name of an output in messages: standard output for `-`.
+fn shown(path: &std::path::Path) -> String {
+    if path.as_os_str() == "-" {
+        "standard output".into()
+    } else {
+        path.display().to_string()
+    }
 }
 
 #[derive(Parser)]
@@ -291,6 +331,7 @@ fn main() -> ExitCode {
     )
     .init();
     let cli = Cli::parse();
+    clean_up_on_signals();
     let result = match cli.command.unwrap_or(Command::Demo) {
         Command::Demo => demo(),
         Command::Info => info(),
@@ -300,13 +341,13 @@ fn main() -> ExitCode {
         Command::TrainEdge(args) => train_edge(&args),
         Command::SampleImage { output } => {
             wgconv::filter::write_image(&output, &wgconv::filter::sample_image())
-                .map(|()| eprintln!("wrote {}", output.display()))
+                .map(|()| note!("wrote {}", shown(&output)))
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wgconv: error: {e}");
+            note!("wgconv: error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -333,6 +374,8 @@ fn info() -> wgconv::Result<()> {
 }
 
 fn run(args: &RunArgs) -> wgconv::Result<()> {
+    // A missing folder or a directory as the output is refused before any work.
+    wgconv::atomic::check_writable(&args.output)?;
     let input = io::read_npy(&args.input)?;
     let weight = io::read_npy(&args.weight)?;
     let bias = args.bias.as_ref().map(io::read_npy).transpose()?;
@@ -346,9 +389,9 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
         Device::Cpu => cpu::reference::conv2d(&input, &weight, bias.as_ref(), &params)?,
     };
     io::write_npy(&args.output, &output)?;
-    eprintln!(
+    note!(
         "wrote {} with shape {:?}",
-        args.output.display(),
+        shown(&args.output),
         output.shape()
     );
     Ok(())
@@ -361,7 +404,7 @@ fn train_edge(args: &TrainEdgeArgs) -> wgconv::Result<()> {
         engine.adapter()
     );
     say!(
-        "(forward, squared-error loss, backward and SGD step (lr {}) all on the GPU)",
+        "(forward, squared-error loss, backward and SGD step (lr {:?}) all on the GPU)",
         args.lr
     );
     let steps = usize::try_from(args.steps).unwrap_or(usize::MAX);
@@ -406,13 +449,14 @@ fn filter(args: &FilterArgs) -> wgconv::Result<()> {
         (None, None) => KernelChoice::Builtin(Filter::Edges),
     };
     wgconv::filter::output_format(&args.output)?;
+    wgconv::atomic::check_writable(&args.output)?;
     let image = read_image(&args.input)?;
     let engine = Engine::new()?;
     let out = apply(&engine, &image, &choice)?;
     write_image(&args.output, &out)?;
-    eprintln!(
+    note!(
         "wrote {} ({}x{}) on {}",
-        args.output.display(),
+        shown(&args.output),
         out.width(),
         out.height(),
         engine.adapter()
@@ -439,6 +483,10 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
     }
     if args.plot.is_some() && !forward {
         usage("--plot draws the forward pass; use --pass forward or both");
+    }
+    // Every output is checked before the run, so none is written when another cannot be.
+    for path in [&args.json, &args.csv, &args.plot].into_iter().flatten() {
+        wgconv::atomic::check_writable(path)?;
     }
     let layers = match args.suite.as_str() {
         "resnet" => resnet_suite(),
@@ -576,7 +624,7 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
             w.write_all(text.as_bytes())
                 .map_err(|source| wgconv::Error::io("write", path, source))
         })?;
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", shown(path));
     }
     if let Some(path) = &args.csv {
         if backward {
@@ -589,7 +637,7 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
         } else {
             wgconv::report::write_csv(path, &all)?;
         }
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", shown(path));
     }
     if let Some(path) = &args.plot {
         let title = format!(
@@ -598,7 +646,7 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
             args.batch
         );
         wgconv::report::write_plot_svg(path, &title, &all)?;
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", shown(path));
     }
     Ok(())
 }

@@ -43,12 +43,31 @@ pub fn conv2d_f64(
         bias.map(Tensor::shape),
         params,
     )?;
+    let mut out = output_vec(&s)?;
+    each_output(&s, input, weight, bias, |v| out.push(v));
+    Ok((s, out))
+}
+
+/// Room for the output, or [`Error::HostMemory`] naming its shape when the host cannot give it.
+fn output_vec<T>(s: &Conv2dShape) -> Result<Vec<T>> {
+    crate::memory::try_with_capacity(s.output_len(), || {
+        format!("the output {:?}", s.output_shape())
+    })
+}
+
+/// Calls `emit` with each output element in C order, accumulated in f64.
+fn each_output(
+    s: &Conv2dShape,
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    mut emit: impl FnMut(f64),
+) {
     let (x, w) = (input.data(), weight.data());
     let (big_n, big_c, big_h, big_w) = (s.batch, s.in_channels, s.in_h, s.in_w);
     let (big_o, kh, kw) = (s.out_channels, s.kernel_h, s.kernel_w);
     let cg = big_c / s.groups;
     let og = big_o / s.groups;
-    let mut out = Vec::with_capacity(s.output_len());
     for n in 0..big_n {
         for o in 0..big_o {
             let g = o / og;
@@ -77,12 +96,11 @@ pub fn conv2d_f64(
                             }
                         }
                     }
-                    out.push(acc);
+                    emit(acc);
                 }
             }
         }
     }
-    Ok((s, out))
 }
 
 /// The convolution on the CPU, accumulated in f64 and rounded once to f32: `[N, O, P, Q]`.
@@ -95,11 +113,16 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<Tensor> {
-    let (s, out) = conv2d_f64(input, weight, bias, params)?;
-    Tensor::new(
-        s.output_shape(),
-        out.into_iter().map(|v| v as f32).collect(),
-    )
+    let s = Conv2dShape::new(
+        input.shape(),
+        weight.shape(),
+        bias.map(Tensor::shape),
+        params,
+    )?;
+    // Rounded as it is made: an f64 output would take twice the output's memory on top.
+    let mut out = output_vec(&s)?;
+    each_output(&s, input, weight, bias, |v| out.push(v as f32));
+    Tensor::new(s.output_shape(), out)
 }
 
 /// Gradients of `L = sum(grad_output * conv2d(input, weight, bias))`, in f64, each in C order with
@@ -141,8 +164,12 @@ pub fn conv2d_backward_f64(
     let (big_o, kh, kw) = (s.out_channels, s.kernel_h, s.kernel_w);
     let cg = big_c / s.groups;
     let og = big_o / s.groups;
-    let mut grad_x = vec![0.0f64; s.input_len()];
-    let mut grad_w = vec![0.0f64; s.weight_len()];
+    let mut grad_x = crate::memory::try_vec(s.input_len(), 0.0f64, || {
+        format!("the f64 input gradient of {:?}", s.input_shape())
+    })?;
+    let mut grad_w = crate::memory::try_vec(s.weight_len(), 0.0f64, || {
+        format!("the f64 weight gradient of {:?}", s.weight_shape())
+    })?;
     let mut grad_b = vec![0.0f64; big_o];
     // The forward pass's loops; each product x * w in y[n, o, p, q] hands G * w to x and G * x to w.
     for n in 0..big_n {
@@ -210,7 +237,9 @@ pub fn conv_transpose2d_f64(
     let (kh, kw) = (s.kernel_h, s.kernel_w);
     let cig = big_ci / s.groups;
     let cog = big_co / s.groups;
-    let mut out = vec![0.0f64; s.output_len()];
+    let mut out = crate::memory::try_vec(s.output_len(), 0.0f64, || {
+        format!("the f64 output {:?}", s.output_shape())
+    })?;
     if let Some(b) = bias {
         for (k, v) in out.iter_mut().enumerate() {
             *v = f64::from(b.data()[(k / (big_h * big_w)) % big_co]);

@@ -1199,8 +1199,9 @@ impl Engine {
                 Submitted::Running(output) => self.download(&output),
             };
         };
-        let mut output = vec![0.0f32; 0];
-        reserve(&mut output, shape.output_len())?;
+        let mut output = host_zeros(shape.output_len(), || {
+            format!("the output {:?}", shape.output_shape())
+        })?;
         for piece in &pieces {
             let (x, w, b) = piece_tensors(&shape, piece, input, weight, bias)?;
             let y = match self.conv2d_submit(&piece.shape, &x, &w, b.as_ref(), &piece.params())? {
@@ -1235,8 +1236,9 @@ impl Engine {
                 Submitted::Running(output) => self.download_async(&output).await,
             };
         };
-        let mut output = vec![0.0f32; 0];
-        reserve(&mut output, shape.output_len())?;
+        let mut output = host_zeros(shape.output_len(), || {
+            format!("the output {:?}", shape.output_shape())
+        })?;
         for piece in &pieces {
             let (x, w, b) = piece_tensors(&shape, piece, input, weight, bias)?;
             let y = match self.conv2d_submit(&piece.shape, &x, &w, b.as_ref(), &piece.params())? {
@@ -1248,13 +1250,14 @@ impl Engine {
         Tensor::new(shape.output_shape(), output)
     }
 
-    /// The host-side pieces of a problem with a tensor over `max_buffer_size`, or `None` when
-    /// every tensor fits one buffer.
+    /// The host-side pieces of a problem with a tensor over `max_buffer_size` or an output over
+    /// [`HOST_PIECE_OUTPUT_BYTES`], or `None` when it runs whole.
     fn host_pieces(&self, shape: &Conv2dShape) -> Result<Option<Vec<plan::Piece>>> {
         let fits = |s: &Conv2dShape| {
             [s.input_len(), s.weight_len(), s.output_len()]
                 .iter()
                 .all(|&len| plan::check_allocation("tensor", len, &self.limits).is_ok())
+                && s.output_len() as u64 * 4 <= HOST_PIECE_OUTPUT_BYTES
         };
         if fits(shape) || shape.output_len() == 0 {
             return Ok(None);
@@ -1300,10 +1303,15 @@ impl Engine {
     }
 }
 
-/// Reserves `len` more elements, as an error rather than an abort when the host has no memory.
-fn reserve(v: &mut Vec<f32>, len: usize) -> Result<()> {
-    *v = crate::memory::try_vec(len, 0.0, || format!("the output ({len} elements)"))?;
-    Ok(())
+/// The most output bytes the one-shot [`Engine::conv2d`] computes in one piece. Each piece's
+/// output lives three times at once (GPU buffer, readback buffer, downloaded piece), and on a
+/// software adapter all three are host memory; pieces this size keep the peak at the whole
+/// host output plus a bounded amount (`wgconv run`: output + input + weight + about 1 GB).
+const HOST_PIECE_OUTPUT_BYTES: u64 = 256 << 20;
+
+/// `len` zeros, as an error naming `what()` rather than an abort when the host has no memory.
+fn host_zeros(len: usize, what: impl Fn() -> String) -> Result<Vec<f32>> {
+    crate::memory::try_vec(len, 0.0, what)
 }
 
 /// A piece's input (rows with halo, or one zero row), weights and bias, cut from host tensors.
@@ -1314,8 +1322,9 @@ fn piece_tensors(
     weight: &Tensor,
     bias: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let mut x = Vec::new();
-    reserve(&mut x, piece.shape.input_len())?;
+    let mut x = host_zeros(piece.shape.input_len(), || {
+        format!("a piece of the input, {:?}", piece.shape.input_shape())
+    })?;
     for r in piece.input_runs(whole) {
         x[r.dst..r.dst + r.len].copy_from_slice(&input.data()[r.src..r.src + r.len]);
     }
@@ -1463,6 +1472,10 @@ async fn pick_adapter(
         .clone()
         .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
         .filter(|n| !n.is_empty());
+    // A misspelt preference is refused even where an adapter name makes it moot.
+    if options.power_preference.is_none() {
+        power_preference_from_env()?;
+    }
     let adapters = instance.enumerate_adapters(backends).await;
     let seen = adapters
         .iter()
@@ -1480,10 +1493,10 @@ async fn pick_adapter(
                 seen,
             });
     }
-    let power_preference = options
-        .power_preference
-        .or_else(wgpu::PowerPreference::from_env)
-        .unwrap_or(wgpu::PowerPreference::HighPerformance);
+    let power_preference = match options.power_preference {
+        Some(preference) => preference,
+        None => power_preference_from_env()?,
+    };
     instance
         .request_adapter(&wgpu::RequestAdapterOptions {
             power_preference,
@@ -1494,4 +1507,19 @@ async fn pick_adapter(
             request: format!("backends {backends:?}: {e}"),
             seen,
         })
+}
+
+/// `WGPU_POWER_PREF` as wgpu reads it (`low`, `high`, `none`, any case), high performance when
+/// unset or empty; a value wgpu would silently ignore is refused instead.
+fn power_preference_from_env() -> Result<wgpu::PowerPreference> {
+    match std::env::var("WGPU_POWER_PREF") {
+        Ok(value) if !value.trim().is_empty() => {
+            wgpu::PowerPreference::from_env().ok_or(Error::Environment {
+                name: "WGPU_POWER_PREF",
+                value,
+                expected: "low, high or none",
+            })
+        }
+        _ => Ok(wgpu::PowerPreference::HighPerformance),
+    }
 }
