@@ -255,12 +255,9 @@ impl PendingFile {
         // Registered under the lock it is created under, so no signal finds it unlisted.
         let mut pending = lock_pending();
         // tempfile's error names the random temporary name, which never existed; name the target.
-        let tmp = builder.tempfile_in(folder_of(target)).map_err(|e| {
-            io_err(match e.raw_os_error() {
-                Some(code) => std::io::Error::from_raw_os_error(code),
-                None => std::io::Error::new(e.kind(), e.to_string()),
-            })
-        })?;
+        let tmp = builder
+            .tempfile_in(folder_of(target))
+            .map_err(|e| io_err(without_temporary_name(e)))?;
         pending.push(tmp.path().to_path_buf());
         drop(pending);
         let file = PendingFile { tmp: Some(tmp) };
@@ -305,6 +302,30 @@ impl Drop for PendingFile {
             pending.retain(|p| p != &path);
             // Removed while the lock is held.
             drop(tmp);
+        }
+    }
+}
+
+/// tempfile's error with the OS error kept and the random temporary name (which the user never
+/// named, and which never came to exist) dropped: `Read-only file system (os error 30)`.
+fn without_temporary_name(e: std::io::Error) -> std::io::Error {
+    use std::error::Error as _;
+    let code = e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|inner| inner.source())
+            .and_then(|source| source.downcast_ref::<std::io::Error>())
+            .and_then(std::io::Error::raw_os_error)
+    });
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => {
+            let text = e.to_string();
+            let text = text
+                .split(" at path ")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            std::io::Error::new(e.kind(), text)
         }
     }
 }

@@ -552,3 +552,76 @@ fn a_power_preference_wgpu_does_not_know_is_refused() {
         assert!(out.status.success(), "{good}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_gpu_output_larger_than_memory_is_refused_before_any_gpu_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.npy");
+    io::write_npy(&one, &Tensor::full([1, 1, 1, 1], 1.0).unwrap()).unwrap();
+    let output = dir.path().join("y.npy");
+    let one = path_str(&one);
+    // 14.4 GB of output under an 8 GiB address space (room for the software adapter's driver):
+    // without the check, Linux's overcommit lets the run compute for long and then kills it.
+    let start = Instant::now();
+    let out = wgconv_limited(
+        8 << 20,
+        &[
+            "run",
+            "--input",
+            one,
+            "--weight",
+            one,
+            "--padding",
+            "30000",
+            "--output",
+            path_str(&output),
+        ],
+    );
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {message}", out.status);
+    assert!(
+        message.contains("the output [1, 1, 60001, 60001] needs 14.4 GB (14400480004 bytes) of host memory, but only"),
+        "{message}"
+    );
+    assert!(!output.exists());
+    assert!(leftovers(dir.path()).is_empty());
+    // Not a timing threshold: a run that computed first would take minutes on any adapter.
+    eprintln!("refused after {:.1} s", start.elapsed().as_secs_f64());
+}
+
+/// Unmounts the file system at its path when dropped, pass or fail.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_file_system_is_named_with_the_os_error_not_the_temporary_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, w) = small_problem(dir.path());
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "wgconv-test"])
+        .arg(&ro)
+        .status()
+        .expect("mount runs");
+    assert!(
+        mounted.success(),
+        "mounting a read-only tmpfs failed (the tests run as root)"
+    );
+    let _guard = Mounted(ro.clone());
+    let output = ro.join("y.npy");
+    let out = run_cpu(&x, &w, path_str(&output));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!(
+            "wgconv: error: cannot write {}: Read-only file system (os error 30)",
+            output.display()
+        )
+    );
+}
