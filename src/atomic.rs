@@ -309,7 +309,6 @@ impl Drop for PendingFile {
 /// tempfile's error with the OS error kept and the random temporary name (which the user never
 /// named, and which never came to exist) dropped: `Read-only file system (os error 30)`.
 fn without_temporary_name(e: std::io::Error) -> std::io::Error {
-    use std::error::Error as _;
     let code = e.raw_os_error().or_else(|| {
         e.get_ref()
             .and_then(|inner| inner.source())

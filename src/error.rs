@@ -420,7 +420,7 @@ fn except_batch(what: &str) -> &'static str {
 fn available_text(available: &Option<u64>) -> String {
     match available {
         Some(bytes) => format!(
-            "only {} are available (MemAvailable, or the cgroup's limit)",
+            "only {} are available (MemAvailable, the cgroup's limit or `ulimit -v`)",
             crate::memory::bytes_text(*bytes)
         ),
         None => "the allocator refused it (an address-space limit such as `ulimit -v`?)".into(),

@@ -14,6 +14,9 @@
 //!   height and width (`3x3`, `1x7`); all are positive integers;
 //! - `stride S` (positive, default 1) and `pad P` (zero or more, default 0) may follow in either
 //!   order, each at most once, and apply to both axes;
+//! - every number is at most [`MAX_SUITE_NUMBER`] (2147483647, `i32::MAX`), and so are the padded
+//!   input's height and width `H + 2 P` and `W + 2 P`: the shaders form input coordinates
+//!   (`p * stride + i - pad`) in i32 and pass every size as u32;
 //! - `#` starts a comment that runs to the end of the line; blank lines are ignored.
 //!
 //! ```text
@@ -24,7 +27,8 @@
 //! ```
 //!
 //! Every layer must also be a valid convolution (the kernel fits in the padded input); a file
-//! without any layer is an error.
+//! without any layer is an error. A suite file is UTF-8 text of at most [`MAX_SUITE_BYTES`]
+//! (1 MiB), and a regular file (not a FIFO or a device such as `/dev/zero`).
 //!
 //! ```
 //! use std::path::Path;
@@ -35,6 +39,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
@@ -57,9 +62,12 @@ pub enum ReportError {
         message: String,
     },
 
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing a file failed: `cannot read my.suite: No such file or directory (os
+    /// error 2)`.
+    #[error("cannot {action} {}: {source}", path.display())]
     Io {
+        /// What was being done to the file: `"read"` or `"write"`.
+        action: &'static str,
         /// The file.
         path: PathBuf,
         /// The OS error.
@@ -80,15 +88,68 @@ pub enum ReportError {
 // Suite files
 // ---------------------------------------------------------------------------------------------
 
+/// Largest suite file [`parse_suite`] reads, in bytes (1 MiB: some twenty thousand layers).
+pub const MAX_SUITE_BYTES: u64 = 1 << 20;
+
+/// Largest number a suite file may hold, and largest padded input height or width `H + 2 P`:
+/// `i32::MAX`, as the shaders form input coordinates in i32.
+pub const MAX_SUITE_NUMBER: usize = i32::MAX as usize;
+
 /// The layers of the suite file at `path` (format in the [module docs](self)).
 ///
 /// # Errors
-/// [`ReportError::Io`] when the file cannot be read, [`ReportError::Parse`] for the first line
-/// that is not a valid layer, or when the file holds no layer.
+/// [`ReportError::Io`] when the file cannot be read, is not a regular file (a FIFO, a device such
+/// as `/dev/zero`, a directory) or is larger than [`MAX_SUITE_BYTES`]; [`ReportError::Parse`]
+/// for text that is not UTF-8 (naming the line), for the first line that is not a valid layer,
+/// or when the file holds no layer.
 pub fn parse_suite(path: &Path) -> Result<Vec<Layer>, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+    let read_error = |source| ReportError::Io {
+        action: "read",
         path: path.to_path_buf(),
         source,
+    };
+    let too_large = |size: String| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{size} more than the {MAX_SUITE_BYTES} bytes (1 MiB) a suite file may have"),
+        ))
+    };
+    let (file, len) = crate::files::open_input(path).map_err(|e| match e {
+        crate::Error::Io { source, .. } => read_error(source),
+        other => read_error(std::io::Error::other(other.to_string())),
+    })?;
+    if len > MAX_SUITE_BYTES {
+        return Err(too_large(format!(
+            "it is {},",
+            crate::memory::bytes_text(len)
+        )));
+    }
+    // At most one byte past the cap, whatever the length said (a file may grow, and some
+    // regular files, as in /proc, say 0).
+    let mut bytes = Vec::new();
+    file.take(MAX_SUITE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_SUITE_BYTES {
+        return Err(too_large("it holds".into()));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let line_start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        ReportError::Parse {
+            path: path.to_path_buf(),
+            line: 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
+            message: format!(
+                "not UTF-8 text: byte 0x{:02x} at column {} (byte {at} of the file) is not valid \
+                 UTF-8; a suite file is plain text",
+                bytes[at],
+                at - line_start + 1
+            ),
+        }
     })?;
     parse_suite_str(&text, path)
 }
@@ -205,31 +266,49 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
             non_negative(value, "pad")?
         });
     }
-    Ok(Layer::new(
-        name,
-        c,
-        h,
-        w,
-        k,
-        r,
-        s,
-        stride.unwrap_or(1),
-        pad.unwrap_or(0),
-    ))
+    let pad = pad.unwrap_or(0);
+    for (what, size) in [("height H", h), ("width W", w)] {
+        // Each number is at most i32::MAX, so the sum fits u64 (usize may be 32 bits).
+        let padded = size as u64 + 2 * pad as u64;
+        if padded > MAX_SUITE_NUMBER as u64 {
+            return Err(format!(
+                "the padded input {what} + 2 * pad = {size} + 2 * {pad} = {padded} exceeds \
+                 {MAX_SUITE_NUMBER} (input coordinates are i32 in the shaders)"
+            ));
+        }
+    }
+    Ok(Layer::new(name, c, h, w, k, r, s, stride.unwrap_or(1), pad))
 }
 
 fn non_negative(text: &str, what: &str) -> Result<usize, String> {
-    text.parse()
-        .map_err(|_| format!("expected {what} to be a non-negative integer, but got '{text}'"))
+    bounded(text, what, 0, "non-negative")
 }
 
 fn positive(text: &str, what: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(v) if v > 0 => Ok(v),
+    bounded(text, what, 1, "positive")
+}
+
+/// `text` as an integer from `min` to [`MAX_SUITE_NUMBER`]; `kind` names the lower bound in the
+/// message (`positive`, `non-negative`).
+fn bounded(text: &str, what: &str, min: usize, kind: &str) -> Result<usize, String> {
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    let is_integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    match digits.parse::<usize>() {
+        Ok(v) if is_integer && (min..=MAX_SUITE_NUMBER).contains(&v) => Ok(v),
+        // Digits only, yet too large for the shaders (or for usize itself).
+        Ok(v) if is_integer && v > MAX_SUITE_NUMBER => Err(too_large(text, what)),
+        Err(_) if is_integer => Err(too_large(text, what)),
         _ => Err(format!(
-            "expected {what} to be a positive integer, but got '{text}'"
+            "expected {what} to be a {kind} integer, but got '{text}'"
         )),
     }
+}
+
+fn too_large(text: &str, what: &str) -> String {
+    format!(
+        "expected {what} to be at most {MAX_SUITE_NUMBER} (the shaders compute indices in i32), but got \
+         '{text}'"
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,8 +323,17 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
             .map_err(|source| crate::Error::io("write", path, source))
     });
     written.map_err(|e| match e {
-        crate::Error::Io { path, source, .. } => ReportError::Io { path, source },
+        crate::Error::Io {
+            action,
+            path,
+            source,
+        } => ReportError::Io {
+            action,
+            path,
+            source,
+        },
         other => ReportError::Io {
+            action: "write",
             path: path.to_path_buf(),
             source: std::io::Error::other(other.to_string()),
         },

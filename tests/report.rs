@@ -189,8 +189,21 @@ fn missing_suite_file_is_an_io_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("absent.suite");
     match parse_suite(&path) {
-        Err(ReportError::Io { path: p, .. }) => assert_eq!(p, path),
-        other => panic!("expected an Io error, got {other:?}"),
+        Err(e @ ReportError::Io { action: "read", .. }) => {
+            let ReportError::Io {
+                path: p, source, ..
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert_eq!(p, &path);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            assert_eq!(
+                e.to_string(),
+                format!("cannot read {}: {source}", path.display())
+            );
+        }
+        other => panic!("expected an Io error for reading, got {other:?}"),
     }
 }
 
@@ -279,8 +292,19 @@ fn write_csv_into_missing_folder_is_an_io_error_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing").join("bench.csv");
     match write_csv(&path, &[]) {
-        Err(ReportError::Io { path: p, .. }) => assert_eq!(p, path),
-        other => panic!("expected an Io error, got {other:?}"),
+        Err(
+            e @ ReportError::Io {
+                action: "write", ..
+            },
+        ) => assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot write {}: folder {} does not exist",
+                path.display(),
+                dir.path().join("missing").display()
+            )
+        ),
+        other => panic!("expected an Io error for writing, got {other:?}"),
     }
     assert!(entries(dir.path()).is_empty());
 }
@@ -378,8 +402,18 @@ fn svg_chart_into_missing_folder_is_an_io_error_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing").join("bench.svg");
     match write_plot_svg(&path, "t", &plot_results()) {
-        Err(ReportError::Io { path: p, .. }) => assert_eq!(p, path),
-        other => panic!("expected an Io error, got {other:?}"),
+        Err(
+            e @ ReportError::Io {
+                action: "write", ..
+            },
+        ) => {
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("cannot write {}: ", path.display())),
+                "{e}"
+            );
+        }
+        other => panic!("expected an Io error for writing, got {other:?}"),
     }
     assert!(entries(dir.path()).is_empty());
 }
