@@ -6,11 +6,12 @@
 //! The memory estimate and the FIFO check are Linux's (`/proc/meminfo`, `ulimit -v`, `mkfifo`).
 #![cfg(target_os = "linux")]
 
-use std::io::Read;
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use wgconv::filter::{filter_memory_bytes, read_image, sample_image, write_image};
 
@@ -19,44 +20,6 @@ const LIMIT_KIB: u64 = 8 << 20;
 
 /// How long a refusal may take before the test calls it a hang.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Runs `command` to completion within `deadline`, killing it and failing the test otherwise.
-fn run_with_deadline(mut command: Command, deadline: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the command starts");
-    // Drained while it runs, so a full pipe cannot stall it.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-            panic!("{command:?} still ran after {deadline:?}; killed it. stderr so far: {stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
 
 /// `wgconv args` under `ulimit -v 8 GiB`.
 fn wgconv_under_8_gib(args: &[&str]) -> Command {
@@ -251,7 +214,7 @@ fn assert_refused_before_decoding(width: u32, height: u32, channels: u8, words: 
          {need} bytes); pick a larger one"
     );
     let output = dir.path().join("out.png");
-    let out = run_with_deadline(
+    let out = common::run_with_deadline(
         wgconv_under_8_gib(&[
             "filter",
             "--input",
@@ -322,7 +285,7 @@ fn jpeg_whose_header_claims_60000x60000_is_refused_before_decoding() {
     bytes[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
     std::fs::write(&input, &bytes).unwrap();
     let output = dir.path().join("out.png");
-    let out = run_with_deadline(
+    let out = common::run_with_deadline(
         wgconv_under_8_gib(&[
             "filter",
             "--input",
@@ -369,7 +332,7 @@ fn fifo_as_input_is_refused_without_waiting_for_a_writer() {
         "--output",
         output.to_str().unwrap(),
     ]);
-    let out = run_with_deadline(command, DEADLINE);
+    let out = common::run_with_deadline(command, DEADLINE);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
@@ -438,7 +401,7 @@ fn normal_image_still_filters_and_its_estimate_is_modest() {
         "--output",
         output.to_str().unwrap(),
     ]);
-    let out = run_with_deadline(command, Duration::from_secs(120));
+    let out = common::run_with_deadline(command, Duration::from_secs(120));
     assert!(
         out.status.success(),
         "{}",

@@ -2,10 +2,11 @@
 //! reading (or waiting), oversized and non-UTF-8 files are clear errors, and numbers the shaders
 //! cannot index with are parse errors naming the file, the line and the token.
 
-use std::io::Read;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use wgconv::report::{
     parse_suite, parse_suite_str, ReportError, MAX_SUITE_BYTES, MAX_SUITE_NUMBER,
@@ -14,49 +15,11 @@ use wgconv::report::{
 /// How long a refusal may take before the test calls it a hang.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Runs `command` to completion within `deadline`, killing it and failing the test otherwise.
-fn run_with_deadline(mut command: Command, deadline: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the command starts");
-    // Drained while it runs, so a full pipe cannot stall it.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-            panic!("{command:?} still ran after {deadline:?}; killed it. stderr so far: {stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
 /// `wgconv bench --suite SUITE extra...` within `deadline`.
 fn bench(suite: &Path, extra: &[&str], deadline: Duration) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wgconv"));
     command.args(["bench", "--suite"]).arg(suite).args(extra);
-    run_with_deadline(command, deadline)
+    common::run_with_deadline(command, deadline)
 }
 
 /// The one line on stderr of a run that must exit with status 1.

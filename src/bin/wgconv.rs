@@ -48,7 +48,9 @@ fn clean_up_on_signals() {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             wgconv::atomic::abandon_pending_writes();
-            std::process::exit(128 + signal);
+            // `_exit`: no atexit handlers or library destructors run under GPU threads still
+            // at work (stdout is line-buffered, so whole lines are already out).
+            signal_hook::low_level::exit(128 + signal);
         }
     });
 }

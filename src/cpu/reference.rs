@@ -37,22 +37,29 @@ pub fn conv2d_f64(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<(Conv2dShape, Vec<f64>)> {
+    convolve(input, weight, bias, params, |v| v)
+}
+
+/// The validated shape and the output in C order, each element accumulated in f64 and passed
+/// through `round` as it is made (so an f32 output never has an f64 twin in memory).
+fn convolve<T>(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &Conv2dParams,
+    round: impl Fn(f64) -> T,
+) -> Result<(Conv2dShape, Vec<T>)> {
     let s = Conv2dShape::new(
         input.shape(),
         weight.shape(),
         bias.map(Tensor::shape),
         params,
     )?;
-    let mut out = output_vec(&s)?;
-    each_output(&s, input, weight, bias, |v| out.push(v));
-    Ok((s, out))
-}
-
-/// Room for the output, or [`Error::HostMemory`] naming its shape when the host cannot give it.
-fn output_vec<T>(s: &Conv2dShape) -> Result<Vec<T>> {
-    crate::memory::try_with_capacity(s.output_len(), || {
+    let mut out = crate::memory::try_with_capacity(s.output_len(), || {
         format!("the output {:?}", s.output_shape())
-    })
+    })?;
+    each_output(&s, input, weight, bias, |v| out.push(round(v)));
+    Ok((s, out))
 }
 
 /// Calls `emit` with each output element in C order, accumulated in f64.
@@ -113,15 +120,7 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<Tensor> {
-    let s = Conv2dShape::new(
-        input.shape(),
-        weight.shape(),
-        bias.map(Tensor::shape),
-        params,
-    )?;
-    // Rounded as it is made: an f64 output would take twice the output's memory on top.
-    let mut out = output_vec(&s)?;
-    each_output(&s, input, weight, bias, |v| out.push(v as f32));
+    let (s, out) = convolve(input, weight, bias, params, |v| v as f32)?;
     Tensor::new(s.output_shape(), out)
 }
 

@@ -477,7 +477,7 @@ pub fn pack_plan(shape: &Conv2dShape, limits: &PlanLimits) -> Result<(Plan, usiz
 }
 
 /// A flat dispatch of `kernel` over `work_items` invocations (one per element), in workgroups of
-/// 64 laid out by [`grid`]: for the element-wise and reduction kernels.
+/// 64 laid out by `grid`: for the element-wise and reduction kernels.
 ///
 /// # Errors
 /// [`Error::TooLarge`] when the items overflow u32 or the grid.
