@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong in wgconv, each variant naming the values involved.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` form is its message, so `fn main() -> wgconv::Result<()>` prints the message (with
+/// the variant's fields still there to match on).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Input tensor is not `[N, C, H, W]`.
@@ -424,6 +427,12 @@ fn available_text(available: &Option<u64>) -> String {
             crate::memory::bytes_text(*bytes)
         ),
         None => "the allocator refused it (an address-space limit such as `ulimit -v`?)".into(),
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 

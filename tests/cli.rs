@@ -666,3 +666,35 @@ fn train_edge_prints_the_lecture_loop_and_learns_the_kernel() {
         stderr(&out)
     );
 }
+
+#[test]
+fn no_xdg_runtime_dir_complaint_on_a_headless_box() {
+    for backend in ["vulkan", "gl"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wgconv"))
+            .arg("info")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("WGPU_BACKEND", backend)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("XDG_RUNTIME_DIR"),
+            "{backend}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn an_error_returned_from_main_prints_its_message() {
+    let e = wgconv::cpu::reference::conv2d(
+        &wgconv::Tensor::full([1, 4, 8, 8], 1.0).unwrap(),
+        &wgconv::Tensor::full([8, 3, 1, 1], 1.0).unwrap(),
+        None,
+        &wgconv::Conv2dParams::default(),
+    )
+    .unwrap_err();
+    // `fn main() -> wgconv::Result<()>` prints the error's Debug form.
+    assert_eq!(format!("{e:?}"), e.to_string());
+    assert!(format!("{e:?}").starts_with("Given groups=1, weight of size [8, 3, 1, 1]"));
+}

@@ -58,6 +58,22 @@ fn clean_up_on_signals() {
 #[cfg(not(unix))]
 fn clean_up_on_signals() {}
 
+/// Mesa's window-system probing prints `error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment.` on a headless box where it is unset; give it a private, empty one (mode 0700,
+/// removed at exit) before any adapter is looked for. A set value is left alone.
+fn private_runtime_dir() -> Option<tempfile::TempDir> {
+    if !cfg!(target_os = "linux") || std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("wgconv-runtime-")
+        .tempdir()
+        .ok()?;
+    // Still one thread (before the signal thread and any adapter): setting it races nothing.
+    std::env::set_var("XDG_RUNTIME_DIR", dir.path());
+    Some(dir)
+}
+
 /// The name of an output in messages: standard output for `-`.
 fn shown(path: &std::path::Path) -> String {
     if path.as_os_str() == "-" {
@@ -333,6 +349,8 @@ fn main() -> ExitCode {
     )
     .init();
     let cli = Cli::parse();
+    // Held until exit: removed with it on a normal exit.
+    let _runtime_dir = private_runtime_dir();
     clean_up_on_signals();
     let result = match cli.command.unwrap_or(Command::Demo) {
         Command::Demo => demo(),
