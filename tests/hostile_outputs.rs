@@ -444,44 +444,43 @@ fn exit_status_does_not_depend_on_an_unwritable_stderr() {
     assert_eq!(usage.code(), Some(2));
 }
 
-#[test]
-fn a_cpu_output_larger_than_memory_is_an_error_naming_both_sizes_not_an_abort() {
+/// `run DEVICE_ARGS` of a `[1, 1, 1, 1]` input with padding 30000 (60001 x 60001 outputs,
+/// 14.4 GB of f32) under an address space of `limit_kib`: refused at once, naming both sizes,
+/// with exit 1 (not an abort, not the OOM killer) and no file left.
+fn a_14_gb_output_is_refused(device_args: &[&str], limit_kib: u64) {
     let dir = tempfile::tempdir().unwrap();
     let one = dir.path().join("one.npy");
     io::write_npy(&one, &Tensor::full([1, 1, 1, 1], 1.0).unwrap()).unwrap();
     let output = dir.path().join("y.npy");
     let one = path_str(&one);
-    // 60001 x 60001 outputs: 14.4 GB of f32, under a 4 GiB address space.
-    let out = wgconv_limited(
-        4 << 20,
-        &[
-            "run",
-            "--device",
-            "cpu",
-            "--input",
-            one,
-            "--weight",
-            one,
-            "--padding",
-            "30000",
-            "--output",
-            path_str(&output),
-        ],
-    );
+    let mut args = vec!["run"];
+    args.extend(device_args);
+    args.extend(["--input", one, "--weight", one, "--padding", "30000"]);
+    args.extend(["--output", path_str(&output)]);
+    let out = wgconv_limited(limit_kib, &args);
     let message = stderr(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "not an error exit: {:?} {message}",
-        out.status
-    );
+    assert_eq!(out.status.code(), Some(1), "{:?}: {message}", out.status);
     assert!(
-        message.contains("the output [1, 1, 60001, 60001] needs 14.4 GB (14400480004 bytes) of host memory, but only"),
+        message.contains(
+            "the output [1, 1, 60001, 60001] needs 14.4 GB (14400480004 bytes) of host memory, but only"
+        ),
         "{message}"
     );
     assert_eq!(message.lines().count(), 1, "{message}");
     assert!(!output.exists());
     assert!(leftovers(dir.path()).is_empty());
+}
+
+#[test]
+fn a_cpu_output_larger_than_memory_is_an_error_naming_both_sizes_not_an_abort() {
+    a_14_gb_output_is_refused(&["--device", "cpu"], 4 << 20);
+}
+
+#[test]
+fn a_gpu_output_larger_than_memory_is_refused_before_any_gpu_work() {
+    // 8 GiB leaves room for the software adapter's driver. Without the check Linux's overcommit
+    // lets the run compute for minutes and then kills it; with it, nothing reaches the GPU.
+    a_14_gb_output_is_refused(&[], 8 << 20);
 }
 
 #[test]
@@ -551,42 +550,6 @@ fn a_power_preference_wgpu_does_not_know_is_refused() {
             .unwrap();
         assert!(out.status.success(), "{good}: {}", stderr(&out));
     }
-}
-
-#[test]
-fn a_gpu_output_larger_than_memory_is_refused_before_any_gpu_work() {
-    let dir = tempfile::tempdir().unwrap();
-    let one = dir.path().join("one.npy");
-    io::write_npy(&one, &Tensor::full([1, 1, 1, 1], 1.0).unwrap()).unwrap();
-    let output = dir.path().join("y.npy");
-    let one = path_str(&one);
-    // 14.4 GB of output under an 8 GiB address space (room for the software adapter's driver):
-    // without the check, Linux's overcommit lets the run compute for long and then kills it.
-    let start = Instant::now();
-    let out = wgconv_limited(
-        8 << 20,
-        &[
-            "run",
-            "--input",
-            one,
-            "--weight",
-            one,
-            "--padding",
-            "30000",
-            "--output",
-            path_str(&output),
-        ],
-    );
-    let message = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{:?}: {message}", out.status);
-    assert!(
-        message.contains("the output [1, 1, 60001, 60001] needs 14.4 GB (14400480004 bytes) of host memory, but only"),
-        "{message}"
-    );
-    assert!(!output.exists());
-    assert!(leftovers(dir.path()).is_empty());
-    // Not a timing threshold: a run that computed first would take minutes on any adapter.
-    eprintln!("refused after {:.1} s", start.elapsed().as_secs_f64());
 }
 
 /// Unmounts the file system at its path when dropped, pass or fail.
