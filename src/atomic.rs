@@ -56,27 +56,15 @@ enum Target {
 pub fn write_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     let io_err = |source| Error::io("write", path, source);
     match resolve(path)? {
-        Target::Stdout => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            write(&mut lock)?;
-            lock.flush().map_err(io_err)
-        }
-        Target::Stderr => {
-            let stderr = std::io::stderr();
-            let mut lock = stderr.lock();
-            write(&mut lock)?;
-            lock.flush().map_err(io_err)
-        }
+        Target::Stdout => write_through(path, &mut std::io::stdout().lock(), write),
+        Target::Stderr => write_through(path, &mut std::io::stderr().lock(), write),
         Target::Stream(p) => {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .truncate(true)
                 .open(&p)
                 .map_err(io_err)?;
-            let mut writer = BufWriter::new(file);
-            write(&mut writer)?;
-            writer.flush().map_err(io_err)
+            write_through(path, &mut BufWriter::new(file), write)
         }
         Target::Replace {
             path: target,
@@ -94,6 +82,17 @@ pub fn write_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>)
             tmp.commit(path, &target, existing.as_ref())
         }
     }
+}
+
+/// Straight through: `write`'s bytes into `out`, then a flush; nothing is renamed.
+fn write_through(
+    path: &Path,
+    out: &mut dyn Write,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    write(out)?;
+    out.flush()
+        .map_err(|source| Error::io("write", path, source))
 }
 
 /// Checks that `path` can be written as [`write_with`] would write it, before the work that

@@ -114,10 +114,7 @@ pub fn parse_suite(path: &Path) -> Result<Vec<Layer>, ReportError> {
             format!("{size} more than the {MAX_SUITE_BYTES} bytes (1 MiB) a suite file may have"),
         ))
     };
-    let (file, len) = crate::files::open_input(path).map_err(|e| match e {
-        crate::Error::Io { source, .. } => read_error(source),
-        other => read_error(std::io::Error::other(other.to_string())),
-    })?;
+    let (file, len) = crate::files::open_input(path).map_err(|e| report_io(e, "read", path))?;
     if len > MAX_SUITE_BYTES {
         return Err(too_large(format!(
             "it is {},",
@@ -322,7 +319,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
         w.write_all(bytes)
             .map_err(|source| crate::Error::io("write", path, source))
     });
-    written.map_err(|e| match e {
+    written.map_err(|e| report_io(e, "write", path))
+}
+
+/// A crate error from reading or writing `path` as a [`ReportError::Io`]: an [`Error::Io`]
+/// keeps its action and OS error, anything else becomes the OS error's text under `action`.
+///
+/// [`Error::Io`]: crate::Error::Io
+fn report_io(e: crate::Error, action: &'static str, path: &Path) -> ReportError {
+    match e {
         crate::Error::Io {
             action,
             path,
@@ -333,11 +338,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
             source,
         },
         other => ReportError::Io {
-            action: "write",
+            action,
             path: path.to_path_buf(),
             source: std::io::Error::other(other.to_string()),
         },
-    })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,23 +23,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// `wgconv args` under `ulimit -v 8 GiB`.
 fn wgconv_under_8_gib(args: &[&str]) -> Command {
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(format!("ulimit -v {LIMIT_KIB}; exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_wgconv"))
-        .args(args);
-    command
-}
-
-/// Names in `dir`, sorted.
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    common::wgconv_under_ulimit(LIMIT_KIB, args)
 }
 
 // ------------------------------------------------------------------ a black PNG of any size
@@ -247,7 +231,7 @@ fn assert_refused_before_decoding(width: u32, height: u32, channels: u8, words: 
     );
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert_eq!(
-        files_in(dir.path()),
+        common::files_in(dir.path()),
         ["big.png"],
         "no output, no temporary file"
     );
@@ -309,18 +293,14 @@ fn jpeg_whose_header_claims_60000x60000_is_refused_before_decoding() {
     );
     assert!(stderr.contains("available"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert_eq!(files_in(dir.path()), ["big.jpg"]);
+    assert_eq!(common::files_in(dir.path()), ["big.jpg"]);
 }
 
 #[test]
 fn fifo_as_input_is_refused_without_waiting_for_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("photo.png");
-    let made = Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success(), "mkfifo {}", fifo.display());
+    common::mkfifo(&fifo);
     let output = dir.path().join("out.png");
     let mut command = Command::new(env!("CARGO_BIN_EXE_wgconv"));
     command.args([
@@ -349,11 +329,7 @@ fn fifo_as_input_is_refused_without_waiting_for_a_writer() {
 fn read_image_refuses_a_fifo_and_a_directory_as_io_errors() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe.png");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    common::mkfifo(&fifo);
     for (path, what) in [
         (fifo.as_path(), "a FIFO (named pipe)"),
         (dir.path(), "a directory"),

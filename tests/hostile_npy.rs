@@ -5,6 +5,8 @@
 //! Fortran order numpy writes reads right, and what `write_npy` writes has numpy's layout and
 //! reads back bit for bit.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -402,11 +404,7 @@ fn a_consistent_header_too_big_for_memory_is_a_host_memory_error_not_an_abort() 
 fn a_fifo_as_input_is_refused_at_once_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe.npy");
-    let made = Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success(), "mkfifo {}", fifo.display());
+    common::mkfifo(&fifo);
     // The CLI, which must not wait for a writer.
     let w = weight(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_wgconv"))

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use wgconv::{io, Tensor};
 
 fn wgconv(args: &[&str]) -> Output {
@@ -18,13 +20,9 @@ fn wgconv(args: &[&str]) -> Output {
         .expect("the wgconv binary runs")
 }
 
-/// `wgconv ARGS` in `sh` under an address-space limit of `kib` KiB.
+/// `wgconv ARGS` under an address-space limit of `kib` KiB.
 fn wgconv_limited(kib: u64, args: &[&str]) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_wgconv"))
-        .args(args)
+    common::wgconv_under_ulimit(kib, args)
         .output()
         .expect("sh runs")
 }
@@ -100,14 +98,6 @@ fn mknod_char(path: &Path, major: u32, minor: u32) {
     );
 }
 
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("mkfifo runs");
-    assert!(status.success(), "mkfifo {} failed", path.display());
-}
-
 #[test]
 fn a_character_device_as_output_is_written_through_and_stays_a_device() {
     let dir = tempfile::tempdir().unwrap();
@@ -132,7 +122,7 @@ fn a_fifo_as_output_is_written_through_to_its_reader() {
     let (x, w) = small_problem(dir.path());
     let expected = expected_output(dir.path(), &x, &w);
     let fifo = dir.path().join("pipe");
-    mkfifo(&fifo);
+    common::mkfifo(&fifo);
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read(fifo).unwrap())

@@ -49,11 +49,7 @@ fn devices_as_suite_are_refused_without_reading_them() {
 fn fifo_as_suite_is_refused_without_waiting_for_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("layers.suite");
-    let made = Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success(), "mkfifo {}", fifo.display());
+    common::mkfifo(&fifo);
     let out = bench(&fifo, &["--device", "cpu"], DEADLINE);
     assert_eq!(
         fails_with_one_line(&out),

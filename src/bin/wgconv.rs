@@ -34,11 +34,11 @@ fn stdout_failed(e: std::io::Error) -> ! {
     std::process::exit(1)
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: remove the temporary file of an unfinished output write and
-/// exit with 128 + the signal's number (130, 143, 129), as a shell reports a death by signal.
+/// On SIGINT, SIGTERM or SIGHUP: remove the temporary file of an unfinished output write (and
+/// the private runtime folder, if one was made) and exit with 128 + the signal's number (130, 143, 129), as a shell reports a death by signal.
 /// SIGKILL cannot be caught; it leaves the `.wgconv-*.tmp` file behind (the old output is intact).
 #[cfg(unix)]
-fn clean_up_on_signals() {
+fn clean_up_on_signals(runtime_dir: Option<std::path::PathBuf>) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
         // Without the handler the signals keep their default action, which leaves nothing
@@ -48,6 +48,9 @@ fn clean_up_on_signals() {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             wgconv::atomic::abandon_pending_writes();
+            if let Some(dir) = &runtime_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             // `_exit`: no atexit handlers or library destructors run under GPU threads still
             // at work (stdout is line-buffered, so whole lines are already out).
             signal_hook::low_level::exit(128 + signal);
@@ -56,7 +59,7 @@ fn clean_up_on_signals() {
 }
 
 #[cfg(not(unix))]
-fn clean_up_on_signals() {}
+fn clean_up_on_signals(_runtime_dir: Option<std::path::PathBuf>) {}
 
 /// Mesa's window-system probing prints `error: XDG_RUNTIME_DIR is invalid or not set in the
 /// environment.` on a headless box where it is unset; give it a private, empty one (mode 0700,
@@ -350,8 +353,8 @@ fn main() -> ExitCode {
     .init();
     let cli = Cli::parse();
     // Held until exit: removed with it on a normal exit.
-    let _runtime_dir = private_runtime_dir();
-    clean_up_on_signals();
+    let runtime_dir = private_runtime_dir();
+    clean_up_on_signals(runtime_dir.as_ref().map(|d| d.path().to_path_buf()));
     let result = match cli.command.unwrap_or(Command::Demo) {
         Command::Demo => demo(),
         Command::Info => info(),

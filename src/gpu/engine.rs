@@ -1199,7 +1199,7 @@ impl Engine {
                 Submitted::Running(output) => self.download(&output),
             };
         };
-        let mut output = host_zeros(shape.output_len(), || {
+        let mut output = crate::memory::try_vec(shape.output_len(), 0.0, || {
             format!("the output {:?}", shape.output_shape())
         })?;
         for piece in &pieces {
@@ -1236,7 +1236,7 @@ impl Engine {
                 Submitted::Running(output) => self.download_async(&output).await,
             };
         };
-        let mut output = host_zeros(shape.output_len(), || {
+        let mut output = crate::memory::try_vec(shape.output_len(), 0.0, || {
             format!("the output {:?}", shape.output_shape())
         })?;
         for piece in &pieces {
@@ -1309,11 +1309,6 @@ impl Engine {
 /// host output plus a bounded amount (`wgconv run`: output + input + weight + about 1 GB).
 const HOST_PIECE_OUTPUT_BYTES: u64 = 256 << 20;
 
-/// `len` zeros, as an error naming `what()` rather than an abort when the host has no memory.
-fn host_zeros(len: usize, what: impl Fn() -> String) -> Result<Vec<f32>> {
-    crate::memory::try_vec(len, 0.0, what)
-}
-
 /// A piece's input (rows with halo, or one zero row), weights and bias, cut from host tensors.
 fn piece_tensors(
     whole: &Conv2dShape,
@@ -1322,7 +1317,7 @@ fn piece_tensors(
     weight: &Tensor,
     bias: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let mut x = host_zeros(piece.shape.input_len(), || {
+    let mut x = crate::memory::try_vec(piece.shape.input_len(), 0.0, || {
         format!("a piece of the input, {:?}", piece.shape.input_shape())
     })?;
     for r in piece.input_runs(whole) {
@@ -1472,10 +1467,11 @@ async fn pick_adapter(
         .clone()
         .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
         .filter(|n| !n.is_empty());
-    // A misspelt preference is refused even where an adapter name makes it moot.
-    if options.power_preference.is_none() {
-        power_preference_from_env()?;
-    }
+    // Read first: a misspelt preference is refused even where an adapter name makes it moot.
+    let power_preference = match options.power_preference {
+        Some(preference) => preference,
+        None => power_preference_from_env()?,
+    };
     let adapters = instance.enumerate_adapters(backends).await;
     let seen = adapters
         .iter()
@@ -1493,10 +1489,6 @@ async fn pick_adapter(
                 seen,
             });
     }
-    let power_preference = match options.power_preference {
-        Some(preference) => preference,
-        None => power_preference_from_env()?,
-    };
     instance
         .request_adapter(&wgpu::RequestAdapterOptions {
             power_preference,

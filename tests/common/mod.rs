@@ -312,3 +312,34 @@ pub fn run_with_deadline(
         stderr: stderr.join().expect("stderr reader"),
     }
 }
+
+/// A FIFO (named pipe) at `path`, which must lie in a temporary folder (never a system path).
+pub fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {} failed", path.display());
+}
+
+/// `wgconv ARGS` through `sh` under an address-space limit of `kib` KiB (`ulimit -v`), so a test
+/// of an absurd size cannot take the machine down if the refusal regresses.
+pub fn wgconv_under_ulimit(kib: u64, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_wgconv"))
+        .args(args);
+    command
+}
+
+/// Names in `dir`, sorted.
+pub fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
