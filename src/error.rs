@@ -339,6 +339,7 @@ pub enum Error {
     },
 
     /// A benchmark suite file, CSV file or chart could not be read or written.
+    #[cfg(feature = "bench")]
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
 

@@ -1,12 +1,12 @@
 //! A trainable convolution layer whose weights live on the GPU, as PyTorch's `nn.Conv2d`.
 //!
 //! ```no_run
-//! use wgconv::layer::Conv2d;
-//! use wgconv::{Conv2dParams, Engine, Tensor};
+//! use wgconv::layer::{Conv2d, Conv2dConfig};
+//! use wgconv::{Engine, Tensor};
 //!
 //! let engine = Engine::new()?;
 //! // The lecture's edge detector: learn K in Y = corr2d(X, K) from X and Y.
-//! let mut conv = Conv2d::new(&engine, 1, 1, (1, 2), Conv2dParams::default(), false, 0)?;
+//! let mut conv = Conv2d::new(&engine, Conv2dConfig::new(1, 1, (1, 2)).bias(false).seed(0))?;
 //! let x = engine.upload(&Tensor::full([1, 1, 6, 8], 1.0)?)?;
 //! let y = engine.upload(&Tensor::full([1, 1, 6, 7], 0.0)?)?;
 //! for _ in 0..10 {
@@ -19,7 +19,9 @@
 //! # Ok::<(), wgconv::Error>(())
 //! ```
 
+#[cfg(feature = "train")]
 use rand::{RngExt, SeedableRng};
+#[cfg(feature = "train")]
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
@@ -37,25 +39,72 @@ pub struct Conv2d {
     params: Conv2dParams,
 }
 
+/// How [`Conv2d::new`] builds a layer: channels and kernel, then named options with PyTorch's
+/// defaults (`Conv2dParams::default()`, a bias, seed 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Input channels `C`.
+    pub in_channels: usize,
+    /// Output channels `O`.
+    pub out_channels: usize,
+    /// Kernel `(kh, kw)`.
+    pub kernel: (usize, usize),
+    /// Stride, padding, dilation and groups.
+    pub params: Conv2dParams,
+    /// Whether the layer has a bias `[O]` (PyTorch's `bias=True`).
+    pub bias: bool,
+    /// Seed of the ChaCha8 generator the initial values are drawn from.
+    pub seed: u64,
+}
+
+impl Conv2dConfig {
+    /// `in_channels` to `out_channels` with a `kernel` (`k` or `(kh, kw)`), default options.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: impl IntoPair) -> Self {
+        Conv2dConfig {
+            in_channels,
+            out_channels,
+            kernel: kernel.into_pair(),
+            params: Conv2dParams::default(),
+            bias: true,
+            seed: 0,
+        }
+    }
+
+    /// With these stride, padding, dilation and groups.
+    pub fn params(self, params: Conv2dParams) -> Self {
+        Conv2dConfig { params, ..self }
+    }
+
+    /// With (`true`, the default) or without a bias.
+    pub fn bias(self, bias: bool) -> Self {
+        Conv2dConfig { bias, ..self }
+    }
+
+    /// With initial values drawn from `seed`.
+    pub fn seed(self, seed: u64) -> Self {
+        Conv2dConfig { seed, ..self }
+    }
+}
+
 impl Conv2d {
-    /// A layer from `in_channels` to `out_channels` with a `kernel` (`k` or `(kh, kw)`),
-    /// initialised as PyTorch's `nn.Conv2d.reset_parameters`: weights and bias uniform in
-    /// `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`, `fan_in = in_channels/groups * kh * kw` (kaiming
-    /// uniform with `a = sqrt(5)`), drawn from a ChaCha8 generator seeded with `seed`.
+    /// A layer as `config` says, initialised as PyTorch's `nn.Conv2d.reset_parameters`: weights
+    /// and bias uniform in `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`, `fan_in = C/groups * kh * kw`
+    /// (kaiming uniform with `a = sqrt(5)`), drawn from a ChaCha8 generator seeded with
+    /// `config.seed`.
     ///
     /// # Errors
     /// The parameter and shape errors of [`Conv2dShape::new`] (checked against a one-pixel
     /// input padded to the kernel), size and GPU errors.
-    pub fn new(
-        engine: &Engine,
-        in_channels: usize,
-        out_channels: usize,
-        kernel: impl IntoPair,
-        params: Conv2dParams,
-        bias: bool,
-        seed: u64,
-    ) -> Result<Self> {
-        let (kh, kw) = kernel.into_pair();
+    #[cfg(feature = "train")]
+    pub fn new(engine: &Engine, config: Conv2dConfig) -> Result<Self> {
+        let Conv2dConfig {
+            in_channels,
+            out_channels,
+            kernel: (kh, kw),
+            params,
+            bias,
+            seed,
+        } = config;
         let groups = params.groups.max(1);
         let weight_shape = [out_channels, in_channels / groups, kh, kw];
         // Validate channels, groups and parameters on an input large enough for any kernel.
@@ -178,6 +227,7 @@ impl Conv2d {
 
 /// What [`learn_edge_kernel`] learned: the loss at every step (before that step's update) and
 /// the kernel at the end.
+#[cfg(feature = "train")]
 #[derive(Clone, Debug, PartialEq)]
 pub struct EdgeLesson {
     /// `sum((conv(X) - Y)^2)` at steps 1, 2, ...
@@ -194,6 +244,7 @@ pub struct EdgeLesson {
 /// # Errors
 /// GPU errors; [`Error::NonFinite`] for a NaN or infinite `lr`; [`Error::Diverged`] when the
 /// loss or the kernel stops being finite (a learning rate far too large).
+#[cfg(feature = "train")]
 pub fn learn_edge_kernel(
     engine: &Engine,
     steps: usize,
@@ -213,7 +264,10 @@ pub fn learn_edge_kernel(
     let k = engine.upload(&k)?;
     let params = Conv2dParams::default();
     let y = engine.conv2d_gpu(&x, &k, None, &params)?;
-    let mut conv = Conv2d::new(engine, 1, 1, (1, 2), params, false, seed)?;
+    let mut conv = Conv2d::new(
+        engine,
+        Conv2dConfig::new(1, 1, (1, 2)).bias(false).seed(seed),
+    )?;
     let mut losses = Vec::new();
     for step in 1..=steps {
         let y_hat = conv.forward(engine, &x)?;

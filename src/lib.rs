@@ -3,10 +3,13 @@
 
 #[cfg(feature = "ndarray")]
 pub mod array;
+#[cfg(feature = "files")]
 pub mod atomic;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cpu;
 pub mod error;
+#[cfg(feature = "files")]
 pub mod files;
 #[cfg(feature = "image")]
 pub mod filter;
@@ -15,9 +18,14 @@ pub mod gpu;
 pub mod io;
 pub mod layer;
 pub mod memory;
+#[cfg(feature = "bench")]
 pub mod report;
 pub mod spec;
 pub mod tensor;
+
+/// The wgpu this crate is built on, so `EngineOptions { backends: Some(wgconv::wgpu::Backends::VULKAN), .. }`
+/// needs no dependency of its own.
+pub use wgpu;
 
 pub use error::{Error, Result};
 pub use gpu::backward::Conv2dGrads;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use wgconv::layer::{learn_edge_kernel, Conv2d};
+use wgconv::layer::{learn_edge_kernel, Conv2d, Conv2dConfig};
 use wgconv::{Conv2dParams, Error};
 
 use common::engine;
@@ -32,9 +32,12 @@ fn the_lecture_loop_learns_the_edge_kernel() {
 fn every_gpu_step_matches_the_loop_by_hand() {
     let engine = engine();
     for seed in [0, 1, 2, 3] {
-        let initial = Conv2d::new(engine, 1, 1, (1, 2), Conv2dParams::default(), false, seed)
-            .and_then(|c| engine.download(c.weight()))
-            .unwrap();
+        let initial = Conv2d::new(
+            engine,
+            Conv2dConfig::new(1, 1, (1, 2)).bias(false).seed(seed),
+        )
+        .and_then(|c| engine.download(c.weight()))
+        .unwrap();
         let mut w = [f64::from(initial.data()[0]), f64::from(initial.data()[1])];
         let x = |j: usize| if (2..6).contains(&j) { 0.0 } else { 1.0 };
         let target = |j: usize| x(j) - x(j + 1);
@@ -93,7 +96,11 @@ fn layers_are_initialised_like_pytorch_and_seeded() {
     let engine = engine();
     let params = Conv2dParams::default().with_groups(2);
     let make = |seed| {
-        let conv = Conv2d::new(engine, 8, 6, (3, 2), params, true, seed).unwrap();
+        let conv = Conv2d::new(
+            engine,
+            Conv2dConfig::new(8, 6, (3, 2)).params(params).seed(seed),
+        )
+        .unwrap();
         let w = engine.download(conv.weight()).unwrap();
         let b = engine.download(conv.bias().unwrap()).unwrap();
         (w, b)
@@ -111,7 +118,11 @@ fn layers_are_initialised_like_pytorch_and_seeded() {
     assert_eq!(make(7), (w.clone(), b));
     assert_ne!(make(8).0, w);
     // Bad channel counts are the convolution's own errors.
-    let e = Conv2d::new(engine, 3, 6, 3, params, false, 0).unwrap_err();
+    let e = Conv2d::new(
+        engine,
+        Conv2dConfig::new(3, 6, 3).params(params).bias(false),
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::InChannelsNotDivisible { .. }), "{e:?}");
 }
 

@@ -10,7 +10,13 @@
 
 use std::fmt::Write as _;
 
-use crate::gpu::kernels::with_params;
+/// The uniform block's WGSL definition, prepended to every kernel's text.
+pub const PARAMS_WGSL: &str = include_str!("../../shaders/conv_params.wgsl");
+
+/// A kernel file's text with the uniform block's definition in front: what wgpu compiles.
+pub fn with_params(file_text: &str) -> String {
+    format!("{PARAMS_WGSL}\n{file_text}")
+}
 
 /// The compile-time specialization of one register-tiled kernel. Kernel size, stride and
 /// dilation stay uniforms, so a handful of pipelines serve every layer.

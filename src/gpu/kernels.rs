@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::codegen::{grad_weight_source, regtile_source, RegTileSpec};
+pub use crate::gpu::codegen::{with_params, PARAMS_WGSL};
 
 /// A compute kernel wgconv can dispatch, with its compile-time specialization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,14 +48,6 @@ pub const POINTWISE_TILE: usize = 4;
 /// Output channels and pixels per workgroup of [`Kernel::SharedTiled`].
 /// Twin: `BLOCK` in shaders/conv2d_igemm_tiled.wgsl.
 pub const TILED_BLOCK: usize = 64;
-
-/// The uniform block's WGSL definition, prepended to every kernel's text.
-pub const PARAMS_WGSL: &str = include_str!("../../shaders/conv_params.wgsl");
-
-/// A kernel file's text with the uniform block's definition in front: what wgpu compiles.
-pub fn with_params(file_text: &str) -> String {
-    format!("{PARAMS_WGSL}\n{file_text}")
-}
 
 /// Every kernel's shader file with its text, as compiled into the crate (the register-tiled one
 /// is the frame its generator fills); each is completed by [`with_params`].
@@ -143,6 +136,31 @@ impl Kernel {
             Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => "squared_error",
             Kernel::SgdStep => "sgd_step",
             Kernel::ZeroUpsample => "zero_upsample",
+        }
+    }
+
+    /// A stable name for reports and logs: the shader file, then the specialization, e.g.
+    /// `conv2d_igemm_regtile_8x4_padded` (tile `TM`x`TN`, `_c3` for 3 unrolled channels,
+    /// `_sg32` for subgroup broadcasts) or `conv2d_grad_weight_8`.
+    pub fn name(self) -> String {
+        match self {
+            Kernel::RegisterTiled(s) => {
+                let mut name = format!("{}_{}x{}", self.file_name(), s.tm, s.tn);
+                if s.padded {
+                    name.push_str("_padded");
+                }
+                if let Some(c) = s.unrolled_channels {
+                    name.push_str(&format!("_c{c}"));
+                }
+                if let Some(size) = s.subgroup {
+                    name.push_str(&format!("_sg{size}"));
+                }
+                name
+            }
+            Kernel::GradWeight(tile_o) => format!("{}_{tile_o}", self.file_name()),
+            Kernel::SquaredErrorGrad => "squared_error_grad".into(),
+            Kernel::SquaredErrorSum => "squared_error_sum".into(),
+            other => other.file_name().into(),
         }
     }
 
