@@ -49,7 +49,7 @@ fn benches(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(&layer.name), |bench| {
             bench.iter(|| {
                 engine
-                    .conv2d_packed_into(&gx, &packed, Some(&gb), &params, &mut out)
+                    .conv2d_into(&gx, &packed, Some(&gb), &params, &mut out)
                     .expect("conv");
                 engine.synchronize().expect("wait");
             })

@@ -41,7 +41,7 @@ fn main() -> wgconv::Result<()> {
     let x = Tensor::from_fn([2, 3, 64, 64], |i| ((i * 13) % 101) as f32 / 50.0 - 1.0)?;
     let mut activation = engine.upload(&x)?;
     for ((_, params), w) in layers.iter().zip(&packed) {
-        activation = engine.conv2d_packed(&activation, w, None, params)?;
+        activation = engine.conv2d_gpu(&activation, w, None, params)?;
     }
     let y = engine.download(&activation)?; // the only readback
     println!("output shape {:?}", y.shape());

@@ -20,7 +20,8 @@
 use ndarray::{Array4, ArrayBase, ArrayView1, ArrayView4, Data, Dimension, Ix4};
 
 use crate::error::{Error, Result};
-use crate::gpu::engine::Engine;
+use crate::gpu::device::Wait;
+use crate::gpu::engine::{blocking_and_async, Engine};
 use crate::gpu::tensor::GpuTensor;
 use crate::spec::Conv2dParams;
 use crate::tensor::Tensor;
@@ -33,42 +34,34 @@ fn to_array4(t: Tensor) -> Result<Array4<f32>> {
 }
 
 impl Engine {
-    /// One-shot convolution of `ndarray` views: `[N, C, H, W]` with `[O, C/groups, kh, kw]`
-    /// (and bias `[O]`) to `[N, O, P, Q]`.
-    ///
-    /// # Errors
-    /// As [`Engine::conv2d`].
-    pub fn conv2d_array(
-        &self,
-        input: ArrayView4<f32>,
-        weight: ArrayView4<f32>,
-        bias: Option<ArrayView1<f32>>,
-        params: &Conv2dParams,
-    ) -> Result<Array4<f32>> {
-        let bias = bias.map(|b| Tensor::from_ndarray(&b));
-        let y = self.conv2d(
-            &Tensor::from_ndarray(&input),
-            &Tensor::from_ndarray(&weight),
-            bias.as_ref(),
-            params,
-        )?;
-        to_array4(y)
+    blocking_and_async! {
+        /// One-shot convolution of `ndarray` views: `[N, C, H, W]` with `[O, C/groups, kh, kw]`
+        /// (and bias `[O]`) to `[N, O, P, Q]`.
+        ///
+        /// # Errors
+        /// As [`Engine::conv2d`].
+        conv2d_array, conv2d_array_async => conv2d_array_with(
+            input: ArrayView4<'_, f32>,
+            weight: ArrayView4<'_, f32>,
+            bias: Option<ArrayView1<'_, f32>>,
+            params: &Conv2dParams
+        ) -> Array4<f32>
     }
 
-    /// Async twin of [`Engine::conv2d_array`].
-    ///
-    /// # Errors
-    /// As [`Engine::conv2d`].
-    pub async fn conv2d_array_async(
+    async fn conv2d_array_with(
         &self,
         input: ArrayView4<'_, f32>,
         weight: ArrayView4<'_, f32>,
         bias: Option<ArrayView1<'_, f32>>,
         params: &Conv2dParams,
+        wait: Wait,
     ) -> Result<Array4<f32>> {
         let (x, w) = (Tensor::from_ndarray(&input), Tensor::from_ndarray(&weight));
         let bias = bias.map(|b| Tensor::from_ndarray(&b));
-        to_array4(self.conv2d_async(&x, &w, bias.as_ref(), params).await?)
+        to_array4(
+            self.conv2d_with(&x, &w, bias.as_ref(), params, wait)
+                .await?,
+        )
     }
 
     /// Uploads an array or view of any layout and dimension.

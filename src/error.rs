@@ -357,7 +357,7 @@ pub enum Error {
     /// Host memory for a tensor or buffer whose size comes from the input cannot be had: the
     /// need exceeds what the machine (or the process's cgroup) has available, or the allocator
     /// refused it (an address-space limit such as `ulimit -v`).
-    #[error("{what} needs {} of host memory, but {}", crate::memory::bytes_text(*bytes), available_text(available))]
+    #[error("{what} needs {} of host memory, but {}", bytes_text(*bytes), available_text(available))]
     HostMemory {
         /// What the memory is for, with its shape.
         what: String,
@@ -425,7 +425,7 @@ fn available_text(available: &Option<u64>) -> String {
     match available {
         Some(bytes) => format!(
             "only {} are available (MemAvailable, the cgroup's limit or `ulimit -v`)",
-            crate::memory::bytes_text(*bytes)
+            bytes_text(*bytes)
         ),
         None => "the allocator refused it (an address-space limit such as `ulimit -v`?)".into(),
     }
@@ -450,3 +450,15 @@ impl Error {
 
 /// `Result` with wgconv's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A byte count for people: `28.8 GB (28800960008 bytes)`, or `512 bytes` below a kilobyte.
+pub fn bytes_text(bytes: u64) -> String {
+    const UNITS: [(f64, &str); 4] = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
+    UNITS
+        .iter()
+        .find(|(scale, _)| bytes as f64 >= *scale)
+        .map_or_else(
+            || format!("{bytes} bytes"),
+            |(scale, unit)| format!("{:.1} {unit} ({bytes} bytes)", bytes as f64 / scale),
+        )
+}

@@ -29,7 +29,9 @@ pub use wgpu;
 
 pub use error::{Error, Result};
 pub use gpu::backward::Conv2dGrads;
-pub use gpu::engine::{list_adapters, AdapterSummary, Engine, EngineOptions};
+pub use gpu::device::{list_adapters, AdapterSummary, EngineOptions};
+pub use gpu::engine::Engine;
+pub use gpu::forward::Weights;
 pub use gpu::plan::Algorithm;
 pub use gpu::tensor::{GpuTensor, PackedWeights};
 pub use spec::{

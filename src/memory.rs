@@ -8,6 +8,7 @@
 //! both sizes, and a refusal by the allocator itself (an address-space limit) is the same error
 //! instead of an abort.
 
+pub use crate::error::bytes_text;
 use crate::error::{Error, Result};
 
 /// Needs below this many bytes skip the `/proc` look-up: reading it costs more than they do,
@@ -123,16 +124,4 @@ fn cgroup_room() -> Option<u64> {
     let limit = read_u64("/sys/fs/cgroup/memory/memory.limit_in_bytes")?;
     let usage = read_u64("/sys/fs/cgroup/memory/memory.usage_in_bytes")?;
     Some(limit.saturating_sub(usage))
-}
-
-/// A byte count for people: `28.8 GB (28800960008 bytes)`, or `512 bytes` below a kilobyte.
-pub fn bytes_text(bytes: u64) -> String {
-    const UNITS: [(f64, &str); 4] = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
-    UNITS
-        .iter()
-        .find(|(scale, _)| bytes as f64 >= *scale)
-        .map_or_else(
-            || format!("{bytes} bytes"),
-            |(scale, unit)| format!("{:.1} {unit} ({bytes} bytes)", bytes as f64 / scale),
-        )
 }

@@ -237,7 +237,7 @@ fn packed_weights_used_with_other_groups_name_both_groups() {
     let mut out = engine().alloc(&[1, 4, 4, 4]).unwrap();
     let before = engine().download(&out).unwrap();
     let e = engine()
-        .conv2d_packed_into(&x, &packed, None, &Conv2dParams::default(), &mut out)
+        .conv2d_into(&x, &packed, None, &Conv2dParams::default(), &mut out)
         .unwrap_err();
     assert!(
         matches!(

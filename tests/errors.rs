@@ -527,7 +527,7 @@ fn packed_weights_refuse_other_groups() {
     let x = engine().upload(&ones(&[1, 2, 6, 6])).unwrap();
     let mut out = engine().alloc(&[1, 4, 4, 4]).unwrap();
     let e = engine()
-        .conv2d_packed_into(&x, &packed, None, &Conv2dParams::default(), &mut out)
+        .conv2d_into(&x, &packed, None, &Conv2dParams::default(), &mut out)
         .unwrap_err();
     assert!(
         matches!(

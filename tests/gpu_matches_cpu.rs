@@ -112,7 +112,7 @@ fn packed_weights_match_the_reference() {
         let packed = engine.pack_weights(gw, cfg.params.groups).expect(&context);
         let gx = engine.upload(&x).expect(&context);
         let got = engine
-            .conv2d_packed(&gx, &packed, None, &cfg.params)
+            .conv2d_gpu(&gx, &packed, None, &cfg.params)
             .expect(&context);
         let got = engine.download(&got).expect(&context);
         let tol = tolerance(shape.reduction_len(), max_abs(&x), max_abs(&w), 0.0);

@@ -256,7 +256,7 @@ fn weights_over_one_binding_split_over_output_channels() {
         .pack_weights(small.upload(&w).unwrap(), 1)
         .expect("weights too large to pack are kept as they are");
     let gx = small.upload(&x).unwrap();
-    let got = small.conv2d_packed(&gx, &packed, None, &params).unwrap();
+    let got = small.conv2d_gpu(&gx, &packed, None, &params).unwrap();
     let got = small.download(&got).unwrap();
     let tol = common::tolerance(shape.reduction_len(), 1.0, 1.0, 0.0);
     compare(

@@ -1,0 +1,519 @@
+//! Forward convolutions: host tensors in and out ([`Engine::conv2d`]), GPU tensors in a new or a
+//! given output ([`Engine::conv2d_gpu`], [`Engine::conv2d_into`]), with plain or packed weights
+//! ([`Weights`]).
+//!
+//! Each call is planned once ([`plan::execution`]) and then recorded: one dispatch, or pieces
+//! that each fit the device. One-shot calls whose tensors exceed one buffer are cut on the host
+//! ([`plan::host_pieces`]) into problems that are each planned the same way.
+
+use crate::error::{Error, Result};
+use crate::gpu::device::Wait;
+use crate::gpu::engine::{blocking_and_async, copy, Engine};
+use crate::gpu::plan::{self, Algorithm, ConvDispatch, Execution, Plan, Split};
+use crate::gpu::tensor::{GpuTensor, PackedWeights};
+use crate::memory::try_vec;
+use crate::spec::{Conv2dParams, Conv2dShape};
+use crate::tensor::Tensor;
+
+/// Bytes of split pieces' temporary buffers submitted before the engine waits for the GPU to
+/// catch up (see `record_split`).
+const SPLIT_IN_FLIGHT_BYTES: usize = 512 << 20;
+
+/// A convolution's weights on the GPU: an OIHW [`GpuTensor`], or [`PackedWeights`] packed once
+/// by [`Engine::pack_weights`]. Both convert with `.into()`, so every GPU call takes either.
+#[derive(Clone, Copy, Debug)]
+pub enum Weights<'a> {
+    /// `[O, C/groups, kh, kw]`.
+    Plain(&'a GpuTensor),
+    /// Packed for the implicit-GEMM kernels (the OIHW tensor kept beside).
+    Packed(&'a PackedWeights),
+}
+
+impl<'a> From<&'a GpuTensor> for Weights<'a> {
+    fn from(weight: &'a GpuTensor) -> Self {
+        Weights::Plain(weight)
+    }
+}
+
+impl<'a> From<&'a PackedWeights> for Weights<'a> {
+    fn from(weights: &'a PackedWeights) -> Self {
+        Weights::Packed(weights)
+    }
+}
+
+impl Weights<'_> {
+    /// The OIHW tensor.
+    pub fn plain(&self) -> &GpuTensor {
+        match self {
+            Weights::Plain(w) => w,
+            Weights::Packed(p) => &p.weight,
+        }
+    }
+
+    fn packed(&self) -> Option<&wgpu::Buffer> {
+        match self {
+            Weights::Packed(p) => p.packed.as_ref(),
+            Weights::Plain(_) => None,
+        }
+    }
+}
+
+impl Engine {
+    blocking_and_async! {
+        /// One-shot convolution: host tensors in, host tensor `[N, O, P, Q]` out. Problems whose
+        /// tensors exceed the device's `max_buffer_size` are cut into pieces on the host (see
+        /// [`plan::host_pieces`]); problems beyond one binding or dispatch are split on the device.
+        ///
+        /// # Errors
+        /// As [`Engine::conv2d_gpu`] and [`Engine::download`].
+        conv2d, conv2d_async => conv2d_with(
+            input: &Tensor,
+            weight: &Tensor,
+            bias: Option<&Tensor>,
+            params: &Conv2dParams
+        ) -> Tensor
+    }
+
+    pub(crate) async fn conv2d_with(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &Conv2dParams,
+        wait: Wait,
+    ) -> Result<Tensor> {
+        let shape = Conv2dShape::new(
+            input.shape(),
+            weight.shape(),
+            bias.map(Tensor::shape),
+            params,
+        )?;
+        let Some(pieces) = plan::host_pieces(&shape, &self.limits())? else {
+            return self.conv2d_whole(&shape, input, weight, bias, wait).await;
+        };
+        let mut output = try_vec(shape.output_len(), 0.0, || {
+            format!("the output {:?}", shape.output_shape())
+        })?;
+        for piece in &pieces {
+            let (x, w, b) = piece_tensors(&shape, piece, input, weight, bias)?;
+            let y = self
+                .conv2d_whole(&piece.shape, &x, &w, b.as_ref(), wait)
+                .await?;
+            for r in piece.output_runs(&shape) {
+                output[r.dst..r.dst + r.len].copy_from_slice(&y.data()[r.src..r.src + r.len]);
+            }
+        }
+        Tensor::new(shape.output_shape(), output)
+    }
+
+    /// Plans (so an impossible problem fails before any upload), uploads, runs and reads back a
+    /// problem whose tensors each fit one buffer.
+    async fn conv2d_whole(
+        &self,
+        shape: &Conv2dShape,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        wait: Wait,
+    ) -> Result<Tensor> {
+        let execution = plan::execution(shape, &self.limits(), self.algorithm(), false)?;
+        if execution == Execution::Empty {
+            return Tensor::new(shape.output_shape(), Vec::new());
+        }
+        let input = self.upload(input)?;
+        let weight = self.upload(weight)?;
+        let bias = bias.map(|b| self.upload(b)).transpose()?;
+        let output = self.alloc(&shape.output_shape())?;
+        self.record_execution(
+            shape,
+            &execution,
+            &input,
+            Weights::Plain(&weight),
+            bias.as_ref(),
+            &output,
+        )?;
+        self.download_with(&output, wait).await
+    }
+
+    /// Convolution of GPU tensors into a new GPU tensor `[N, O, P, Q]`; returns once the work is
+    /// submitted (download or [`Engine::synchronize`] to wait for it). `weights`: a
+    /// [`GpuTensor`] or [`PackedWeights`].
+    ///
+    /// # Errors
+    /// Every shape or parameter error of [`Conv2dShape::new`], the plan's size errors
+    /// ([`Error::TooLarge`], [`Error::DeviceLimit`]), [`Error::ForeignTensor`],
+    /// [`Error::PackedGroups`] when packed weights were packed for other groups, GPU errors.
+    pub fn conv2d_gpu<'w>(
+        &self,
+        input: &GpuTensor,
+        weights: impl Into<Weights<'w>>,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+    ) -> Result<GpuTensor> {
+        let weights = weights.into();
+        let shape = Conv2dShape::new(
+            input.shape(),
+            weights.plain().shape(),
+            bias.map(GpuTensor::shape),
+            params,
+        )?;
+        let mut output = self.alloc(&shape.output_shape())?;
+        self.run(input, weights, bias, params, &mut output, self.algorithm())?;
+        Ok(output)
+    }
+
+    /// Convolution of GPU tensors written into `output`, which must have the output's shape.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_gpu`], and [`Error::OutputShape`].
+    pub fn conv2d_into<'w>(
+        &self,
+        input: &GpuTensor,
+        weights: impl Into<Weights<'w>>,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
+        self.run(
+            input,
+            weights.into(),
+            bias,
+            params,
+            output,
+            self.algorithm(),
+        )
+    }
+
+    /// As [`Engine::conv2d_into`] with an explicit algorithm instead of the engine's (to compare
+    /// kernels).
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_into`], and [`Error::UnsupportedAlgorithm`].
+    pub fn conv2d_into_with<'w>(
+        &self,
+        algorithm: Algorithm,
+        input: &GpuTensor,
+        weights: impl Into<Weights<'w>>,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
+        self.run(input, weights.into(), bias, params, output, algorithm)
+    }
+
+    /// As [`Engine::conv2d_into`] with packed weights.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_into`].
+    pub fn conv2d_packed_into(
+        &self,
+        input: &GpuTensor,
+        weights: &PackedWeights,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
+        self.conv2d_into(input, weights, bias, params, output)
+    }
+
+    /// Packs `weight` (`[O, C/groups, kh, kw]`) for convolutions with `groups` groups, once.
+    ///
+    /// # Errors
+    /// Shape errors ([`Error::OutChannelsNotDivisible`], ...), size errors, GPU errors.
+    pub fn pack_weights(&self, weight: GpuTensor, groups: usize) -> Result<PackedWeights> {
+        self.check_owner("weight", &weight)?;
+        let shape = packing_shape(weight.shape(), groups)?;
+        // Weights too large for one binding are kept unpacked: convolutions over them are split
+        // and pack each piece's weights as they go.
+        let (plan, len) = match plan::pack_plan(&shape, &self.limits()) {
+            Ok(p) => p,
+            Err(Error::DeviceLimit { .. } | Error::TooLarge { .. }) => {
+                return Ok(PackedWeights {
+                    weight,
+                    packed: None,
+                    groups,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let pipeline = self.pipeline(&plan)?;
+        let (packed, _) = self.gpu().submit("packing weights", |encoder| {
+            let packed = self.gpu().buffer(
+                "wgconv packed weights",
+                (len as u64 * 4).max(16),
+                wgpu::BufferUsages::STORAGE,
+            );
+            let w = weight.buffer();
+            self.encode(encoder, &pipeline, &plan, [w, w, self.no_bias(), &packed]);
+            packed
+        })?;
+        Ok(PackedWeights {
+            weight,
+            packed: Some(packed),
+            groups,
+        })
+    }
+
+    /// The plan this engine makes for `shape` (which kernel, which tiles).
+    ///
+    /// # Errors
+    /// As [`plan::plan`].
+    pub fn plan(&self, shape: &Conv2dShape) -> Result<Plan> {
+        plan::plan(shape, &self.limits(), self.algorithm())
+    }
+
+    /// Whether this engine runs `shape` in one dispatch (`None`) or split into pieces that fit
+    /// its device's limits (`Some`, see [`plan::schedule`]).
+    ///
+    /// # Errors
+    /// As [`plan::schedule`]: when not even the smallest piece fits.
+    pub fn schedule(&self, shape: &Conv2dShape) -> Result<Option<Split>> {
+        plan::schedule(shape, &self.limits(), self.algorithm())
+    }
+
+    fn run(
+        &self,
+        input: &GpuTensor,
+        weights: Weights<'_>,
+        bias: Option<&GpuTensor>,
+        params: &Conv2dParams,
+        output: &mut GpuTensor,
+        algorithm: Algorithm,
+    ) -> Result<()> {
+        // 1. Validate ownership and shapes.
+        let weight = weights.plain();
+        self.check_owner("input", input)?;
+        self.check_owner("weight", weight)?;
+        if let Some(b) = bias {
+            self.check_owner("bias", b)?;
+        }
+        self.check_owner("output", output)?;
+        if let Weights::Packed(p) = weights {
+            if params.groups != p.groups {
+                return Err(Error::PackedGroups {
+                    packed: p.groups,
+                    requested: params.groups,
+                });
+            }
+        }
+        let shape = Conv2dShape::new(
+            input.shape(),
+            weight.shape(),
+            bias.map(GpuTensor::shape),
+            params,
+        )?;
+        if output.shape() != shape.output_shape() {
+            return Err(Error::OutputShape {
+                expected: shape.output_shape().to_vec(),
+                got: output.shape().to_vec(),
+            });
+        }
+        // 2. Plan once on the host, then record what was planned.
+        let packed = weights.packed().is_some();
+        let execution = plan::execution(&shape, &self.limits(), algorithm, packed)?;
+        self.record_execution(&shape, &execution, input, weights, bias, output)
+    }
+
+    /// Records and submits a planned forward convolution of `shape`.
+    fn record_execution(
+        &self,
+        shape: &Conv2dShape,
+        execution: &Execution,
+        input: &GpuTensor,
+        weights: Weights<'_>,
+        bias: Option<&GpuTensor>,
+        output: &GpuTensor,
+    ) -> Result<()> {
+        match execution {
+            Execution::Empty => Ok(()),
+            Execution::Whole(dispatch) => {
+                let pipelines = self.pipelines_of(dispatch)?;
+                let bias = bias.map_or(self.no_bias(), GpuTensor::buffer);
+                let buffers = [
+                    input.buffer(),
+                    weights.plain().buffer(),
+                    bias,
+                    output.buffer(),
+                ];
+                let during = format!("dispatching {}", dispatch.conv.kernel.file_name());
+                self.gpu().submit(&during, |encoder| {
+                    self.record(encoder, dispatch, &pipelines, buffers, weights.packed())
+                })?;
+                Ok(())
+            }
+            Execution::Split { split, pieces } => {
+                log::debug!("wgconv: splitting {shape:?} into pieces of {split:?}");
+                self.record_split(shape, pieces, input, weights.plain(), bias, output)
+            }
+        }
+    }
+
+    /// The pipelines of a dispatch: the convolution's, and the packing's when it packs.
+    fn pipelines_of(
+        &self,
+        dispatch: &ConvDispatch,
+    ) -> Result<(wgpu::ComputePipeline, Option<wgpu::ComputePipeline>)> {
+        let conv = self.pipeline(&dispatch.conv)?;
+        let pack = dispatch
+            .pack
+            .as_ref()
+            .map(|(pack, _)| self.pipeline(pack))
+            .transpose()?;
+        Ok((conv, pack))
+    }
+
+    /// Records a dispatch on `[input, weight (OIHW), bias, output]`, packing the weights first
+    /// when it needs packed ones and `packed` has none. Returns the per-call packed buffer, if
+    /// any, to keep until submission.
+    fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        dispatch: &ConvDispatch,
+        (conv, pack): &(wgpu::ComputePipeline, Option<wgpu::ComputePipeline>),
+        [input, weight, bias, output]: [&wgpu::Buffer; 4],
+        packed: Option<&wgpu::Buffer>,
+    ) -> Option<wgpu::Buffer> {
+        let temp_packed =
+            dispatch
+                .pack
+                .as_ref()
+                .zip(pack.as_ref())
+                .map(|((pack_plan, len), pipeline)| {
+                    let temp = self.gpu().buffer(
+                        "wgconv packed weights (per call)",
+                        (*len as u64 * 4).max(16),
+                        wgpu::BufferUsages::STORAGE,
+                    );
+                    self.encode(
+                        encoder,
+                        pipeline,
+                        pack_plan,
+                        [weight, weight, self.no_bias(), &temp],
+                    );
+                    temp
+                });
+        let weight = match (dispatch.conv.kernel.reads_packed_weights(), &temp_packed) {
+            (true, Some(temp)) => temp,
+            (true, None) => packed.unwrap_or(weight),
+            (false, _) => weight,
+        };
+        self.encode(encoder, conv, &dispatch.conv, [input, weight, bias, output]);
+        temp_packed
+    }
+
+    /// Runs a convolution too large for one dispatch piece by piece: each piece's input (with its
+    /// halo), weights and bias are copied into buffers of their own, convolved, and its output
+    /// copied into place. One submission per piece, so temporaries are freed as the GPU goes;
+    /// after every [`SPLIT_IN_FLIGHT_BYTES`] of them the call waits for the GPU, so a huge
+    /// problem's call returns when all but its last pieces are done.
+    fn record_split(
+        &self,
+        shape: &Conv2dShape,
+        pieces: &[(plan::Piece, ConvDispatch)],
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        output: &GpuTensor,
+    ) -> Result<()> {
+        let mut in_flight = 0usize;
+        for (piece, dispatch) in pieces {
+            let pipelines = self.pipelines_of(dispatch)?;
+            let gpu = self.gpu();
+            let temp = |label, elements: usize| {
+                // Created zeroed (wgpu's guarantee), which the all-padding zero row needs.
+                gpu.buffer(
+                    label,
+                    elements as u64 * 4,
+                    wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                )
+            };
+            let during = "dispatching a piece of a split convolution";
+            let (_, submission) = gpu.submit(during, |encoder| {
+                // 1. The piece's input rows (with halo), weight rows and bias entries.
+                let x = temp("wgconv piece input", piece.shape.input_len());
+                copy(encoder, input.buffer(), &x, &piece.input_runs(shape));
+                let w_range = piece.weight_range(shape);
+                let w = temp("wgconv piece weight", w_range.len());
+                let w_run = plan::CopyRun {
+                    src: w_range.start,
+                    dst: 0,
+                    len: w_range.len(),
+                };
+                copy(encoder, weight.buffer(), &w, &[w_run]);
+                let b = bias.map(|bias| {
+                    let b = temp("wgconv piece bias", piece.out_channels.len());
+                    let run = plan::CopyRun {
+                        src: piece.out_channels.start,
+                        dst: 0,
+                        len: piece.out_channels.len(),
+                    };
+                    copy(encoder, bias.buffer(), &b, &[run]);
+                    b
+                });
+                // 2. The piece's convolution, then its output into place.
+                let y = temp("wgconv piece output", piece.shape.output_len());
+                let b_buffer = b.as_ref().unwrap_or(self.no_bias());
+                let temp_packed =
+                    self.record(encoder, dispatch, &pipelines, [&x, &w, b_buffer, &y], None);
+                copy(encoder, &y, output.buffer(), &piece.output_runs(shape));
+                (x, w, b, y, temp_packed)
+            })?;
+            // Temporaries are freed when their piece is done; waiting now and then bounds how
+            // many are alive at once.
+            in_flight += 4 * (piece.shape.input_len() + piece.shape.weight_len())
+                + 4 * piece.shape.output_len();
+            if in_flight > SPLIT_IN_FLIGHT_BYTES {
+                self.wait_for(&submission, "a piece of a split convolution")?;
+                in_flight = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A piece's input (rows with halo, or one zero row), weights and bias, cut from host tensors.
+fn piece_tensors(
+    whole: &Conv2dShape,
+    piece: &plan::Piece,
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let mut x = try_vec(piece.shape.input_len(), 0.0, || {
+        format!("a piece of the input, {:?}", piece.shape.input_shape())
+    })?;
+    for r in piece.input_runs(whole) {
+        x[r.dst..r.dst + r.len].copy_from_slice(&input.data()[r.src..r.src + r.len]);
+    }
+    let x = Tensor::new(piece.shape.input_shape(), x)?;
+    let w = Tensor::new(
+        piece.shape.weight_shape(),
+        weight.data()[piece.weight_range(whole)].to_vec(),
+    )?;
+    let b = bias
+        .map(|b| {
+            Tensor::new(
+                [piece.out_channels.len()],
+                b.data()[piece.out_channels.clone()].to_vec(),
+            )
+        })
+        .transpose()?;
+    Ok((x, w, b))
+}
+
+/// The shape whose packing plan packs `weight` for `groups` groups: an input exactly the size of
+/// the kernel, so every weight shape that can convolve anything is accepted.
+fn packing_shape(weight: &[usize], groups: usize) -> Result<Conv2dShape> {
+    let &[o, cg, kh, kw] = weight else {
+        return Err(Error::WeightRank {
+            shape: weight.to_vec(),
+        });
+    };
+    let channels = cg.checked_mul(groups).ok_or_else(|| Error::SizeOverflow {
+        what: "C/groups * groups".into(),
+    })?;
+    let params = Conv2dParams::default().with_groups(groups);
+    Conv2dShape::new(&[1, channels, kh, kw], &[o, cg, kh, kw], None, &params)
+}

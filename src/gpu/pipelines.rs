@@ -1,0 +1,174 @@
+//! The pipeline cache and the bind group layout the convolution kernels share.
+//!
+//! As candle-metal-kernels: pipelines keyed by (kernel with its specialization, workgroup size),
+//! checked under a read lock, built under the write lock.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::Result;
+use crate::gpu::device::Device;
+use crate::gpu::kernels::Kernel;
+use crate::gpu::plan::Plan;
+
+/// Compiled pipelines of one device, and the layout they are bound with: bindings 0-2 read-only
+/// storage (input, weight, bias), 3 the storage written, 4 the uniform block (`ConvUniforms`).
+pub(crate) struct PipelineCache {
+    bind_group_layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    pipelines: RwLock<HashMap<(Kernel, u32), wgpu::ComputePipeline>>,
+}
+
+impl PipelineCache {
+    /// An empty cache with the layout every kernel uses.
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgconv conv2d"),
+            entries: &[
+                entry(0, storage(true)),
+                entry(1, storage(true)),
+                entry(2, storage(true)),
+                entry(3, storage(false)),
+                entry(4, wgpu::BufferBindingType::Uniform),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("wgconv conv2d"),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        PipelineCache {
+            bind_group_layout,
+            pipeline_layout,
+            pipelines: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The pipeline of `kernel` with `workgroup_size`, built on first use.
+    ///
+    /// # Errors
+    /// The shader's validation error, out-of-memory or device loss while building it.
+    pub(crate) fn get(
+        &self,
+        device: &Device,
+        kernel: Kernel,
+        workgroup_size: u32,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = (kernel, workgroup_size);
+        if let Some(p) = self
+            .pipelines
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let mut cache = self
+            .pipelines
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let name = kernel.file_name();
+        log::debug!(
+            "wgconv: building pipeline {} with workgroup size {workgroup_size}",
+            kernel.name()
+        );
+        let source = kernel.source();
+        // The shared-memory kernel has a fixed workgroup size; the others take it as an override.
+        let constants = [("WORKGROUP_SIZE", f64::from(workgroup_size))];
+        let constants: &[(&str, f64)] = if kernel == Kernel::SharedTiled {
+            &[]
+        } else {
+            &constants
+        };
+        let pipeline = device.scoped(&format!("building the {name} pipeline"), || {
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source),
+            };
+            // SAFETY: every index in wgconv's shaders is in bounds by construction: flat indices
+            // are guarded against the work-item count, gathers are masked or clamped to the
+            // tensor (see each shader's comments), and the planner sized every buffer from the
+            // validated shape and checked all index arithmetic against u32/i32 before dispatch.
+            // Divisors (sizes, groups) are never zero after validation, and every loop is bounded
+            // by a uniform. wgpu's injected bounds and loop checks would cost a clamp per load in
+            // the innermost loops; tests/gpu_matches_cpu.rs exercises every kernel at the edges.
+            let module = unsafe {
+                device
+                    .wgpu()
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            };
+            device
+                .wgpu()
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: Some(&self.pipeline_layout),
+                    module: &module,
+                    entry_point: Some(kernel.entry_point()),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        })?;
+        cache.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Records one dispatch of `plan` with `buffers` at bindings 0-3 and the plan's uniforms at 4.
+    pub(crate) fn encode(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        plan: &Plan,
+        buffers: [&wgpu::Buffer; 4],
+    ) {
+        let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgconv params"),
+            contents: bytemuck::bytes_of(&plan.uniforms),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: 4,
+            resource: uniforms.as_entire_binding(),
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(plan.kernel.file_name()),
+            layout: &self.bind_group_layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(plan.kernel.file_name()),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        let (x, y, z) = plan.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
