@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device::Wait;
 use crate::gpu::engine::{blocking_and_async, copy, Engine};
 use crate::gpu::plan::{self, Algorithm, ConvDispatch, Execution, Plan, Split};
-use crate::gpu::tensor::{GpuTensor, PackedWeights};
+use crate::gpu::tensor::{ConvParams as _, GpuTensor, PackedWeights};
 use crate::memory::try_vec;
 use crate::spec::{Conv2dParams, Conv2dShape};
 use crate::tensor::Tensor;
@@ -82,12 +82,7 @@ impl Engine {
         params: &Conv2dParams,
         wait: Wait,
     ) -> Result<Tensor> {
-        let shape = Conv2dShape::new(
-            input.shape(),
-            weight.shape(),
-            bias.map(Tensor::shape),
-            params,
-        )?;
+        let shape = params.shape_of(input, weight, bias)?;
         let Some(pieces) = plan::host_pieces(&shape, &self.limits())? else {
             return self.conv2d_whole(&shape, input, weight, bias, wait).await;
         };
@@ -151,12 +146,7 @@ impl Engine {
         params: &Conv2dParams,
     ) -> Result<GpuTensor> {
         let weights = weights.into();
-        let shape = Conv2dShape::new(
-            input.shape(),
-            weights.plain().shape(),
-            bias.map(GpuTensor::shape),
-            params,
-        )?;
+        let shape = params.shape_of(input, weights.plain(), bias)?;
         let mut output = self.alloc(&shape.output_shape())?;
         self.run(input, weights, bias, params, &mut output, self.algorithm())?;
         Ok(output)
@@ -296,12 +286,7 @@ impl Engine {
                 });
             }
         }
-        let shape = Conv2dShape::new(
-            input.shape(),
-            weight.shape(),
-            bias.map(GpuTensor::shape),
-            params,
-        )?;
+        let shape = params.shape_of(input, weight, bias)?;
         if output.shape() != shape.output_shape() {
             return Err(Error::OutputShape {
                 expected: shape.output_shape().to_vec(),

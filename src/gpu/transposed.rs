@@ -4,8 +4,8 @@
 use crate::error::Result;
 use crate::gpu::device::Wait;
 use crate::gpu::engine::{blocking_and_async, Engine};
-use crate::gpu::plan::{self, backward::Transposed};
-use crate::gpu::tensor::GpuTensor;
+use crate::gpu::plan::{self, backward::Transposed, Plan};
+use crate::gpu::tensor::{ConvParams as _, GpuTensor};
 use crate::spec::{ConvTranspose2dParams, ConvTranspose2dShape};
 use crate::tensor::Tensor;
 
@@ -24,12 +24,7 @@ impl Engine {
         bias: Option<&GpuTensor>,
         params: &ConvTranspose2dParams,
     ) -> Result<GpuTensor> {
-        let t = ConvTranspose2dShape::new(
-            input.shape(),
-            weight.shape(),
-            bias.map(GpuTensor::shape),
-            params,
-        )?;
+        let t = params.shape_of(input, weight, bias)?;
         self.transposed(&t, input, weight, bias)
     }
 
@@ -55,12 +50,7 @@ impl Engine {
         wait: Wait,
     ) -> Result<Tensor> {
         // Validate before uploading anything.
-        ConvTranspose2dShape::new(
-            input.shape(),
-            weight.shape(),
-            bias.map(Tensor::shape),
-            params,
-        )?;
+        params.shape_of(input, weight, bias)?;
         let x = self.upload(input)?;
         let w = self.upload(weight)?;
         let b = bias.map(|b| self.upload(b)).transpose()?;
@@ -101,12 +91,7 @@ impl Engine {
                 Ok(out)
             }
             Transposed::Spread { plan, shape, unit } => {
-                let up = self.alloc(&shape)?;
-                let x = input.buffer();
-                self.submit_steps(
-                    "spreading the input gradient",
-                    &[(plan, [x, x, self.no_bias(), up.buffer()])],
-                )?;
+                let up = self.flat_into("spreading the input gradient", plan, input, &shape)?;
                 self.transposed(&unit, &up, weight, bias)
             }
             Transposed::Flipped {
@@ -114,12 +99,7 @@ impl Engine {
                 shape,
                 params,
             } => {
-                let flipped = self.alloc(&shape)?;
-                let w = weight.buffer();
-                self.submit_steps(
-                    "flipping weights",
-                    &[(plan, [w, w, self.no_bias(), flipped.buffer()])],
-                )?;
+                let flipped = self.flat_into("flipping weights", plan, weight, &shape)?;
                 let mut out = self.alloc(&t.output_shape())?;
                 // The engine's kernels of choice, whatever algorithm its callers force.
                 self.conv2d_into_with(
@@ -144,5 +124,19 @@ impl Engine {
                 Ok(out)
             }
         }
+    }
+
+    /// A new tensor of `shape` written by the flat kernel `plan` reading `source`.
+    fn flat_into(
+        &self,
+        during: &str,
+        plan: Plan,
+        source: &GpuTensor,
+        shape: &[usize],
+    ) -> Result<GpuTensor> {
+        let out = self.alloc(shape)?;
+        let x = source.buffer();
+        self.submit_steps(during, &[(plan, [x, x, self.no_bias(), out.buffer()])])?;
+        Ok(out)
     }
 }
