@@ -20,7 +20,6 @@
 use ndarray::{Array4, ArrayBase, ArrayView1, ArrayView4, Data, Dimension, Ix4};
 
 use crate::error::{Error, Result};
-use crate::gpu::device::Wait;
 use crate::gpu::engine::{blocking_and_async, Engine};
 use crate::gpu::tensor::GpuTensor;
 use crate::spec::Conv2dParams;
@@ -40,28 +39,17 @@ impl Engine {
         ///
         /// # Errors
         /// As [`Engine::conv2d`].
-        conv2d_array, conv2d_array_async => conv2d_array_with(
+        self.conv2d_array, conv2d_array_async(
             input: ArrayView4<'_, f32>,
             weight: ArrayView4<'_, f32>,
             bias: Option<ArrayView1<'_, f32>>,
             params: &Conv2dParams
-        ) -> Array4<f32>
-    }
-
-    async fn conv2d_array_with(
-        &self,
-        input: ArrayView4<'_, f32>,
-        weight: ArrayView4<'_, f32>,
-        bias: Option<ArrayView1<'_, f32>>,
-        params: &Conv2dParams,
-        wait: Wait,
-    ) -> Result<Array4<f32>> {
-        let (x, w) = (Tensor::from_ndarray(&input), Tensor::from_ndarray(&weight));
-        let bias = bias.map(|b| Tensor::from_ndarray(&b));
-        to_array4(
-            self.conv2d_with(&x, &w, bias.as_ref(), params, wait)
-                .await?,
-        )
+        ) -> Array4<f32>,
+        |wait| {
+            let (x, w) = (Tensor::from_ndarray(&input), Tensor::from_ndarray(&weight));
+            let bias = bias.map(|b| Tensor::from_ndarray(&b));
+            to_array4(self.conv2d_with(&x, &w, bias.as_ref(), params, wait).await?)
+        }
     }
 
     /// Uploads an array or view of any layout and dimension.

@@ -51,7 +51,32 @@ impl Engine {
         Ok(piece)
     }
 
-    /// Runs `pass` on batch pieces of `images` images each and adds the results (`total += part`,
+    /// `a + b` element by element, added as the split reductions add their chunks (the two side
+    /// by side, summed in order by `reduce_partials`).
+    fn sum_of(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        let len = a.len();
+        let both_len = len.checked_mul(2).ok_or_else(|| Error::SizeOverflow {
+            what: "two partial sums".into(),
+        })?;
+        self.check_bindings(&[("partial sums", both_len)])?;
+        let both = self.alloc(&[both_len])?;
+        self.copy_elements(a, 0, &both, 0, len)?;
+        self.copy_elements(b, 0, &both, len, len)?;
+        let out = self.alloc(a.shape())?;
+        let reduce = ConvUniforms {
+            chunk_len: 2,
+            ..ConvUniforms::default()
+        };
+        let plan = plan::flat(Kernel::ReducePartials, len, reduce, &self.limits())?;
+        let partial = both.buffer();
+        self.submit_steps(
+            "adding batch pieces",
+            &[(plan, [partial, partial, self.no_bias(), out.buffer()])],
+        )?;
+        Ok(out)
+    }
+
+    /// Runs `pass` on batch pieces of `images` images each and adds the results (`total + part`,
     /// in piece order, so the sum is deterministic).
     fn summed_over_pieces(
         &self,
@@ -62,11 +87,10 @@ impl Engine {
         let mut total: Option<GpuTensor> = None;
         for range in plan::split::batch_ranges(batch, images) {
             let part = pass(&range)?;
-            match &mut total {
-                None => total = Some(part),
-                // param -= (-1) * grad is exactly param + grad.
-                Some(t) => self.sgd_step(t, &part, -1.0)?,
-            }
+            total = Some(match total {
+                None => part,
+                Some(t) => self.sum_of(&t, &part)?,
+            });
         }
         total.ok_or_else(|| Error::SizeOverflow {
             what: "an empty batch split".into(),

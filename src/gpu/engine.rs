@@ -16,10 +16,11 @@ use crate::gpu::plan::{self, Algorithm, Plan, PlanLimits};
 use crate::gpu::tensor::GpuTensor;
 use crate::tensor::Tensor;
 
-/// Defines an operation's blocking call and its async twin from its one implementation,
-/// `async fn $with(&self, args.., wait: Wait)`: the blocking call drives it on the caller's
-/// thread with [`Wait::Block`] (polling within the engine's wait bound), the async twin with
-/// [`Wait::Async`] (a helper thread polls, the caller's executor is never blocked).
+/// Defines an operation's blocking call and its async twin from its one implementation: either
+/// `async fn $with(&self, args.., wait: Wait)`, or a body written once that uses `wait`. The
+/// blocking call drives it on the caller's thread with [`Wait::Block`] (polling within the
+/// engine's wait bound), the async twin with [`Wait::Async`] (a helper thread polls, so the
+/// caller's executor is never blocked).
 macro_rules! blocking_and_async {
     (
         $(#[$doc:meta])*
@@ -33,6 +34,24 @@ macro_rules! blocking_and_async {
         #[doc = concat!("Async twin of [`Engine::", stringify!($name), "`].\n\n# Errors\nAs [`Engine::", stringify!($name), "`].")]
         pub async fn $async_name(&self, $($arg: $ty),*) -> $crate::error::Result<$ret> {
             self.$with($($arg,)* $crate::gpu::device::Wait::Async).await
+        }
+    };
+    (
+        $(#[$doc:meta])*
+        $this:ident.$name:ident, $async_name:ident($($arg:ident: $ty:ty),*) -> $ret:ty,
+        |$wait:ident| $body:block
+    ) => {
+        $(#[$doc])*
+        pub fn $name(&$this, $($arg: $ty),*) -> $crate::error::Result<$ret> {
+            let $wait = $crate::gpu::device::Wait::Block;
+            let result: $crate::error::Result<$ret> = pollster::block_on(async move $body);
+            result
+        }
+
+        #[doc = concat!("Async twin of [`Engine::", stringify!($name), "`].\n\n# Errors\nAs [`Engine::", stringify!($name), "`].")]
+        pub async fn $async_name(&$this, $($arg: $ty),*) -> $crate::error::Result<$ret> {
+            let $wait = $crate::gpu::device::Wait::Async;
+            $body
         }
     };
 }

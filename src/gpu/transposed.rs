@@ -2,7 +2,6 @@
 //! gradient: the strategy is planned by [`plan::backward::transposed`] and run here.
 
 use crate::error::Result;
-use crate::gpu::device::Wait;
 use crate::gpu::engine::{blocking_and_async, Engine};
 use crate::gpu::plan::{self, backward::Transposed, Plan};
 use crate::gpu::tensor::{ConvParams as _, GpuTensor};
@@ -33,29 +32,21 @@ impl Engine {
         ///
         /// # Errors
         /// As [`Engine::conv_transpose2d_gpu`] and [`Engine::download`].
-        conv_transpose2d, conv_transpose2d_async => conv_transpose2d_with(
+        self.conv_transpose2d, conv_transpose2d_async(
             input: &Tensor,
             weight: &Tensor,
             bias: Option<&Tensor>,
             params: &ConvTranspose2dParams
-        ) -> Tensor
-    }
-
-    async fn conv_transpose2d_with(
-        &self,
-        input: &Tensor,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        params: &ConvTranspose2dParams,
-        wait: Wait,
-    ) -> Result<Tensor> {
-        // Validate before uploading anything.
-        params.shape_of(input, weight, bias)?;
-        let x = self.upload(input)?;
-        let w = self.upload(weight)?;
-        let b = bias.map(|b| self.upload(b)).transpose()?;
-        let y = self.conv_transpose2d_gpu(&x, &w, b.as_ref(), params)?;
-        self.download_with(&y, wait).await
+        ) -> Tensor,
+        |wait| {
+            // Validate before uploading anything.
+            params.shape_of(input, weight, bias)?;
+            let x = self.upload(input)?;
+            let w = self.upload(weight)?;
+            let b = bias.map(|b| self.upload(b)).transpose()?;
+            let y = self.conv_transpose2d_gpu(&x, &w, b.as_ref(), params)?;
+            self.download_with(&y, wait).await
+        }
     }
 
     /// The transposed convolution `t` (shapes already validated against `t`).
