@@ -69,10 +69,7 @@ impl Engine {
         };
         let plan = plan::flat(Kernel::ReducePartials, len, reduce, &self.limits())?;
         let partial = both.buffer();
-        self.submit_steps(
-            "adding batch pieces",
-            &[(plan, [partial, partial, self.no_bias(), out.buffer()])],
-        )?;
+        self.submit_steps("adding batch pieces", &[(plan, &[partial, out.buffer()])])?;
         Ok(out)
     }
 
@@ -175,7 +172,7 @@ impl Engine {
             &shape,
             &shape.weight_shape(),
             (chunks, chunk_len, rows, chunks * tiles),
-            [input.buffer(), grad_output.buffer()],
+            &[input.buffer(), grad_output.buffer()],
             &[
                 ("input", shape.input_len()),
                 ("grad_output", shape.output_len()),
@@ -243,7 +240,7 @@ impl Engine {
             &shape,
             &[o],
             (chunks, chunk_len, rows, chunks * o),
-            [grad_output.buffer(), grad_output.buffer()],
+            &[grad_output.buffer()],
             &[("grad_output", grad_output.len())],
         )
     }
@@ -257,7 +254,7 @@ impl Engine {
         shape: &Conv2dShape,
         out_shape: &[usize],
         (chunks, chunk_len, rows, items): (usize, usize, usize, usize),
-        [first, second]: [&wgpu::Buffer; 2],
+        inputs: &[&wgpu::Buffer],
         read: &[(&str, usize)],
     ) -> Result<GpuTensor> {
         let out = self.alloc(out_shape)?;
@@ -283,19 +280,8 @@ impl Engine {
         self.submit_steps(
             kernel.file_name(),
             &[
-                (
-                    partial_plan,
-                    [first, second, self.no_bias(), partial.buffer()],
-                ),
-                (
-                    reduce_plan,
-                    [
-                        partial.buffer(),
-                        partial.buffer(),
-                        self.no_bias(),
-                        out.buffer(),
-                    ],
-                ),
+                (partial_plan, &[inputs, &[partial.buffer()]].concat()),
+                (reduce_plan, &[partial.buffer(), out.buffer()]),
             ],
         )?;
         Ok(out)

@@ -65,8 +65,7 @@ pub struct Engine {
     device: Device,
     pipelines: PipelineCache,
     algorithm: Algorithm,
-    // Bound in place of the bias when there is none (the shader skips it), and of any other
-    // binding a kernel does not read.
+    // Bound in place of the bias when there is none (the shader skips it).
     no_bias: wgpu::Buffer,
 }
 
@@ -159,7 +158,7 @@ impl Engine {
         &self.device
     }
 
-    /// The placeholder bound where a kernel reads no bias (or no second input).
+    /// The buffer bound as the bias of a convolution without one (the shader skips it).
     pub(crate) fn no_bias(&self) -> &wgpu::Buffer {
         &self.no_bias
     }
@@ -182,23 +181,23 @@ impl Engine {
             .get(&self.device, plan.kernel, plan.workgroup_size)
     }
 
-    /// Records one dispatch of `plan` with `buffers` at bindings 0-3.
+    /// Records one dispatch of `plan` with the storage `buffers` its kernel's family binds.
     pub(crate) fn encode(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         pipeline: &wgpu::ComputePipeline,
         plan: &Plan,
-        buffers: [&wgpu::Buffer; 4],
+        buffers: &[&wgpu::Buffer],
     ) {
         self.pipelines
             .encode(self.device.wgpu(), encoder, pipeline, plan, buffers);
     }
 
-    /// Records `steps` (plans with their buffers at bindings 0-3) in one submission.
+    /// Records `steps` (plans with their storage buffers) in one submission.
     pub(crate) fn submit_steps(
         &self,
         during: &str,
-        steps: &[(Plan, [&wgpu::Buffer; 4])],
+        steps: &[(Plan, &[&wgpu::Buffer])],
     ) -> Result<wgpu::SubmissionIndex> {
         let pipelines = steps
             .iter()
@@ -206,7 +205,7 @@ impl Engine {
             .collect::<Result<Vec<_>>>()?;
         let ((), submission) = self.device.submit(during, |encoder| {
             for ((plan, buffers), pipeline) in steps.iter().zip(&pipelines) {
-                self.encode(encoder, pipeline, plan, *buffers);
+                self.encode(encoder, pipeline, plan, buffers);
             }
         })?;
         Ok(submission)

@@ -234,7 +234,7 @@ impl Engine {
                 wgpu::BufferUsages::STORAGE,
             );
             let w = weight.buffer();
-            self.encode(encoder, &pipeline, &plan, [w, w, self.no_bias(), &packed]);
+            self.encode(encoder, &pipeline, &plan, &[w, &packed]);
             packed
         })?;
         Ok(PackedWeights {
@@ -369,12 +369,7 @@ impl Engine {
                         (*len as u64 * 4).max(16),
                         wgpu::BufferUsages::STORAGE,
                     );
-                    self.encode(
-                        encoder,
-                        pipeline,
-                        pack_plan,
-                        [weight, weight, self.no_bias(), &temp],
-                    );
+                    self.encode(encoder, pipeline, pack_plan, &[weight, &temp]);
                     temp
                 });
         let weight = match (dispatch.conv.kernel.reads_packed_weights(), &temp_packed) {
@@ -382,7 +377,12 @@ impl Engine {
             (true, None) => packed.unwrap_or(weight),
             (false, _) => weight,
         };
-        self.encode(encoder, conv, &dispatch.conv, [input, weight, bias, output]);
+        self.encode(
+            encoder,
+            conv,
+            &dispatch.conv,
+            &[input, weight, bias, output],
+        );
         temp_packed
     }
 

@@ -41,6 +41,32 @@ pub enum Kernel {
     ZeroUpsample,
 }
 
+/// The storage buffers a family of kernels binds, in binding order; the uniform block is always
+/// binding 4. Callers pass exactly these, no placeholders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bindings {
+    /// 0 input, 1 weight, 2 bias (read), 3 output: the convolutions and the gather.
+    Conv,
+    /// 0 and 1 read, 3 written: kernels of two inputs (weight gradient, squared error).
+    Binary,
+    /// 0 read, 3 written: the element-wise and reduction kernels.
+    Unary,
+}
+
+impl Bindings {
+    /// Every family, for building their layouts up front.
+    pub const ALL: [Bindings; 3] = [Bindings::Conv, Bindings::Binary, Bindings::Unary];
+
+    /// `(binding, read_only)` of each storage buffer, in the order callers pass them.
+    pub fn storage(self) -> &'static [(u32, bool)] {
+        match self {
+            Bindings::Conv => &[(0, true), (1, true), (2, true), (3, false)],
+            Bindings::Binary => &[(0, true), (1, true), (3, false)],
+            Bindings::Unary => &[(0, true), (3, false)],
+        }
+    }
+}
+
 /// Output channels x pixels computed by one invocation of [`Kernel::Pointwise`].
 /// Twin: `TILE` in shaders/conv2d_pointwise.wgsl.
 pub const POINTWISE_TILE: usize = 4;
@@ -170,6 +196,26 @@ impl Kernel {
             Kernel::SquaredErrorGrad => "grad",
             Kernel::SquaredErrorSum => "partial",
             _ => "main",
+        }
+    }
+
+    /// The buffers the kernel binds (each shader declares exactly these).
+    pub fn bindings(self) -> Bindings {
+        match self {
+            Kernel::Direct
+            | Kernel::Pointwise
+            | Kernel::RegisterTiled(_)
+            | Kernel::SharedTiled
+            | Kernel::GradInput => Bindings::Conv,
+            Kernel::GradWeight(_) | Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => {
+                Bindings::Binary
+            }
+            Kernel::PackWeights
+            | Kernel::GradBias
+            | Kernel::ReducePartials
+            | Kernel::FlipWeights
+            | Kernel::SgdStep
+            | Kernel::ZeroUpsample => Bindings::Unary,
         }
     }
 

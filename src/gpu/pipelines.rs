@@ -1,4 +1,4 @@
-//! The pipeline cache and the bind group layout the convolution kernels share.
+//! The pipeline cache and the bind group layouts, one per family of kernels ([`Bindings`]).
 //!
 //! As candle-metal-kernels: pipelines keyed by (kernel with its specialization, workgroup size),
 //! checked under a read lock, built under the write lock.
@@ -10,19 +10,18 @@ use wgpu::util::DeviceExt;
 
 use crate::error::Result;
 use crate::gpu::device::Device;
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::{Bindings, Kernel};
 use crate::gpu::plan::Plan;
 
-/// Compiled pipelines of one device, and the layout they are bound with: bindings 0-2 read-only
-/// storage (input, weight, bias), 3 the storage written, 4 the uniform block (`ConvUniforms`).
+/// Compiled pipelines of one device, and the layouts they are bound with: per family its storage
+/// buffers (see [`Bindings::storage`]) and the uniform block (`ConvUniforms`) at binding 4.
 pub(crate) struct PipelineCache {
-    bind_group_layout: wgpu::BindGroupLayout,
-    pipeline_layout: wgpu::PipelineLayout,
+    layouts: HashMap<Bindings, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: RwLock<HashMap<(Kernel, u32), wgpu::ComputePipeline>>,
 }
 
 impl PipelineCache {
-    /// An empty cache with the layout every kernel uses.
+    /// An empty cache with the layout of every family.
     pub(crate) fn new(device: &wgpu::Device) -> Self {
         let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
             binding,
@@ -34,27 +33,36 @@ impl PipelineCache {
             },
             count: None,
         };
-        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("wgconv conv2d"),
-            entries: &[
-                entry(0, storage(true)),
-                entry(1, storage(true)),
-                entry(2, storage(true)),
-                entry(3, storage(false)),
-                entry(4, wgpu::BufferBindingType::Uniform),
-            ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("wgconv conv2d"),
-            bind_group_layouts: &[Some(&bind_group_layout)],
-            immediate_size: 0,
-        });
+        let layout = |family: Bindings| {
+            let mut entries: Vec<_> = family
+                .storage()
+                .iter()
+                .map(|&(binding, read_only)| {
+                    entry(binding, wgpu::BufferBindingType::Storage { read_only })
+                })
+                .collect();
+            entries.push(entry(4, wgpu::BufferBindingType::Uniform));
+            let label = Some("wgconv");
+            let bind_group = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label,
+                entries: &entries,
+            });
+            let pipeline = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label,
+                bind_group_layouts: &[Some(&bind_group)],
+                immediate_size: 0,
+            });
+            (family, (bind_group, pipeline))
+        };
         PipelineCache {
-            bind_group_layout,
-            pipeline_layout,
+            layouts: Bindings::ALL.into_iter().map(layout).collect(),
             pipelines: RwLock::new(HashMap::new()),
         }
+    }
+
+    fn layout(&self, family: Bindings) -> &(wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        // Every family's layout is built in `new`.
+        &self.layouts[&family]
     }
 
     /// The pipeline of `kernel` with `workgroup_size`, built on first use.
@@ -117,7 +125,7 @@ impl PipelineCache {
                 .wgpu()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(name),
-                    layout: Some(&self.pipeline_layout),
+                    layout: Some(&self.layout(kernel.bindings()).1),
                     module: &module,
                     entry_point: Some(kernel.entry_point()),
                     compilation_options: wgpu::PipelineCompilationOptions {
@@ -131,25 +139,29 @@ impl PipelineCache {
         Ok(pipeline)
     }
 
-    /// Records one dispatch of `plan` with `buffers` at bindings 0-3 and the plan's uniforms at 4.
+    /// Records one dispatch of `plan` with `buffers` at its family's storage bindings (see
+    /// [`Bindings::storage`]) and the plan's uniforms at 4.
     pub(crate) fn encode(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         pipeline: &wgpu::ComputePipeline,
         plan: &Plan,
-        buffers: [&wgpu::Buffer; 4],
+        buffers: &[&wgpu::Buffer],
     ) {
+        let family = plan.kernel.bindings();
+        debug_assert_eq!(buffers.len(), family.storage().len(), "{family:?} buffers");
         let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("wgconv params"),
             contents: bytemuck::bytes_of(&plan.uniforms),
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+        let mut entries: Vec<wgpu::BindGroupEntry> = family
+            .storage()
             .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
+            .zip(buffers)
+            .map(|(&(binding, _), b)| wgpu::BindGroupEntry {
+                binding,
                 resource: b.as_entire_binding(),
             })
             .collect();
@@ -159,7 +171,7 @@ impl PipelineCache {
         });
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(plan.kernel.file_name()),
-            layout: &self.bind_group_layout,
+            layout: &self.layout(family).0,
             entries: &entries,
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

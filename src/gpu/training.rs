@@ -42,20 +42,12 @@ impl Engine {
         uniforms.chunk_len = plan::index_u32("chunks", chunks)?;
         let reduce_plan = plan::flat(Kernel::ReducePartials, 1, uniforms, &self.limits())?;
         let (p, t) = (prediction.buffer(), target.buffer());
-        let mut steps = vec![
-            (sum_plan, [p, t, self.no_bias(), partial.buffer()]),
-            (
-                reduce_plan,
-                [
-                    partial.buffer(),
-                    partial.buffer(),
-                    self.no_bias(),
-                    loss.buffer(),
-                ],
-            ),
-        ];
+        let sum: &[&wgpu::Buffer] = &[p, t, partial.buffer()];
+        let reduce: &[&wgpu::Buffer] = &[partial.buffer(), loss.buffer()];
+        let mut steps = vec![(sum_plan, sum), (reduce_plan, reduce)];
+        let gradient: &[&wgpu::Buffer] = &[p, t, grad.buffer()];
         if len > 0 {
-            steps.push((grad_plan, [p, t, self.no_bias(), grad.buffer()]));
+            steps.push((grad_plan, gradient));
         }
         self.submit_steps("squared error", &steps)?;
         Ok((loss, grad))
@@ -91,13 +83,7 @@ impl Engine {
             ..ConvUniforms::default()
         };
         let plan = plan::flat(Kernel::SgdStep, param.len(), uniforms, &self.limits())?;
-        self.submit_steps(
-            "sgd step",
-            &[(
-                plan,
-                [grad.buffer(), grad.buffer(), self.no_bias(), param.buffer()],
-            )],
-        )?;
+        self.submit_steps("sgd step", &[(plan, &[grad.buffer(), param.buffer()])])?;
         Ok(())
     }
 }

@@ -109,7 +109,7 @@ impl Engine {
                     "dispatching conv2d_grad_input",
                     &[(
                         plan,
-                        [input.buffer(), weight.buffer(), bias_buffer, out.buffer()],
+                        &[input.buffer(), weight.buffer(), bias_buffer, out.buffer()],
                     )],
                 )?;
                 Ok(out)
@@ -127,7 +127,7 @@ impl Engine {
     ) -> Result<GpuTensor> {
         let out = self.alloc(shape)?;
         let x = source.buffer();
-        self.submit_steps(during, &[(plan, [x, x, self.no_bias(), out.buffer()])])?;
+        self.submit_steps(during, &[(plan, &[x, out.buffer()])])?;
         Ok(out)
     }
 }

@@ -39,13 +39,7 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
     check_buffer("input", shape.input_len(), limits)?;
     check_buffer("weight", shape.weight_len(), limits)?;
     check_buffer("output", shape.output_len(), limits)?;
-    let packed_len = packed_weight_len(
-        shape.out_channels,
-        shape.in_channels_per_group(),
-        shape.kernel_h,
-        shape.kernel_w,
-        shape.groups,
-    );
+    let packed_len = packed_len(shape);
     index_u32("input element count", shape.input_len())?;
     index_u32("weight element count", shape.weight_len())?;
     index_u32("output element count", shape.output_len())?;
@@ -275,37 +269,29 @@ fn regtile_workgroup_size(pixels: usize, tn: u32) -> u32 {
     best.0
 }
 
+/// Elements of `shape`'s weights in the packed layout (see [`packed_weight_len`]).
+fn packed_len(shape: &Conv2dShape) -> usize {
+    let cg = shape.in_channels_per_group();
+    packed_weight_len(
+        shape.out_channels,
+        cg,
+        shape.kernel_h,
+        shape.kernel_w,
+        shape.groups,
+    )
+}
+
 /// The flattened plan that packs OIHW weights of `shape` into the implicit-GEMM layout.
 ///
 /// # Errors
 /// [`Error::TooLarge`] or [`Error::DeviceLimit`] when the packed weights do not fit.
 pub fn pack_plan(shape: &Conv2dShape, limits: &PlanLimits) -> Result<(Plan, usize)> {
-    let len = packed_weight_len(
-        shape.out_channels,
-        shape.in_channels_per_group(),
-        shape.kernel_h,
-        shape.kernel_w,
-        shape.groups,
-    );
+    let len = packed_len(shape);
     check_buffer("packed weight", len, limits)?;
-    let mut uniforms = base_uniforms(shape)?;
-    uniforms.work_items = index_u32("packed weight element count", len)?;
-    let (workgroups, row_stride) = grid(len, 64, limits.max_workgroups_per_dim)?;
-    uniforms.row_stride = row_stride;
-    Ok((
-        Plan {
-            kernel: Kernel::PackWeights,
-            workgroup_size: 64,
-            workgroups: (workgroups.0, workgroups.1, 1),
-            uniforms,
-        },
-        len,
-    ))
+    let uniforms = base_uniforms(shape)?;
+    index_u32("packed weight element count", len)?;
+    Ok((flat(Kernel::PackWeights, len, uniforms, limits)?, len))
 }
-
-/// A flat dispatch of `kernel` over `work_items` invocations (one per element), in workgroups of
-/// 64 laid out by `grid`: for the element-wise and reduction kernels.
-///
 
 /// One convolution's dispatch: its plan, after the weight packing's (plan and packed length)
 /// when the kernel reads packed weights that the caller does not have.
