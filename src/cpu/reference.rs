@@ -24,7 +24,7 @@
 
 use crate::error::{Error, Result};
 use crate::spec::{Conv2dParams, Conv2dShape, ConvTranspose2dParams, ConvTranspose2dShape};
-use crate::tensor::Tensor;
+use crate::tensor::{self, Tensor};
 
 /// The convolution in f64: the validated shape and the output in C order, `[N, O, P, Q]`.
 ///
@@ -49,12 +49,7 @@ fn convolve<T>(
     params: &Conv2dParams,
     round: impl Fn(f64) -> T,
 ) -> Result<(Conv2dShape, Vec<T>)> {
-    let s = Conv2dShape::new(
-        input.shape(),
-        weight.shape(),
-        bias.map(Tensor::shape),
-        params,
-    )?;
+    let s = tensor::check_shapes(input, weight, bias, params, Conv2dShape::new)?;
     let mut out = crate::memory::try_with_capacity(s.output_len(), || {
         format!("the output {:?}", s.output_shape())
     })?;
@@ -224,12 +219,7 @@ pub fn conv_transpose2d_f64(
     bias: Option<&Tensor>,
     params: &ConvTranspose2dParams,
 ) -> Result<(ConvTranspose2dShape, Vec<f64>)> {
-    let s = ConvTranspose2dShape::new(
-        input.shape(),
-        weight.shape(),
-        bias.map(Tensor::shape),
-        params,
-    )?;
+    let s = tensor::check_shapes(input, weight, bias, params, ConvTranspose2dShape::new)?;
     let (x, w) = (input.data(), weight.data());
     let (big_n, big_ci, big_p, big_q) = (s.batch, s.in_channels, s.in_h, s.in_w);
     let (big_co, big_h, big_w) = (s.out_channels, s.out_h, s.out_w);
