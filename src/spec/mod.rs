@@ -26,10 +26,10 @@ macro_rules! setters {
 }
 
 /// The tensor shapes and element counts of a validated problem, and the check of their byte
-/// sizes, from the fields both shape types
-/// have (`batch`, `in_channels`, `in_h`, `in_w`, `out_channels`, `out_h`, `out_w`, `kernel_h`,
-/// `kernel_w`, `groups`). Only the weight's layout differs: its first dimension is named, and the
-/// second is the other channel count divided by `groups`.
+/// sizes, from the fields both shape types have (`batch`, `in_channels`, `in_h`, `in_w`,
+/// `out_channels`, `out_h`, `out_w`, `kernel_h`, `kernel_w`, `groups`). Only the weight's layout
+/// differs: its first dimension is named, and the second is the other channel count divided by
+/// `groups`.
 macro_rules! tensor_shapes {
     (
         input: $input_doc:literal,
