@@ -95,6 +95,23 @@ fn element_count(shape: &[usize]) -> Result<usize> {
     Ok(if shape.contains(&0) { 0 } else { non_zero })
 }
 
+/// Runs a shape check such as [`Conv2dShape::new`](crate::spec::Conv2dShape::new) on the shapes of
+/// host tensors: `check(input.shape(), weight.shape(), bias.map(Tensor::shape), params)`.
+pub(crate) fn check_shapes<P, S>(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &P,
+    check: impl FnOnce(&[usize], &[usize], Option<&[usize]>, &P) -> Result<S>,
+) -> Result<S> {
+    check(
+        input.shape(),
+        weight.shape(),
+        bias.map(Tensor::shape),
+        params,
+    )
+}
+
 #[cfg(feature = "ndarray")]
 impl Tensor {
     /// Converts into an `ndarray` array of the same shape (no copy).

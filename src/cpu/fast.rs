@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::spec::{Conv2dParams, Conv2dShape};
-use crate::tensor::Tensor;
+use crate::tensor::{self, Tensor};
 
 /// Bytes of one im2col tile (`K x tile` floats); an L2 share that leaves room for the GEMM's
 /// own packed blocks.
@@ -77,12 +77,7 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<Tensor> {
-    let s = Conv2dShape::new(
-        input.shape(),
-        weight.shape(),
-        bias.map(Tensor::shape),
-        params,
-    )?;
+    let s = tensor::check_shapes(input, weight, bias, params, Conv2dShape::new)?;
     // Every path writes every output element. Debug builds (and so the tests) start from NaN so
     // an element a path skipped fails loudly; release builds take the kernel's free zero pages.
     let fill = if cfg!(debug_assertions) {

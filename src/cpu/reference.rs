@@ -24,7 +24,86 @@
 
 use crate::error::{Error, Result};
 use crate::spec::{Conv2dParams, Conv2dShape, ConvTranspose2dParams, ConvTranspose2dShape};
-use crate::tensor::Tensor;
+use crate::tensor::{self, Tensor};
+
+/// One spatial axis of a convolution's kernel window: from output position `t`, tap `i` of `k`
+/// reads input position `t*stride + i*dilation - pad`, inside the input when below `len`.
+#[derive(Clone, Copy)]
+struct Axis {
+    k: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+    len: usize,
+}
+
+impl Axis {
+    fn new(k: usize, stride: usize, dilation: usize, pad: usize, len: usize) -> Self {
+        Axis {
+            k,
+            stride,
+            dilation,
+            pad,
+            len,
+        }
+    }
+
+    /// The taps that read inside the input from output position `t`, each with the input
+    /// position it reads.
+    fn taps(self, t: usize) -> impl Iterator<Item = (usize, usize)> {
+        (0..self.k).filter_map(move |i| {
+            let at = (t * self.stride + i * self.dilation).checked_sub(self.pad)?;
+            (at < self.len).then_some((i, at))
+        })
+    }
+}
+
+/// The kernel window of a convolution, between its output `[N, K, P, Q]` and its input
+/// `[N, C, H, W]`, through the weight `[K, C/groups, kh, kw]`. A transposed convolution has the
+/// same window, with its own input on the output's side and its own output on the input's.
+struct Window {
+    /// `(K, C)`.
+    channels: (usize, usize),
+    groups: usize,
+    rows: Axis,
+    cols: Axis,
+}
+
+/// The [`Window`] of a [`Conv2dShape`] or a [`ConvTranspose2dShape`] (the two name these fields
+/// alike), `$input` being the shape on the window's input side.
+macro_rules! window {
+    ($s:expr, input: $input:expr) => {{
+        let [_, c, h, w] = $input;
+        Window {
+            channels: ($s.weight_shape()[0], c),
+            groups: $s.groups,
+            rows: Axis::new($s.kernel_h, $s.stride_h, $s.dilation_h, $s.pad_top, h),
+            cols: Axis::new($s.kernel_w, $s.stride_w, $s.dilation_w, $s.pad_left, w),
+        }
+    }};
+}
+
+impl Window {
+    /// Calls `f(xi, wi)` with the flat indices of each input element `[n, c, row, col]` and weight
+    /// element `[k, c mod C/groups, i, j]` that output element `[n, k, p, q]` meets: the channels
+    /// `c` of `k`'s group and the taps `(i, j)` that land inside the input (the others meet only
+    /// padding), in `(c, i, j)` order.
+    fn each(&self, [n, k, p, q]: [usize; 4], mut f: impl FnMut(usize, usize)) {
+        let (big_k, big_c) = self.channels;
+        let (kg, cg) = (big_k / self.groups, big_c / self.groups);
+        let (kh, kw) = (self.rows.k, self.cols.k);
+        let (big_h, big_w) = (self.rows.len, self.cols.len);
+        for ci in 0..cg {
+            let c = k / kg * cg + ci;
+            for (i, row) in self.rows.taps(p) {
+                for (j, col) in self.cols.taps(q) {
+                    let xi = ((n * big_c + c) * big_h + row) * big_w + col;
+                    f(xi, ((k * cg + ci) * kh + i) * kw + j);
+                }
+            }
+        }
+    }
+}
 
 /// The convolution in f64: the validated shape and the output in C order, `[N, O, P, Q]`.
 ///
@@ -49,65 +128,27 @@ fn convolve<T>(
     params: &Conv2dParams,
     round: impl Fn(f64) -> T,
 ) -> Result<(Conv2dShape, Vec<T>)> {
-    let s = Conv2dShape::new(
-        input.shape(),
-        weight.shape(),
-        bias.map(Tensor::shape),
-        params,
-    )?;
+    let s = tensor::check_shapes(input, weight, bias, params, Conv2dShape::new)?;
     let mut out = crate::memory::try_with_capacity(s.output_len(), || {
         format!("the output {:?}", s.output_shape())
     })?;
-    each_output(&s, input, weight, bias, |v| out.push(round(v)));
-    Ok((s, out))
-}
-
-/// Calls `emit` with each output element in C order, accumulated in f64.
-fn each_output(
-    s: &Conv2dShape,
-    input: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    mut emit: impl FnMut(f64),
-) {
     let (x, w) = (input.data(), weight.data());
-    let (big_n, big_c, big_h, big_w) = (s.batch, s.in_channels, s.in_h, s.in_w);
-    let (big_o, kh, kw) = (s.out_channels, s.kernel_h, s.kernel_w);
-    let cg = big_c / s.groups;
-    let og = big_o / s.groups;
-    for n in 0..big_n {
-        for o in 0..big_o {
-            let g = o / og;
+    let window = window!(s, input: s.input_shape());
+    for n in 0..s.batch {
+        for o in 0..s.out_channels {
             let b = bias.map_or(0.0, |b| f64::from(b.data()[o]));
             for p in 0..s.out_h {
                 for q in 0..s.out_w {
                     let mut acc = b;
-                    for ci in 0..cg {
-                        let c = g * cg + ci;
-                        for i in 0..kh {
-                            let row =
-                                (p * s.stride_h + i * s.dilation_h) as i128 - s.pad_top as i128;
-                            if row < 0 || row >= big_h as i128 {
-                                continue;
-                            }
-                            for j in 0..kw {
-                                let col = (q * s.stride_w + j * s.dilation_w) as i128
-                                    - s.pad_left as i128;
-                                if col < 0 || col >= big_w as i128 {
-                                    continue;
-                                }
-                                let xv = x[((n * big_c + c) * big_h + row as usize) * big_w
-                                    + col as usize];
-                                let wv = w[((o * cg + ci) * kh + i) * kw + j];
-                                acc += f64::from(xv) * f64::from(wv);
-                            }
-                        }
-                    }
-                    emit(acc);
+                    window.each([n, o, p, q], |xi, wi| {
+                        acc += f64::from(x[xi]) * f64::from(w[wi]);
+                    });
+                    out.push(round(acc));
                 }
             }
         }
     }
+    Ok((s, out))
 }
 
 /// The convolution on the CPU, accumulated in f64 and rounded once to f32: `[N, O, P, Q]`.
@@ -159,10 +200,8 @@ pub fn conv2d_backward_f64(
         });
     }
     let (x, w, gy) = (input.data(), weight.data(), grad_output.data());
-    let (big_n, big_c, big_h, big_w) = (s.batch, s.in_channels, s.in_h, s.in_w);
-    let (big_o, kh, kw) = (s.out_channels, s.kernel_h, s.kernel_w);
-    let cg = big_c / s.groups;
-    let og = big_o / s.groups;
+    let big_o = s.out_channels;
+    let window = window!(s, input: s.input_shape());
     let mut grad_x = crate::memory::try_vec(s.input_len(), 0.0f64, || {
         format!("the f64 input gradient of {:?}", s.input_shape())
     })?;
@@ -170,36 +209,17 @@ pub fn conv2d_backward_f64(
         format!("the f64 weight gradient of {:?}", s.weight_shape())
     })?;
     let mut grad_b = vec![0.0f64; big_o];
-    // The forward pass's loops; each product x * w in y[n, o, p, q] hands G * w to x and G * x to w.
-    for n in 0..big_n {
+    // The forward pass's terms; each product x * w in y[n, o, p, q] hands G * w to x and G * x to w.
+    for n in 0..s.batch {
         for o in 0..big_o {
-            let g = o / og;
             for p in 0..s.out_h {
                 for q in 0..s.out_w {
                     let gv = f64::from(gy[((n * big_o + o) * s.out_h + p) * s.out_w + q]);
                     grad_b[o] += gv;
-                    for ci in 0..cg {
-                        let c = g * cg + ci;
-                        for i in 0..kh {
-                            let row =
-                                (p * s.stride_h + i * s.dilation_h) as i128 - s.pad_top as i128;
-                            if row < 0 || row >= big_h as i128 {
-                                continue;
-                            }
-                            for j in 0..kw {
-                                let col = (q * s.stride_w + j * s.dilation_w) as i128
-                                    - s.pad_left as i128;
-                                if col < 0 || col >= big_w as i128 {
-                                    continue;
-                                }
-                                let xi =
-                                    ((n * big_c + c) * big_h + row as usize) * big_w + col as usize;
-                                let wi = ((o * cg + ci) * kh + i) * kw + j;
-                                grad_x[xi] += gv * f64::from(w[wi]);
-                                grad_w[wi] += gv * f64::from(x[xi]);
-                            }
-                        }
-                    }
+                    window.each([n, o, p, q], |xi, wi| {
+                        grad_x[xi] += gv * f64::from(w[wi]);
+                        grad_w[wi] += gv * f64::from(x[xi]);
+                    });
                 }
             }
         }
@@ -224,52 +244,26 @@ pub fn conv_transpose2d_f64(
     bias: Option<&Tensor>,
     params: &ConvTranspose2dParams,
 ) -> Result<(ConvTranspose2dShape, Vec<f64>)> {
-    let s = ConvTranspose2dShape::new(
-        input.shape(),
-        weight.shape(),
-        bias.map(Tensor::shape),
-        params,
-    )?;
+    let s = tensor::check_shapes(input, weight, bias, params, ConvTranspose2dShape::new)?;
     let (x, w) = (input.data(), weight.data());
-    let (big_n, big_ci, big_p, big_q) = (s.batch, s.in_channels, s.in_h, s.in_w);
-    let (big_co, big_h, big_w) = (s.out_channels, s.out_h, s.out_w);
-    let (kh, kw) = (s.kernel_h, s.kernel_w);
-    let cig = big_ci / s.groups;
-    let cog = big_co / s.groups;
+    let (big_ci, big_p, big_q) = (s.in_channels, s.in_h, s.in_w);
+    let (big_co, big_hw) = (s.out_channels, s.out_h * s.out_w);
+    // Input element [n, ci, p, q] scatters as a convolution's output element gathers.
+    let window = window!(s, input: s.output_shape());
     let mut out = crate::memory::try_vec(s.output_len(), 0.0f64, || {
         format!("the f64 output {:?}", s.output_shape())
     })?;
     if let Some(b) = bias {
         for (k, v) in out.iter_mut().enumerate() {
-            *v = f64::from(b.data()[(k / (big_h * big_w)) % big_co]);
+            *v = f64::from(b.data()[(k / big_hw) % big_co]);
         }
     }
-    for n in 0..big_n {
+    for n in 0..s.batch {
         for ci in 0..big_ci {
-            let g = ci / cig;
             for p in 0..big_p {
                 for q in 0..big_q {
                     let xv = f64::from(x[((n * big_ci + ci) * big_p + p) * big_q + q]);
-                    for c in 0..cog {
-                        let oc = g * cog + c;
-                        for i in 0..kh {
-                            let row =
-                                (p * s.stride_h + i * s.dilation_h) as i128 - s.pad_top as i128;
-                            if row < 0 || row >= big_h as i128 {
-                                continue;
-                            }
-                            for j in 0..kw {
-                                let col = (q * s.stride_w + j * s.dilation_w) as i128
-                                    - s.pad_left as i128;
-                                if col < 0 || col >= big_w as i128 {
-                                    continue;
-                                }
-                                let wv = f64::from(w[((ci * cog + c) * kh + i) * kw + j]);
-                                out[((n * big_co + oc) * big_h + row as usize) * big_w
-                                    + col as usize] += xv * wv;
-                            }
-                        }
-                    }
+                    window.each([n, ci, p, q], |oi, wi| out[oi] += xv * f64::from(w[wi]));
                 }
             }
         }
