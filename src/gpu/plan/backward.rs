@@ -10,9 +10,9 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{ConvUniforms, Kernel};
-use crate::gpu::plan::dispatch::{flat, index_u32, Plan, PlanLimits};
+use crate::gpu::plan::dispatch::{base_uniforms, flat, index_u32, Plan, PlanLimits};
 use crate::gpu::plan::split::{batch_split, check_bindings};
-use crate::spec::{Conv2dParams, ConvTranspose2dShape, Padding};
+use crate::spec::{Conv2dParams, Conv2dShape, ConvTranspose2dShape, Padding};
 
 /// Invocations a split reduction aims for: enough to fill the device, few enough that the
 /// partial sums stay small. CPU adapters run a workgroup per task, so fewer suffice there.
@@ -31,30 +31,25 @@ pub fn chunking(rows: usize, outputs: usize, cpu_adapter: bool) -> (usize, usize
     (rows.div_ceil(chunk_len).max(1), chunk_len)
 }
 
-/// The uniform block describing the convolution whose input is a transposed convolution's
-/// output (the parameters the gather kernel reads).
+/// The uniform block the gather kernel reads: that of the forward convolution whose input
+/// gradient `t` is (input `t`'s output, `t`'s weight, output `t`'s input). The kernel reads
+/// neither the bottom nor the right padding, which `t` does not keep: they are set to the
+/// kernel's reach (any valid forward problem will do), and the output sizes to `t`'s own.
 fn transposed_uniforms(t: &ConvTranspose2dShape) -> Result<ConvUniforms> {
-    let u = index_u32;
-    Ok(ConvUniforms {
-        batch: u("batch", t.batch)?,
-        in_channels: u("output channels", t.out_channels)?,
-        in_h: u("output height", t.out_h)?,
-        in_w: u("output width", t.out_w)?,
-        out_channels: u("input channels", t.in_channels)?,
-        kernel_h: u("kernel_h", t.kernel_h)?,
-        kernel_w: u("kernel_w", t.kernel_w)?,
-        groups: u("groups", t.groups)?,
-        out_h: u("input height", t.in_h)?,
-        out_w: u("input width", t.in_w)?,
-        stride_h: u("stride_h", t.stride_h)?,
-        stride_w: u("stride_w", t.stride_w)?,
-        pad_top: u("pad_top", t.pad_top)?,
-        pad_left: u("pad_left", t.pad_left)?,
-        dilation_h: u("dilation_h", t.dilation_h)?,
-        dilation_w: u("dilation_w", t.dilation_w)?,
-        has_bias: u32::from(t.has_bias),
-        ..ConvUniforms::default()
-    })
+    let reach_h = t.dilation_h * (t.kernel_h - 1);
+    let reach_w = t.dilation_w * (t.kernel_w - 1);
+    let params = Conv2dParams {
+        stride: (t.stride_h, t.stride_w),
+        padding: Padding::explicit(t.pad_top, reach_h, t.pad_left, reach_w),
+        dilation: (t.dilation_h, t.dilation_w),
+        groups: t.groups,
+    };
+    let forward = Conv2dShape::new(&t.output_shape(), &t.weight_shape(), None, &params)?;
+    let mut uniforms = base_uniforms(&forward)?;
+    uniforms.out_h = index_u32("input height", t.in_h)?;
+    uniforms.out_w = index_u32("input width", t.in_w)?;
+    uniforms.has_bias = u32::from(t.has_bias);
+    Ok(uniforms)
 }
 
 /// Checks the backward kernels' index arithmetic for `t` (in the forward convolution's terms:
