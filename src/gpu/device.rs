@@ -2,7 +2,7 @@
 //! OpenGL guards, bounded waits, and reading buffers back.
 //!
 //! As in wgpu's compute examples: set up once, read back with `map_async` + a bounded `poll` +
-//! `unmap`. Every GPU call goes through [`Device::scoped`], so validation and out-of-memory
+//! `unmap`. Every GPU call goes through `Device::scoped`, so validation and out-of-memory
 //! errors become typed errors, never panics.
 
 use std::fmt;
@@ -18,7 +18,7 @@ static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 /// Longest single hold of the OpenGL context while waiting (wgpu-hal gives up after 6 s).
 const GL_WAIT_SLICE: Duration = Duration::from_millis(100);
 
-/// How an [`Engine`] picks its adapter and how long it waits for the GPU.
+/// How an [`Engine`](crate::Engine) picks its adapter and how long it waits for the GPU.
 ///
 /// Fields left `None` fall back to wgpu's environment variables: `WGPU_BACKEND`
 /// (e.g. `vulkan`, `gl`), `WGPU_ADAPTER_NAME` (a case-insensitive substring of the adapter's
@@ -118,9 +118,6 @@ pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
         .map(|a| AdapterSummary::from(a.get_info()))
         .collect()
 }
-
-/// Owns the wgpu device and queue, the compiled pipelines, and the rules for waiting on the GPU.
-///
 
 /// The wgpu device and queue of one engine and the rules for using them.
 pub(crate) struct Device {

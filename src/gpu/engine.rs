@@ -1,10 +1,10 @@
-//! The engine: a [`Device`], its [`PipelineCache`], and the calls every operation is built from
+//! The engine: a `Device`, its `PipelineCache`, and the calls every operation is built from
 //! (tensors in and out, recording planned dispatches, waiting). The operations live by family in
 //! their own files: [`forward`](super::forward), [`backward`](super::backward),
 //! [`transposed`](super::transposed) and [`training`](super::training).
 //!
 //! Each operation has one implementation, the async one; the blocking call drives it with
-//! [`Wait::Block`], which polls on the caller's thread within the engine's wait bound.
+//! `Wait::Block`, which polls on the caller's thread within the engine's wait bound.
 
 use std::fmt;
 use std::time::Duration;

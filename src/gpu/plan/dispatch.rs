@@ -87,6 +87,9 @@ impl PlanLimits {
     }
 }
 
+/// Checks that a tensor of `elements` f32 values fits in one storage binding on this device.
+///
+/// # Errors
 /// [`Error::DeviceLimit`] when it does not.
 pub fn check_buffer(what: &str, elements: usize, limits: &PlanLimits) -> Result<u64> {
     let bytes = (elements as u64)
@@ -170,10 +173,10 @@ pub(crate) fn base_uniforms(shape: &Conv2dShape) -> Result<ConvUniforms> {
     })
 }
 
-/// The flattened plan that packs OIHW weights of `shape` into the implicit-GEMM layout.
+/// A flat dispatch of `kernel` over `work_items` invocations (one per element), in workgroups of
+/// 64 laid out by `grid`: for the element-wise and reduction kernels.
 ///
 /// # Errors
-
 /// [`Error::TooLarge`] when the items overflow u32 or the grid.
 pub fn flat(
     kernel: Kernel,

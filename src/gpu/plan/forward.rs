@@ -25,9 +25,6 @@ pub fn choose_kernel(shape: &Conv2dShape) -> Kernel {
     plan(shape, &PlanLimits::unlimited_cpu(), Algorithm::Auto).map_or(Kernel::Direct, |p| p.kernel)
 }
 
-/// Checks that a tensor of `elements` f32 values fits in one storage binding on this device.
-///
-
 /// Plans `shape` with `algorithm` on a device with `limits`: the one place that chooses kernels
 /// and tile sizes.
 ///
@@ -309,7 +306,7 @@ pub enum Execution {
     /// The output is empty: nothing runs.
     Empty,
     /// One dispatch over the whole problem.
-    Whole(ConvDispatch),
+    Whole(Box<ConvDispatch>),
     /// Pieces that each fit the device: each reads copies of its input rows (with halo), weights
     /// and bias, runs its dispatch, and its output is copied into place.
     Split {
@@ -351,7 +348,10 @@ pub fn execution(
         return Ok(Execution::Empty);
     }
     let unsplit = match plan(shape, limits, algorithm) {
-        Ok(conv) => return conv_dispatch(conv, shape, limits, have_packed).map(Execution::Whole),
+        Ok(conv) => {
+            return conv_dispatch(conv, shape, limits, have_packed)
+                .map(|d| Execution::Whole(Box::new(d)))
+        }
         Err(e) => e,
     };
     // A forced algorithm may be unsupported only because of the grid; pieces may fit it.

@@ -288,7 +288,7 @@ pub const HOST_PIECE_OUTPUT_BYTES: u64 = 256 << 20;
 /// output exceeds [`HOST_PIECE_OUTPUT_BYTES`], or `None` when it runs whole.
 ///
 /// # Errors
-/// [`Error::DeviceLimit`] naming the tensor when not even one output row fits.
+/// [`Error::DeviceLimit`](crate::Error::DeviceLimit) naming the tensor when not even one output row fits.
 pub fn host_pieces(shape: &Conv2dShape, limits: &PlanLimits) -> Result<Option<Vec<Piece>>> {
     let fits = |s: &Conv2dShape| {
         [s.input_len(), s.weight_len(), s.output_len()]
@@ -314,7 +314,7 @@ pub fn host_pieces(shape: &Conv2dShape, limits: &PlanLimits) -> Result<Option<Ve
 /// Whether `tensors` (name, f32 elements) each fit one binding and u32 indexing.
 ///
 /// # Errors
-/// [`Error::DeviceLimit`] or [`Error::TooLarge`] naming the first that does not.
+/// [`Error::DeviceLimit`](crate::Error::DeviceLimit) or [`Error::TooLarge`](crate::Error::TooLarge) naming the first that does not.
 pub fn check_bindings(tensors: &[(&str, usize)], limits: &PlanLimits) -> Result<()> {
     for &(what, len) in tensors {
         check_buffer(what, len, limits)?;
