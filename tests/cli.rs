@@ -365,7 +365,7 @@ fn bench_takes_a_suite_file_and_writes_csv_and_a_plot() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some(wgconv::report::CSV_HEADER));
+    assert_eq!(lines.next(), Some(wgconv::bench::CSV_HEADER));
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 2, "{text}");
     assert!(
@@ -492,7 +492,7 @@ fn bench_pass_backward_writes_csv_rows_with_empty_forward_cells() {
     let lines: Vec<&str> = text.lines().collect();
     let header = format!(
         "{},{}",
-        wgconv::report::CSV_HEADER,
+        wgconv::bench::CSV_HEADER,
         wgconv::bench::BACKWARD_CSV_COLUMNS
     );
     assert_eq!(lines.first().copied(), Some(header.as_str()));

@@ -3,10 +3,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use wgconv::bench::{Layer, LayerResult};
-use wgconv::report::{
-    csv_string, parse_suite, parse_suite_str, write_csv, write_plot_svg, ReportError, CSV_HEADER,
+use wgconv::bench::{
+    backward_csv_string, csv_string, parse_suite, parse_suite_str, quick_suite, resnet_suite,
+    write_csv, write_plot_svg, BackwardResult, BenchError, Layer, LayerResult,
+    BACKWARD_CSV_COLUMNS, CSV_HEADER,
 };
+use wgconv::Error;
 
 fn suite_path() -> PathBuf {
     PathBuf::from("custom.suite")
@@ -15,7 +17,7 @@ fn suite_path() -> PathBuf {
 /// The line and message of a parse error, failing the test on anything else.
 fn parse_error(text: &str) -> (usize, String) {
     match parse_suite_str(text, &suite_path()) {
-        Err(ReportError::Parse {
+        Err(BenchError::Parse {
             path,
             line,
             message,
@@ -84,6 +86,32 @@ fn suite_file_with_comments_blank_lines_and_defaults_parses_every_layer() {
             Layer::new("conv3x3", 64, 56, 56, 64, 3, 3, 1, 1),
             Layer::new("conv1x1", 64, 56, 56, 256, 1, 1, 1, 0),
             Layer::new("wide", 8, 9, 17, 4, 1, 7, 3, 2),
+        ]
+    );
+}
+
+#[test]
+fn built_in_suites_are_the_resnet_and_quick_layers() {
+    assert_eq!(
+        resnet_suite(),
+        vec![
+            Layer::new("stem", 3, 224, 224, 64, 7, 7, 2, 3),
+            Layer::new("conv3x3", 64, 56, 56, 64, 3, 3, 1, 1),
+            Layer::new("conv1x1", 64, 56, 56, 256, 1, 1, 1, 0),
+            Layer::new("conv3x3_s2", 128, 56, 56, 128, 3, 3, 2, 1),
+            Layer::new("conv1x1_s2", 512, 28, 28, 1024, 1, 1, 2, 0),
+            Layer::new("deep", 512, 7, 7, 512, 3, 3, 1, 1),
+            Layer::new("thin", 16, 112, 112, 16, 3, 3, 1, 1),
+            Layer::new("vgg", 64, 224, 224, 64, 3, 3, 1, 1),
+        ]
+    );
+    assert_eq!(
+        quick_suite(),
+        vec![
+            Layer::new("conv3x3_small", 32, 28, 28, 32, 3, 3, 1, 1),
+            Layer::new("conv1x1_small", 64, 28, 28, 64, 1, 1, 1, 0),
+            Layer::new("deep", 512, 7, 7, 512, 3, 3, 1, 1),
+            Layer::new("stem_small", 3, 64, 64, 16, 7, 7, 2, 3),
         ]
     );
 }
@@ -189,8 +217,8 @@ fn missing_suite_file_is_an_io_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("absent.suite");
     match parse_suite(&path) {
-        Err(e @ ReportError::Io { action: "read", .. }) => {
-            let ReportError::Io {
+        Err(BenchError::Wgconv(e @ Error::Io { action: "read", .. })) => {
+            let Error::Io {
                 path: p, source, ..
             } = &e
             else {
@@ -270,6 +298,50 @@ fn csv_of_no_results_is_the_header_alone() {
     assert_eq!(csv_string(&[]), format!("{CSV_HEADER}\n"));
 }
 
+fn backward(layer: Layer, ms: f64) -> BackwardResult {
+    let flops = 2 * layer.k as u64 * (layer.h * layer.w * layer.c * layer.r * layer.s) as u64;
+    BackwardResult {
+        bias_flops: (layer.k * layer.h * layer.w) as u64,
+        layer,
+        n: 1,
+        flops,
+        grad_input_ms: ms,
+        grad_weight_ms: 2.0 * ms,
+        grad_bias_ms: ms / 4.0,
+        backward_ms: 4.0 * ms,
+        max_abs_err: Some([1e-6, 2e-6, 0.0]),
+    }
+}
+
+#[test]
+fn backward_csv_pairs_rows_by_index_and_leaves_unmeasured_forward_cells_empty() {
+    let a = Layer::new("a", 3, 8, 8, 4, 3, 3, 1, 1);
+    let b = Layer::new("b", 4, 8, 8, 4, 1, 1, 1, 0);
+    let forward = [result(a.clone(), Some(1.0), Some(2.0))];
+    let csv = backward_csv_string(&forward, &[backward(a, 1.0), backward(b.clone(), 0.5)]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], format!("{CSV_HEADER},{BACKWARD_CSV_COLUMNS}"));
+    assert_eq!(lines.len(), 3, "{csv}");
+    let forward_row = csv_string(&forward);
+    let forward_cells = forward_row.lines().nth(1).unwrap();
+    let bwd = backward(b, 0.5);
+    let tail = format!(
+        "0.5,{},1,{},0.125,2,{},0.000001,0.000002,0",
+        bwd.gflops(0.5),
+        bwd.gflops(1.0),
+        bwd.backward_gflops()
+    );
+    assert!(
+        lines[1].starts_with(&format!("{forward_cells},1,")),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        lines[2],
+        format!("b,1,4,8,8,4,1,1,1,0,{},,,,,,,,,{tail}", bwd.flops)
+    );
+}
+
 #[test]
 fn write_csv_writes_the_csv_string_and_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -293,9 +365,9 @@ fn write_csv_into_missing_folder_is_an_io_error_and_creates_nothing() {
     let path = dir.path().join("missing").join("bench.csv");
     match write_csv(&path, &[]) {
         Err(
-            e @ ReportError::Io {
+            e @ BenchError::Wgconv(Error::Io {
                 action: "write", ..
-            },
+            }),
         ) => assert_eq!(
             e.to_string(),
             format!(
@@ -388,7 +460,7 @@ fn svg_chart_of_nothing_measured_is_a_plot_error_and_writes_nothing() {
     let path = dir.path().join("bench.svg");
     let empty = [result(Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1), None, None)];
     match write_plot_svg(&path, "t", &empty) {
-        Err(ReportError::Plot { path: p, message }) => {
+        Err(BenchError::Plot { path: p, message }) => {
             assert_eq!(p, path);
             assert_contains(&message, &["none of the 1 layers"]);
         }
@@ -403,9 +475,9 @@ fn svg_chart_into_missing_folder_is_an_io_error_and_creates_nothing() {
     let path = dir.path().join("missing").join("bench.svg");
     match write_plot_svg(&path, "t", &plot_results()) {
         Err(
-            e @ ReportError::Io {
+            e @ BenchError::Wgconv(Error::Io {
                 action: "write", ..
-            },
+            }),
         ) => {
             assert!(
                 e.to_string()

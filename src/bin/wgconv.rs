@@ -355,18 +355,23 @@ fn main() -> ExitCode {
     // Held until exit: removed with it on a normal exit.
     let runtime_dir = private_runtime_dir();
     clean_up_on_signals(runtime_dir.as_ref().map(|d| d.path().to_path_buf()));
-    let result = match cli.command.unwrap_or(Command::Demo) {
-        Command::Demo => demo(),
-        Command::Info => info(),
-        Command::Run(args) => run(&args),
-        Command::Bench(args) => bench(&args),
-        Command::Filter(args) => filter(&args),
-        Command::TrainEdge(args) => train_edge(&args),
-        Command::SampleImage { output } => {
+    match cli.command.unwrap_or(Command::Demo) {
+        Command::Demo => finish(demo()),
+        Command::Info => finish(info()),
+        Command::Run(args) => finish(run(&args)),
+        Command::Bench(args) => finish(bench(&args)),
+        Command::Filter(args) => finish(filter(&args)),
+        Command::TrainEdge(args) => finish(train_edge(&args)),
+        Command::SampleImage { output } => finish(
             wgconv::filter::write_image(&output, &wgconv::filter::sample_image())
-                .map(|()| note!("wrote {}", shown(&output)))
-        }
-    };
+                .map(|()| note!("wrote {}", shown(&output))),
+        ),
+    }
+}
+
+/// The exit status of a verb (the library's errors and the benchmark's alike): 0, or 1 with its
+/// message on one line.
+fn finish(result: Result<(), impl std::fmt::Display>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -487,7 +492,7 @@ fn filter(args: &FilterArgs) -> wgconv::Result<()> {
     Ok(())
 }
 
-fn bench(args: &BenchArgs) -> wgconv::Result<()> {
+fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
     use wgconv::bench::{
         bench_layer, bench_layer_backward, quick_suite, resnet_suite, BackwardResult, BenchOptions,
         LayerResult,
@@ -514,7 +519,7 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
     let layers = match args.suite.as_str() {
         "resnet" => resnet_suite(),
         "quick" => quick_suite(),
-        file => wgconv::report::parse_suite(std::path::Path::new(file))?,
+        file => wgconv::bench::parse_suite(std::path::Path::new(file))?,
     };
     let options = BenchOptions {
         batch: args.batch,
@@ -658,7 +663,7 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
                     .map_err(|source| wgconv::Error::io("write", path, source))
             })?;
         } else {
-            wgconv::report::write_csv(path, &all)?;
+            wgconv::bench::write_csv(path, &all)?;
         }
         note!("wrote {}", shown(path));
     }
@@ -668,7 +673,7 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
             adapters.join(" / "),
             args.batch
         );
-        wgconv::report::write_plot_svg(path, &title, &all)?;
+        wgconv::bench::write_plot_svg(path, &title, &all)?;
         note!("wrote {}", shown(path));
     }
     Ok(())

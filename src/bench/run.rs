@@ -1,112 +1,12 @@
-//! Benchmark suites and one timed run per layer: GPU kernel time, GPU end-to-end time, the fair
-//! CPU baseline ([`cpu::fast`](crate::cpu::fast)), and the largest GPU-vs-CPU difference; and the
-//! backward passes' GPU kernel times ([`bench_layer_backward`]), checked against the CPU reference.
-//!
-//! FLOPs count a multiply-add as two: `2 * N * K * P * Q * C/groups * R * S`. The input gradient
-//! and the weight gradient each take the forward's count; the bias gradient one add per output
-//! element, `N * K * P * Q`.
+//! Timed runs: one layer forward ([`bench_layer`]) or backward ([`bench_layer_backward`]).
 
 use std::time::{Duration, Instant};
 
+use super::Layer;
 use crate::error::Result;
 use crate::gpu::engine::Engine;
-use crate::spec::{Conv2dParams, Conv2dShape};
+use crate::spec::Conv2dParams;
 use crate::tensor::Tensor;
-
-/// One convolution layer of a suite: `C, H, W -> K, R x S, stride, pad` (square stride and pad).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layer {
-    /// Name shown in tables.
-    pub name: String,
-    /// Input channels.
-    pub c: usize,
-    /// Input height.
-    pub h: usize,
-    /// Input width.
-    pub w: usize,
-    /// Output channels.
-    pub k: usize,
-    /// Kernel height.
-    pub r: usize,
-    /// Kernel width.
-    pub s: usize,
-    /// Stride (both axes).
-    pub stride: usize,
-    /// Zero padding (all sides).
-    pub pad: usize,
-}
-
-impl Layer {
-    /// A layer from its numbers.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        name: &str,
-        c: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        r: usize,
-        s: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Self {
-        Layer {
-            name: name.to_string(),
-            c,
-            h,
-            w,
-            k,
-            r,
-            s,
-            stride,
-            pad,
-        }
-    }
-
-    /// The convolution parameters.
-    pub fn params(&self) -> Conv2dParams {
-        Conv2dParams::default()
-            .with_stride(self.stride)
-            .with_padding(self.pad)
-    }
-
-    /// The validated problem for a batch of `n`.
-    ///
-    /// # Errors
-    /// Shape errors of [`Conv2dShape::new`].
-    pub fn shape(&self, n: usize) -> Result<Conv2dShape> {
-        Conv2dShape::new(
-            &[n, self.c, self.h, self.w],
-            &[self.k, self.c, self.r, self.s],
-            Some(&[self.k]),
-            &self.params(),
-        )
-    }
-}
-
-/// The ResNet/VGG layers of `wgconv bench --suite resnet`.
-pub fn resnet_suite() -> Vec<Layer> {
-    vec![
-        Layer::new("stem", 3, 224, 224, 64, 7, 7, 2, 3),
-        Layer::new("conv3x3", 64, 56, 56, 64, 3, 3, 1, 1),
-        Layer::new("conv1x1", 64, 56, 56, 256, 1, 1, 1, 0),
-        Layer::new("conv3x3_s2", 128, 56, 56, 128, 3, 3, 2, 1),
-        Layer::new("conv1x1_s2", 512, 28, 28, 1024, 1, 1, 2, 0),
-        Layer::new("deep", 512, 7, 7, 512, 3, 3, 1, 1),
-        Layer::new("thin", 16, 112, 112, 16, 3, 3, 1, 1),
-        Layer::new("vgg", 64, 224, 224, 64, 3, 3, 1, 1),
-    ]
-}
-
-/// A small subset that finishes in seconds on a software adapter.
-pub fn quick_suite() -> Vec<Layer> {
-    vec![
-        Layer::new("conv3x3_small", 32, 28, 28, 32, 3, 3, 1, 1),
-        Layer::new("conv1x1_small", 64, 28, 28, 64, 1, 1, 1, 0),
-        Layer::new("deep", 512, 7, 7, 512, 3, 3, 1, 1),
-        Layer::new("stem_small", 3, 64, 64, 16, 7, 7, 2, 3),
-    ]
-}
 
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,6 +46,11 @@ impl LayerResult {
     /// GFLOP/s for a time in milliseconds.
     pub fn gflops(&self, ms: f64) -> f64 {
         self.flops as f64 / (ms * 1e6)
+    }
+
+    /// `cpu_ms / gpu_ms` (GPU kernel time), when both ran.
+    pub fn speedup(&self) -> Option<f64> {
+        Some(self.cpu_ms? / self.gpu_ms?)
     }
 }
 
@@ -399,66 +304,4 @@ fn reference_grads(
 ) -> Result<[Vec<f64>; 3]> {
     let grads = crate::cpu::reference::conv2d_backward_f64(x, w, g, params)?;
     Ok([grads.input, grads.weight, grads.bias])
-}
-
-/// The columns [`backward_csv_string`] adds after [`CSV_HEADER`](crate::report::CSV_HEADER)'s.
-pub const BACKWARD_CSV_COLUMNS: &str = "grad_input_ms,grad_input_gflops,grad_weight_ms,\
-    grad_weight_gflops,grad_bias_ms,backward_ms,backward_gflops,grad_input_max_abs_err,\
-    grad_weight_max_abs_err,grad_bias_max_abs_err";
-
-/// Forward and backward results as CSV, one row per layer: the forward columns of
-/// [`report::csv_string`](crate::report::csv_string), empty where the forward pass was not
-/// measured (`forward` shorter than `backward`, e.g. empty), then [`BACKWARD_CSV_COLUMNS`].
-/// `grad_*_gflops = flops / (ms * 1e6)`; `backward_gflops` counts both gradients and the bias
-/// gradient. A missing value is an empty cell.
-pub fn backward_csv_string(forward: &[LayerResult], backward: &[BackwardResult]) -> String {
-    let rows: Vec<LayerResult> = backward
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            forward.get(i).cloned().unwrap_or(LayerResult {
-                layer: b.layer.clone(),
-                n: b.n,
-                flops: b.flops,
-                kernel: None,
-                gpu_ms: None,
-                gpu_e2e_ms: None,
-                cpu_ms: None,
-                max_abs_err: None,
-            })
-        })
-        .collect();
-    // Layer names hold no line breaks (suite files split on whitespace), so rows are lines.
-    let forward_csv = crate::report::csv_string(&rows);
-    let mut lines = forward_csv.lines();
-    let mut out = String::with_capacity(forward_csv.len() * 2);
-    out.push_str(lines.next().unwrap_or_default());
-    out.push(',');
-    out.push_str(BACKWARD_CSV_COLUMNS);
-    out.push('\n');
-    let number = |v: Option<f64>| {
-        v.filter(|v| v.is_finite())
-            .map(|v| v.to_string())
-            .unwrap_or_default()
-    };
-    for (line, b) in lines.zip(backward) {
-        let err = |i: usize| number(b.max_abs_err.map(|e| e[i]));
-        let cells = [
-            number(Some(b.grad_input_ms)),
-            number(Some(b.gflops(b.grad_input_ms))),
-            number(Some(b.grad_weight_ms)),
-            number(Some(b.gflops(b.grad_weight_ms))),
-            number(Some(b.grad_bias_ms)),
-            number(Some(b.backward_ms)),
-            number(Some(b.backward_gflops())),
-            err(0),
-            err(1),
-            err(2),
-        ];
-        out.push_str(line);
-        out.push(',');
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    }
-    out
 }
