@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use wgconv::bench::{
     backward_csv_string, csv_string, parse_suite, parse_suite_str, quick_suite, resnet_suite,
-    write_csv, write_plot_svg, BackwardResult, BenchError, Layer, LayerResult,
-    BACKWARD_CSV_COLUMNS, CSV_HEADER,
+    write_csv, write_json, write_plot_svg, BackwardResult, BenchError, EngineRun, Layer,
+    LayerResult, Passes, SuiteResults, BACKWARD_CSV_COLUMNS, CSV_HEADER,
 };
-use wgconv::Error;
+use wgconv::{AdapterSummary, Error};
 
 fn suite_path() -> PathBuf {
     PathBuf::from("custom.suite")
@@ -342,28 +342,45 @@ fn backward_csv_pairs_rows_by_index_and_leaves_unmeasured_forward_cells_empty() 
     );
 }
 
+/// A suite of one CPU-only run with these forward results.
+fn suite(forward: Vec<LayerResult>) -> SuiteResults {
+    SuiteResults {
+        batch: 1,
+        repeat: 1,
+        passes: Passes::Forward,
+        runs: vec![EngineRun {
+            adapter: None,
+            forward,
+            backward: vec![],
+        }],
+    }
+}
+
 #[test]
-fn write_csv_writes_the_csv_string_and_leaves_no_temporary_file() {
+fn write_csv_and_write_json_write_the_documents_and_leave_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bench.csv");
-    fs::write(&path, "old contents").unwrap();
-    let results = [result(
+    let (csv, json) = (dir.path().join("bench.csv"), dir.path().join("bench.json"));
+    fs::write(&csv, "old contents").unwrap();
+    let results = suite(vec![result(
         Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1),
         Some(1.0),
         Some(3.0),
-    )];
+    )]);
 
-    write_csv(&path, &results).unwrap();
+    write_csv(&csv, &results).unwrap();
+    write_json(&json, &results).unwrap();
 
-    assert_eq!(fs::read_to_string(&path).unwrap(), csv_string(&results));
-    assert_eq!(entries(dir.path()), ["bench.csv"]);
+    let forward = &results.runs[0].forward;
+    assert_eq!(fs::read_to_string(&csv).unwrap(), csv_string(forward));
+    assert_eq!(fs::read_to_string(&json).unwrap(), results.json());
+    assert_eq!(entries(dir.path()), ["bench.csv", "bench.json"]);
 }
 
 #[test]
 fn write_csv_into_missing_folder_is_an_io_error_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing").join("bench.csv");
-    match write_csv(&path, &[]) {
+    match write_csv(&path, &suite(vec![])) {
         Err(
             e @ BenchError::Wgconv(Error::Io {
                 action: "write", ..
@@ -488,4 +505,133 @@ fn svg_chart_into_missing_folder_is_an_io_error_and_creates_nothing() {
         other => panic!("expected an Io error for writing, got {other:?}"),
     }
     assert!(entries(dir.path()).is_empty());
+}
+
+// ----------------------------------------------------------------------------------------- table
+
+fn adapter(backend: wgconv::wgpu::Backend) -> AdapterSummary {
+    AdapterSummary {
+        name: format!("test {backend:?}"),
+        backend,
+        device_type: wgconv::wgpu::DeviceType::Cpu,
+        driver: String::new(),
+        driver_info: String::new(),
+    }
+}
+
+/// The table's header and row lines: from `layer ...` to the line before the geometric means.
+fn table_lines(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with("layer"))
+        .take_while(|l| !l.starts_with("geometric mean"))
+        .collect()
+}
+
+#[test]
+fn table_columns_are_as_wide_as_the_longest_layer_name() {
+    let long = "a_layer_name_of_28_characters";
+    let run = EngineRun {
+        adapter: Some(adapter(wgconv::wgpu::Backend::Vulkan)),
+        forward: vec![
+            result(
+                Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1),
+                Some(1.0),
+                Some(3.0),
+            ),
+            result(
+                Layer::new(long, 3, 8, 8, 4, 3, 3, 1, 1),
+                Some(12.5),
+                Some(300.25),
+            ),
+        ],
+        backward: vec![],
+    };
+    let table = run.table();
+    assert!(
+        table.starts_with("GPU: test Vulkan (Vulkan, Cpu)\n"),
+        "{table}"
+    );
+    let lines = table_lines(&table);
+    assert_eq!(lines.len(), 3, "{table}");
+    // Every column is right-aligned after the name, so aligned rows are equally long.
+    let width = lines[0].chars().count();
+    assert!(lines.iter().all(|l| l.chars().count() == width), "{table}");
+    assert!(lines[2].starts_with(&format!("{long}  ")), "{table}");
+    assert!(
+        lines[1].starts_with(&format!("c{}  ", " ".repeat(long.len() - 1))),
+        "{table}"
+    );
+}
+
+#[test]
+fn table_with_backward_rows_puts_them_under_the_forward_row() {
+    let layer = Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1);
+    let run = EngineRun {
+        adapter: Some(adapter(wgconv::wgpu::Backend::Vulkan)),
+        forward: vec![result(layer.clone(), Some(1.0), Some(3.0))],
+        backward: vec![backward(layer, 2.0)],
+    };
+    let table = run.table();
+    let lines = table_lines(&table);
+    // The pass column starts where its header does (the table is ASCII here).
+    let at = lines[0].find("pass").unwrap();
+    let passes: Vec<&str> = lines.iter().map(|l| l[at..at + 11].trim()).collect();
+    assert_eq!(
+        passes,
+        [
+            "pass",
+            "forward",
+            "grad input",
+            "grad weight",
+            "grad bias",
+            "backward"
+        ],
+        "{table}"
+    );
+    let width = lines[0].chars().count();
+    assert!(lines.iter().all(|l| l.chars().count() == width), "{table}");
+}
+
+#[test]
+fn several_runs_name_their_rows_by_backend_in_json_and_csv() {
+    let layer = Layer::new("Conv", 3, 8, 8, 4, 3, 3, 1, 1);
+    let run = |backend| EngineRun {
+        adapter: Some(adapter(backend)),
+        forward: vec![result(layer.clone(), Some(1.0), Some(3.0))],
+        backward: vec![],
+    };
+    let results = SuiteResults {
+        batch: 1,
+        repeat: 1,
+        passes: Passes::Forward,
+        runs: vec![
+            run(wgconv::wgpu::Backend::Vulkan),
+            run(wgconv::wgpu::Backend::Gl),
+        ],
+    };
+    let names: Vec<String> = results
+        .forward_rows()
+        .into_iter()
+        .map(|r| r.layer.name)
+        .collect();
+    assert_eq!(names, ["conv@vulkan", "conv@gl"]);
+    let v: serde_json::Value = serde_json::from_str(&results.json()).unwrap();
+    assert_eq!(v["adapter"], "test Vulkan, test Gl");
+    assert_eq!(v["backend"], "Vulkan, Gl");
+    assert_eq!(v["results"][1]["name"], "conv@gl");
+    assert_eq!(v["results"][1]["pass"], "forward");
+    assert_eq!(v["results"][1]["gpu_ms"], 1.0);
+    assert!(results
+        .csv()
+        .lines()
+        .nth(2)
+        .unwrap()
+        .starts_with("conv@gl,1,3,8,8,"));
+    // One run keeps its names as they are.
+    let one = SuiteResults {
+        runs: vec![run(wgconv::wgpu::Backend::Vulkan)],
+        ..results
+    };
+    assert_eq!(one.forward_rows()[0].layer.name, "Conv");
 }

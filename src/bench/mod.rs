@@ -7,7 +7,9 @@
 //!   convolution, readback) and the CPU baseline, and reports the largest GPU-vs-CPU difference.
 //! - [`bench_layer_backward`] times the backward passes' GPU kernels, checked against the CPU
 //!   reference.
-//! - [`csv_string`], [`backward_csv_string`] and [`write_plot_svg`] turn results into files.
+//! - [`run_suite`] times a suite on several engines, the CPU baseline once; [`EngineRun::table`]
+//!   prints a run, [`SuiteResults::json`], [`SuiteResults::csv`] and [`write_plot_svg`] make
+//!   the files of `wgconv bench --json`, `--csv` and `--plot`.
 //!
 //! FLOPs count a multiply-add as two: `2 * N * K * P * Q * C/groups * R * S`. The input gradient
 //! and the weight gradient each take the forward's count; the bias gradient one add per output
@@ -56,14 +58,19 @@ use std::path::PathBuf;
 mod chart;
 mod report;
 mod run;
+mod suite_run;
 mod suites;
+mod table;
 
 pub use chart::write_plot_svg;
-pub use report::{backward_csv_string, csv_string, write_csv, BACKWARD_CSV_COLUMNS, CSV_HEADER};
+pub use report::{
+    backward_csv_string, csv_string, write_csv, write_json, BACKWARD_CSV_COLUMNS, CSV_HEADER,
+};
 pub use run::{
     bench_layer, bench_layer_backward, geomean, BackwardResult, BenchOptions, LayerResult,
     REFERENCE_CHECK_MAX_MACS,
 };
+pub use suite_run::{run_suite, EngineRun, Passes, Progress, SuiteResults};
 pub use suites::{
     parse_suite, parse_suite_str, quick_suite, resnet_suite, Layer, MAX_SUITE_BYTES,
     MAX_SUITE_NUMBER, QUICK_SUITE, RESNET_SUITE,

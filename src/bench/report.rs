@@ -1,8 +1,111 @@
-//! The results as text: CSV tables, written atomically.
+//! The results as files: the JSON document and the CSV tables, written atomically.
 
 use std::path::Path;
 
-use super::{BackwardResult, BenchError, Layer, LayerResult};
+use serde_json::{json, Value};
+
+use super::{BackwardResult, BenchError, Layer, LayerResult, SuiteResults};
+
+impl SuiteResults {
+    /// The JSON document of `wgconv bench --json`, pretty-printed:
+    ///
+    /// ```text
+    /// { "adapter": "name, ...", "backend": "Vulkan, ...", "batch": N, "repeat": R,
+    ///   "results": [ forward rows..., backward rows... ] }
+    /// ```
+    ///
+    /// Every row has the layer (`name`, `n`, `c`, `h`, `w`, `k`, `r`, `s`, `stride`, `pad`),
+    /// `pass` and `flops`. A forward row (`"pass": "forward"`) adds `kernel`, `gpu_ms`,
+    /// `gpu_e2e_ms`, `cpu_ms` and `max_abs_err`; a backward row (`"pass": "backward"`, GPU
+    /// kernel times, no CPU baseline) adds `bias_flops`, `backward_flops`, `grad_input_ms`,
+    /// `grad_input_gflops`, `grad_weight_ms`, `grad_weight_gflops`, `grad_bias_ms`, `backward_ms`,
+    /// `backward_gflops`, `reference_checked` and `grad_{input,weight,bias}_max_abs_err`. What was
+    /// not measured (or is not finite) is `null`. Rows are named as in
+    /// [`SuiteResults::forward_rows`].
+    pub fn json(&self) -> String {
+        let mut results: Vec<Value> = self.forward_rows().iter().map(forward_json).collect();
+        results.extend(self.backward_rows().iter().map(backward_json));
+        let adapters: Vec<&str> = self.adapters().map(|a| a.name.as_str()).collect();
+        let backends: Vec<String> = self
+            .adapters()
+            .map(|a| format!("{:?}", a.backend))
+            .collect();
+        let document = json!({
+            "adapter": adapters.join(", "),
+            "backend": backends.join(", "),
+            "batch": self.batch,
+            "repeat": self.repeat,
+            "results": results,
+        });
+        // A `Value` always serializes (its keys are strings), so `{:#}` cannot fail.
+        format!("{document:#}")
+    }
+
+    /// The CSV of `wgconv bench --csv`: [`backward_csv_string`] of [`SuiteResults::forward_rows`]
+    /// and [`SuiteResults::backward_rows`] when the backward passes were timed, else
+    /// [`csv_string`] of the forward rows.
+    pub fn csv(&self) -> String {
+        if self.passes.backward() {
+            backward_csv_string(&self.forward_rows(), &self.backward_rows())
+        } else {
+            csv_string(&self.forward_rows())
+        }
+    }
+}
+
+/// Writes [`SuiteResults::json`] to `path`, atomically.
+///
+/// # Errors
+/// [`Error::Io`](crate::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be created or
+/// written (for example, its folder does not exist); no partial file is left behind.
+pub fn write_json(path: &Path, results: &SuiteResults) -> Result<(), BenchError> {
+    write_atomically(path, results.json().as_bytes())
+}
+
+/// A row of the JSON document: the layer, `pass`, then `fields`.
+fn json_row(layer: &Layer, n: usize, pass: &str, fields: Value) -> Value {
+    let mut row = json!({
+        "name": layer.name, "n": n, "c": layer.c, "h": layer.h, "w": layer.w, "k": layer.k,
+        "r": layer.r, "s": layer.s, "stride": layer.stride, "pad": layer.pad, "pass": pass,
+    });
+    if let (Some(row), Value::Object(fields)) = (row.as_object_mut(), fields) {
+        row.extend(fields);
+    }
+    row
+}
+
+fn forward_json(r: &LayerResult) -> Value {
+    json_row(
+        &r.layer,
+        r.n,
+        "forward",
+        json!({
+            "flops": r.flops, "kernel": r.kernel, "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
+            "cpu_ms": r.cpu_ms, "max_abs_err": r.max_abs_err,
+        }),
+    )
+}
+
+/// FLOPs of one gradient pass (input or weight), GPU kernel times; the errors are null where
+/// the reference check was skipped.
+fn backward_json(r: &BackwardResult) -> Value {
+    let err = |i: usize| r.max_abs_err.map(|e| e[i]);
+    json_row(
+        &r.layer,
+        r.n,
+        "backward",
+        json!({
+            "flops": r.flops, "bias_flops": r.bias_flops, "backward_flops": r.backward_flops(),
+            "grad_input_ms": r.grad_input_ms, "grad_input_gflops": r.gflops(r.grad_input_ms),
+            "grad_weight_ms": r.grad_weight_ms, "grad_weight_gflops": r.gflops(r.grad_weight_ms),
+            "grad_bias_ms": r.grad_bias_ms,
+            "backward_ms": r.backward_ms, "backward_gflops": r.backward_gflops(),
+            "reference_checked": r.max_abs_err.is_some(),
+            "grad_input_max_abs_err": err(0), "grad_weight_max_abs_err": err(1),
+            "grad_bias_max_abs_err": err(2),
+        }),
+    )
+}
 
 /// The CSV header line written by [`csv_string`] (without the newline).
 pub const CSV_HEADER: &str = "name,n,c,h,w,k,r,s,stride,pad,flops,kernel,gpu_ms,gpu_e2e_ms,\
@@ -54,13 +157,13 @@ pub fn backward_csv_string(forward: &[LayerResult], backward: &[BackwardResult])
     out
 }
 
-/// Writes [`csv_string`] to `path`, atomically.
+/// Writes [`SuiteResults::csv`] to `path`, atomically.
 ///
 /// # Errors
 /// [`Error::Io`](crate::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be created or
 /// written (for example, its folder does not exist); no partial file is left behind.
-pub fn write_csv(path: &Path, results: &[LayerResult]) -> Result<(), BenchError> {
-    write_atomically(path, csv_string(results).as_bytes())
+pub fn write_csv(path: &Path, results: &SuiteResults) -> Result<(), BenchError> {
+    write_atomically(path, results.csv().as_bytes())
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a reader

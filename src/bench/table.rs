@@ -1,0 +1,180 @@
+//! The text table of one engine's run, as `wgconv bench` prints it.
+
+use super::{geomean, BackwardResult, EngineRun, LayerResult, REFERENCE_CHECK_MAX_MACS};
+
+impl EngineRun {
+    /// The run as a text table: a `GPU: adapter` line, a header, per layer its forward row (GPU
+    /// kernel and end-to-end times, GPU GFLOP/s, CPU time and GFLOP/s, speedup, largest
+    /// difference) and, when the backward passes were timed, their rows under it (each pass's GPU
+    /// time and GFLOP/s, and that GFLOP/s over the forward's, "vs fwd"; no CPU baseline, "n/a"),
+    /// then the geometric means of the GFLOP/s. Every column is as wide as its widest cell. No
+    /// trailing newline.
+    pub fn table(&self) -> String {
+        let backward = !self.backward.is_empty();
+        let mut rows = vec![[
+            "layer", "pass", "GFLOP", "gpu ms", "GFLOP/s", "vs fwd", "gpu e2e", "cpu ms",
+            "GFLOP/s", "speedup", "max err",
+        ]
+        .map(String::from)];
+        for i in 0..self.forward.len().max(self.backward.len()) {
+            let forward = self.forward.get(i);
+            if let Some(f) = forward {
+                rows.push(forward_row(f));
+            }
+            if let Some(b) = self.backward.get(i) {
+                rows.extend(backward_rows(b, forward, forward.is_none()));
+            }
+        }
+        if !backward {
+            // Without backward rows, every row is a forward one at 1.00x of itself.
+            for row in &mut rows {
+                row[1].clear();
+                row[5].clear();
+            }
+        }
+        let mut out = match &self.adapter {
+            Some(adapter) => format!("GPU: {adapter}\n"),
+            None => "GPU: not measured\n".to_string(),
+        };
+        out.push_str(&aligned(&rows));
+        out.push_str(&self.means());
+        if self.backward.iter().any(|r| r.max_abs_err.is_none()) {
+            out.push_str(&format!(
+                "\nmax err: gradients against the CPU reference; skipped over {:.0e} \
+                 multiply-adds (it is naive and slow)",
+                REFERENCE_CHECK_MAX_MACS as f64
+            ));
+        }
+        out
+    }
+
+    /// `geometric mean GFLOP/s: ...`, of each pass timed.
+    fn means(&self) -> String {
+        let forward = &self.forward;
+        let gpu = geomean(forward.iter().filter_map(|r| r.gpu_ms.map(|m| r.gflops(m))));
+        let cpu = geomean(forward.iter().filter_map(|r| r.cpu_ms.map(|m| r.gflops(m))));
+        if self.backward.is_empty() {
+            return format!("geometric mean GFLOP/s: gpu {gpu:.1}, cpu {cpu:.1}");
+        }
+        let backward = &self.backward;
+        let input = geomean(backward.iter().map(|r| r.gflops(r.grad_input_ms)));
+        let weight = geomean(backward.iter().map(|r| r.gflops(r.grad_weight_ms)));
+        let all = geomean(backward.iter().map(|r| r.backward_gflops()));
+        let forward_part = if forward.is_empty() {
+            String::new()
+        } else {
+            format!("forward gpu {gpu:.1}, cpu {cpu:.1}; ")
+        };
+        format!(
+            "geometric mean GFLOP/s: {forward_part}grad input gpu {input:.1}, grad weight gpu \
+             {weight:.1}, backward gpu {all:.1}"
+        )
+    }
+}
+
+/// `value` with `decimals` decimals, or `-` when there is none.
+fn number(value: Option<f64>, decimals: usize) -> String {
+    value.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+fn error(value: Option<f64>) -> String {
+    value.map_or("-".to_string(), |e| format!("{e:.1e}"))
+}
+
+fn forward_row(f: &LayerResult) -> [String; 11] {
+    let gflops = f.gpu_ms.map(|m| f.gflops(m));
+    [
+        f.layer.name.clone(),
+        "forward".into(),
+        format!("{:.3}", f.flops as f64 / 1e9),
+        number(f.gpu_ms, 2),
+        number(gflops, 1),
+        number(gflops.map(|_| 1.0), 2),
+        number(f.gpu_e2e_ms, 2),
+        number(f.cpu_ms, 2),
+        number(f.cpu_ms.map(|m| f.gflops(m)), 1),
+        number(f.speedup(), 2),
+        error(f.max_abs_err),
+    ]
+}
+
+/// The rows of the input, weight and bias gradients and of the whole backward pass; the layer's
+/// name on the first when `named` (no forward row above it).
+fn backward_rows(
+    b: &BackwardResult,
+    forward: Option<&LayerResult>,
+    named: bool,
+) -> Vec<[String; 11]> {
+    let forward_gflops = forward.and_then(|f| f.gpu_ms.map(|m| f.gflops(m)));
+    // A skipped reference check says so in the error column.
+    let check = |which: usize| {
+        b.max_abs_err
+            .map_or_else(|| "skipped".to_string(), |e| error(Some(e[which])))
+    };
+    let passes = [
+        ("grad input", b.flops, b.grad_input_ms, check(0)),
+        ("grad weight", b.flops, b.grad_weight_ms, check(1)),
+        ("grad bias", b.bias_flops, b.grad_bias_ms, check(2)),
+        (
+            "backward",
+            b.backward_flops(),
+            b.backward_ms,
+            "-".to_string(),
+        ),
+    ];
+    let mut rows = Vec::with_capacity(passes.len());
+    for (j, (pass, flops, ms, max_err)) in passes.into_iter().enumerate() {
+        let gflops = flops as f64 / (ms * 1e6);
+        // The bias gradient's adds are no match for a convolution's multiply-adds.
+        let vs_forward = forward_gflops
+            .filter(|_| pass != "grad bias")
+            .map(|f| gflops / f);
+        let name = if named && j == 0 {
+            b.layer.name.as_str()
+        } else {
+            ""
+        };
+        rows.push([
+            name.to_string(),
+            pass.to_string(),
+            format!("{:.3}", flops as f64 / 1e9),
+            format!("{ms:.2}"),
+            format!("{gflops:.1}"),
+            number(vs_forward, 2),
+            "-".into(),
+            "n/a".into(),
+            "n/a".into(),
+            "-".into(),
+            max_err,
+        ]);
+    }
+    rows
+}
+
+/// The rows as lines, each column as wide as its widest cell (in characters): the first two
+/// left-aligned, the rest right-aligned, two spaces apart; empty columns are left out.
+fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+    let width = |c: usize| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..N).map(width).collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let w = widths[c];
+            if w == 0 {
+                continue;
+            }
+            if !line.is_empty() {
+                line.push_str("  ");
+            }
+            if c < 2 {
+                line.push_str(&format!("{cell:<w$}"));
+            } else {
+                line.push_str(&format!("{cell:>w$}"));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
