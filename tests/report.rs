@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use wgconv::bench::{
     backward_csv_string, csv_string, parse_suite, parse_suite_str, quick_suite, resnet_suite,
     write_csv, write_json, write_plot_svg, BackwardResult, BenchError, EngineRun, Layer,
-    LayerResult, Passes, SuiteResults, BACKWARD_CSV_COLUMNS, CSV_HEADER,
+    LayerResult, Passes, SuiteResults, BACKWARD_CSV_HEADER, CSV_HEADER,
 };
 use wgconv::{AdapterSummary, Error};
 
@@ -40,16 +40,19 @@ fn assert_contains(haystack: &str, needles: &[&str]) {
 
 fn result(layer: Layer, gpu_ms: Option<f64>, cpu_ms: Option<f64>) -> LayerResult {
     let flops = 2 * layer.k as u64 * (layer.h * layer.w * layer.c * layer.r * layer.s) as u64;
-    LayerResult {
-        layer,
-        n: 1,
-        flops,
-        kernel: gpu_ms.map(|_| "Direct".to_string()),
+    let mut r = LayerResult::unmeasured(&layer, 1, flops);
+    r.kernel = gpu_ms.map(|_| "conv2d_direct".to_string());
+    (r.gpu_ms, r.gpu_ms_min, r.gpu_ms_max) = (
         gpu_ms,
-        gpu_e2e_ms: gpu_ms.map(|ms| ms * 3.0),
-        cpu_ms,
-        max_abs_err: gpu_ms.and(cpu_ms).map(|_| 2.5e-7),
-    }
+        gpu_ms.map(|ms| ms * 0.75),
+        gpu_ms.map(|ms| ms * 2.0),
+    );
+    let e2e = gpu_ms.map(|ms| ms * 3.0);
+    (r.gpu_e2e_ms, r.gpu_e2e_ms_min, r.gpu_e2e_ms_max) =
+        (e2e, e2e.map(|ms| ms - 1.0), e2e.map(|ms| ms + 1.0));
+    (r.cpu_ms, r.cpu_ms_min, r.cpu_ms_max) = (cpu_ms, cpu_ms, cpu_ms.map(|ms| ms * 1.5));
+    r.max_abs_err = gpu_ms.and(cpu_ms).map(|_| 2.5e-7);
+    r
 }
 
 /// Entries of a folder, to check that a failed or finished write left no temporary file.
@@ -252,9 +255,11 @@ fn csv_has_the_header_and_empty_cells_for_missing_values() {
     let csv = csv_string(&[full.clone(), cpu_only.clone()]);
     let lines: Vec<&str> = csv.lines().collect();
 
+    // The columns of earlier versions in their places, then the fastest and slowest runs.
     assert_eq!(
         lines[0],
-        "name,n,c,h,w,k,r,s,stride,pad,flops,kernel,gpu_ms,gpu_e2e_ms,cpu_ms,gpu_gflops,cpu_gflops,speedup,max_abs_err"
+        "name,n,c,h,w,k,r,s,stride,pad,flops,kernel,gpu_ms,gpu_e2e_ms,cpu_ms,gpu_gflops,cpu_gflops,speedup,max_abs_err,\
+         gpu_ms_min,gpu_ms_max,gpu_e2e_ms_min,gpu_e2e_ms_max,cpu_ms_min,cpu_ms_max"
     );
     assert_eq!(lines[0], CSV_HEADER);
     assert_eq!(lines.len(), 3);
@@ -265,14 +270,15 @@ fn csv_has_the_header_and_empty_cells_for_missing_values() {
     assert_eq!(
         lines[1],
         format!(
-            "conv3x3,1,64,56,56,64,3,3,1,1,{},Direct,2,6,8,{gpu_gflops},{cpu_gflops},4,0.00000025",
+            "conv3x3,1,64,56,56,64,3,3,1,1,{},conv2d_direct,2,6,8,{gpu_gflops},{cpu_gflops},4,\
+             0.00000025,1.5,4,5,7,8,12",
             full.flops
         )
     );
     assert_eq!(
         lines[2],
         format!(
-            "deep,1,512,7,7,512,3,3,1,1,{},,,,4,,{},,",
+            "deep,1,512,7,7,512,3,3,1,1,{},,,,4,,{},,,,,,,4,6",
             cpu_only.flops,
             cpu_only.gflops(4.0)
         )
@@ -298,17 +304,28 @@ fn csv_of_no_results_is_the_header_alone() {
     assert_eq!(csv_string(&[]), format!("{CSV_HEADER}\n"));
 }
 
+/// A backward result with times `ms`, `2 ms`, `ms / 4` and `4 ms`, each run from half to twice
+/// its median.
 fn backward(layer: Layer, ms: f64) -> BackwardResult {
     let flops = 2 * layer.k as u64 * (layer.h * layer.w * layer.c * layer.r * layer.s) as u64;
+    let [input, weight, bias, all] = [ms, 2.0 * ms, ms / 4.0, 4.0 * ms];
     BackwardResult {
         bias_flops: (layer.k * layer.h * layer.w) as u64,
         layer,
         n: 1,
         flops,
-        grad_input_ms: ms,
-        grad_weight_ms: 2.0 * ms,
-        grad_bias_ms: ms / 4.0,
-        backward_ms: 4.0 * ms,
+        grad_input_ms: input,
+        grad_input_ms_min: input / 2.0,
+        grad_input_ms_max: input * 2.0,
+        grad_weight_ms: weight,
+        grad_weight_ms_min: weight / 2.0,
+        grad_weight_ms_max: weight * 2.0,
+        grad_bias_ms: bias,
+        grad_bias_ms_min: bias / 2.0,
+        grad_bias_ms_max: bias * 2.0,
+        backward_ms: all,
+        backward_ms_min: all / 2.0,
+        backward_ms_max: all * 2.0,
         max_abs_err: Some([1e-6, 2e-6, 0.0]),
     }
 }
@@ -320,25 +337,55 @@ fn backward_csv_pairs_rows_by_index_and_leaves_unmeasured_forward_cells_empty() 
     let forward = [result(a.clone(), Some(1.0), Some(2.0))];
     let csv = backward_csv_string(&forward, &[backward(a, 1.0), backward(b.clone(), 0.5)]);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], format!("{CSV_HEADER},{BACKWARD_CSV_COLUMNS}"));
+    assert_eq!(lines[0], BACKWARD_CSV_HEADER);
+    // The forward columns of earlier versions, the backward ones, then the spreads of both.
+    let header: Vec<&str> = BACKWARD_CSV_HEADER.split(',').collect();
+    let forward_header: Vec<&str> = CSV_HEADER.split(',').collect();
+    assert_eq!(header[..19], forward_header[..19]);
+    assert_eq!(
+        header[19..22],
+        ["grad_input_ms", "grad_input_gflops", "grad_weight_ms"]
+    );
+    assert_eq!(header[29..35], forward_header[19..]);
+    assert_eq!(
+        header[35..],
+        [
+            "grad_input_ms_min",
+            "grad_input_ms_max",
+            "grad_weight_ms_min",
+            "grad_weight_ms_max",
+            "grad_bias_ms_min",
+            "grad_bias_ms_max",
+            "backward_ms_min",
+            "backward_ms_max",
+        ]
+    );
     assert_eq!(lines.len(), 3, "{csv}");
-    let forward_row = csv_string(&forward);
-    let forward_cells = forward_row.lines().nth(1).unwrap();
+    // A row with a forward result carries its cells where csv_string puts them.
+    let forward_csv = csv_string(&forward);
+    let forward_cells: Vec<&str> = forward_csv.lines().nth(1).unwrap().split(',').collect();
+    let cells: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(cells.len(), header.len(), "{}", lines[1]);
+    assert_eq!(
+        (&cells[..19], &cells[29..35]),
+        (&forward_cells[..19], &forward_cells[19..])
+    );
+    assert_eq!(cells[19], "1", "{}", lines[1]);
+    // A row without one has empty forward cells.
     let bwd = backward(b, 0.5);
-    let tail = format!(
+    let medians = format!(
         "0.5,{},1,{},0.125,2,{},0.000001,0.000002,0",
         bwd.gflops(0.5),
         bwd.gflops(1.0),
         bwd.backward_gflops()
     );
-    assert!(
-        lines[1].starts_with(&format!("{forward_cells},1,")),
-        "{}",
-        lines[1]
-    );
+    let spreads = "0.25,1,0.5,2,0.0625,0.25,1,4";
     assert_eq!(
         lines[2],
-        format!("b,1,4,8,8,4,1,1,1,0,{},,,,,,,,,{tail}", bwd.flops)
+        format!(
+            "b,1,4,8,8,4,1,1,1,0,{},,,,,,,,,{medians},,,,,,,{spreads}",
+            bwd.flops
+        )
     );
 }
 

@@ -11,6 +11,25 @@
 //!   prints a run, [`SuiteResults::json`], [`SuiteResults::csv`] and [`write_plot_svg`] make
 //!   the files of `wgconv bench --json`, `--csv` and `--plot`.
 //!
+//! # The timing protocol
+//!
+//! Every time is taken the same way, on one clock (`std::time::Instant`):
+//!
+//! - **Warm-up first.** Each measurement of a layer (GPU kernel, GPU end to end, CPU baseline; or
+//!   the four backward passes) runs once untimed: pipeline builds, first-touch allocations and
+//!   lazily compiled shader variants stay out of the figures.
+//! - **Interleaved.** Then `repeat` rounds, each running every measurement once, round `r`
+//!   starting with measurement `r % count`; so all measurements of a layer see the same state of
+//!   the machine (a software adapter such as lavapipe shares the CPU cores with everything else),
+//!   and none always runs right after the same other one.
+//! - **Nothing earlier on the clock.** A GPU measurement first waits, untimed, for the device to
+//!   finish any work already queued; the kernel time then stops once the device has finished
+//!   (`synchronize`), the end-to-end time once the output is back on the host. A run's output is
+//!   dropped off the clock.
+//! - **Spread as well as median.** Each measurement reports the median of its `repeat` runs
+//!   (`gpu_ms`, `gpu_e2e_ms`, `cpu_ms`, `grad_input_ms`, ...; the mean of the middle two for an
+//!   even count) with the fastest and the slowest (`gpu_ms_min`, `gpu_ms_max`, ...).
+//!
 //! FLOPs count a multiply-add as two: `2 * N * K * P * Q * C/groups * R * S`. The input gradient
 //! and the weight gradient each take the forward's count; the bias gradient one add per output
 //! element, `N * K * P * Q`.
@@ -61,10 +80,11 @@ mod run;
 mod suite_run;
 mod suites;
 mod table;
+mod timing;
 
 pub use chart::write_plot_svg;
 pub use report::{
-    backward_csv_string, csv_string, write_csv, write_json, BACKWARD_CSV_COLUMNS, CSV_HEADER,
+    backward_csv_string, csv_string, write_csv, write_json, BACKWARD_CSV_HEADER, CSV_HEADER,
 };
 pub use run::{
     bench_layer, bench_layer_backward, geomean, BackwardResult, BenchOptions, LayerResult,

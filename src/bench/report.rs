@@ -19,9 +19,10 @@ impl SuiteResults {
     /// `gpu_e2e_ms`, `cpu_ms` and `max_abs_err`; a backward row (`"pass": "backward"`, GPU
     /// kernel times, no CPU baseline) adds `bias_flops`, `backward_flops`, `grad_input_ms`,
     /// `grad_input_gflops`, `grad_weight_ms`, `grad_weight_gflops`, `grad_bias_ms`, `backward_ms`,
-    /// `backward_gflops`, `reference_checked` and `grad_{input,weight,bias}_max_abs_err`. What was
-    /// not measured (or is not finite) is `null`. Rows are named as in
-    /// [`SuiteResults::forward_rows`].
+    /// `backward_gflops`, `reference_checked` and `grad_{input,weight,bias}_max_abs_err`. Times
+    /// are medians; each also comes with its fastest and slowest run, `*_ms_min` and `*_ms_max`
+    /// (`gpu_ms_min`, `grad_bias_ms_max`, ...). What was not measured (or is not finite) is
+    /// `null`. Rows are named as in [`SuiteResults::forward_rows`].
     pub fn json(&self) -> String {
         let mut results: Vec<Value> = self.forward_rows().iter().map(forward_json).collect();
         results.extend(self.backward_rows().iter().map(backward_json));
@@ -82,6 +83,9 @@ fn forward_json(r: &LayerResult) -> Value {
         json!({
             "flops": r.flops, "kernel": r.kernel, "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
             "cpu_ms": r.cpu_ms, "max_abs_err": r.max_abs_err,
+            "gpu_ms_min": r.gpu_ms_min, "gpu_ms_max": r.gpu_ms_max,
+            "gpu_e2e_ms_min": r.gpu_e2e_ms_min, "gpu_e2e_ms_max": r.gpu_e2e_ms_max,
+            "cpu_ms_min": r.cpu_ms_min, "cpu_ms_max": r.cpu_ms_max,
         }),
     )
 }
@@ -103,45 +107,87 @@ fn backward_json(r: &BackwardResult) -> Value {
             "reference_checked": r.max_abs_err.is_some(),
             "grad_input_max_abs_err": err(0), "grad_weight_max_abs_err": err(1),
             "grad_bias_max_abs_err": err(2),
+            "grad_input_ms_min": r.grad_input_ms_min, "grad_input_ms_max": r.grad_input_ms_max,
+            "grad_weight_ms_min": r.grad_weight_ms_min, "grad_weight_ms_max": r.grad_weight_ms_max,
+            "grad_bias_ms_min": r.grad_bias_ms_min, "grad_bias_ms_max": r.grad_bias_ms_max,
+            "backward_ms_min": r.backward_ms_min, "backward_ms_max": r.backward_ms_max,
         }),
     )
 }
 
-/// The CSV header line written by [`csv_string`] (without the newline).
-pub const CSV_HEADER: &str = "name,n,c,h,w,k,r,s,stride,pad,flops,kernel,gpu_ms,gpu_e2e_ms,\
-                              cpu_ms,gpu_gflops,cpu_gflops,speedup,max_abs_err";
+/// The CSV columns of a forward result, in their order since the first release.
+macro_rules! forward_columns {
+    () => {
+        "name,n,c,h,w,k,r,s,stride,pad,flops,kernel,gpu_ms,gpu_e2e_ms,cpu_ms,gpu_gflops,\
+         cpu_gflops,speedup,max_abs_err"
+    };
+}
 
-/// The columns [`backward_csv_string`] adds after [`CSV_HEADER`]'s.
-pub const BACKWARD_CSV_COLUMNS: &str = "grad_input_ms,grad_input_gflops,grad_weight_ms,\
-    grad_weight_gflops,grad_bias_ms,backward_ms,backward_gflops,grad_input_max_abs_err,\
-    grad_weight_max_abs_err,grad_bias_max_abs_err";
+/// The CSV columns of a backward result, in their order since the first release.
+macro_rules! backward_columns {
+    () => {
+        "grad_input_ms,grad_input_gflops,grad_weight_ms,grad_weight_gflops,grad_bias_ms,\
+         backward_ms,backward_gflops,grad_input_max_abs_err,grad_weight_max_abs_err,\
+         grad_bias_max_abs_err"
+    };
+}
+
+/// The fastest and slowest runs of a forward result's times, added after every older column.
+macro_rules! forward_spread_columns {
+    () => {
+        "gpu_ms_min,gpu_ms_max,gpu_e2e_ms_min,gpu_e2e_ms_max,cpu_ms_min,cpu_ms_max"
+    };
+}
+
+/// The fastest and slowest runs of a backward result's times, added after every older column.
+macro_rules! backward_spread_columns {
+    () => {
+        "grad_input_ms_min,grad_input_ms_max,grad_weight_ms_min,grad_weight_ms_max,\
+         grad_bias_ms_min,grad_bias_ms_max,backward_ms_min,backward_ms_max"
+    };
+}
+
+/// The CSV header line written by [`csv_string`] (without the newline). The columns of earlier
+/// versions keep their names, meanings and places; newer ones follow them.
+pub const CSV_HEADER: &str = concat!(forward_columns!(), ",", forward_spread_columns!());
+
+/// The CSV header line written by [`backward_csv_string`] (without the newline): the forward
+/// columns of earlier versions, the backward ones, then the spreads of both.
+pub const BACKWARD_CSV_HEADER: &str = concat!(
+    forward_columns!(),
+    ",",
+    backward_columns!(),
+    ",",
+    forward_spread_columns!(),
+    ",",
+    backward_spread_columns!()
+);
 
 /// The results as CSV: [`CSV_HEADER`], then one row per layer, `\n` line ends.
 ///
 /// `gpu_gflops = flops / (gpu_ms * 1e6)`, `cpu_gflops` likewise, `speedup = cpu_ms / gpu_ms`
-/// (GPU kernel time). A missing or non-finite value is an empty cell; text cells holding a comma,
-/// a quote or a line break are quoted, with quotes doubled (RFC 4180).
+/// (GPU kernel time); times are medians, `*_ms_min` and `*_ms_max` the fastest and slowest run.
+/// A missing or non-finite value is an empty cell; text cells holding a comma, a quote or a line
+/// break are quoted, with quotes doubled (RFC 4180).
 pub fn csv_string(results: &[LayerResult]) -> String {
     let mut out = header(CSV_HEADER, results.len());
     for r in results {
+        let layer = layer_cells(&r.layer, r.n, r.flops);
         push_row(
             &mut out,
-            [layer_cells(&r.layer, r.n, r.flops), forward_cells(Some(r))],
+            [layer, forward_cells(Some(r)), forward_spread_cells(Some(r))],
         );
     }
     out
 }
 
-/// Forward and backward results as CSV, one row per backward result: the columns of
-/// [`csv_string`], empty where the forward pass was not measured (`forward` shorter than
-/// `backward`, e.g. empty; `forward[i]` pairs with `backward[i]`), then [`BACKWARD_CSV_COLUMNS`].
-/// `grad_*_gflops = flops / (ms * 1e6)`; `backward_gflops` counts both gradients and the bias
-/// gradient. A missing value is an empty cell.
+/// Forward and backward results as CSV, one row per backward result ([`BACKWARD_CSV_HEADER`]):
+/// the cells of [`csv_string`], empty where the forward pass was not measured (`forward`
+/// shorter than `backward`, e.g. empty; `forward[i]` pairs with `backward[i]`), and the
+/// backward ones. `grad_*_gflops = flops / (ms * 1e6)`; `backward_gflops` counts both gradients
+/// and the bias gradient. A missing value is an empty cell.
 pub fn backward_csv_string(forward: &[LayerResult], backward: &[BackwardResult]) -> String {
-    let mut out = header(
-        &format!("{CSV_HEADER},{BACKWARD_CSV_COLUMNS}"),
-        backward.len(),
-    );
+    let mut out = header(BACKWARD_CSV_HEADER, backward.len());
     for (i, b) in backward.iter().enumerate() {
         let f = forward.get(i);
         let (layer, n, flops) = f.map_or((&b.layer, b.n, b.flops), |f| (&f.layer, f.n, f.flops));
@@ -151,6 +197,8 @@ pub fn backward_csv_string(forward: &[LayerResult], backward: &[BackwardResult])
                 layer_cells(layer, n, flops),
                 forward_cells(f),
                 backward_cells(b),
+                forward_spread_cells(f),
+                backward_spread_cells(b),
             ],
         );
     }
@@ -216,7 +264,40 @@ fn forward_cells(r: Option<&LayerResult>) -> Vec<String> {
     ]
 }
 
-/// The cells of [`BACKWARD_CSV_COLUMNS`].
+/// The fastest and slowest runs of the GPU kernel, GPU end-to-end and CPU times.
+fn forward_spread_cells(r: Option<&LayerResult>) -> Vec<String> {
+    let Some(r) = r else {
+        return vec![String::new(); 6];
+    };
+    [
+        r.gpu_ms_min,
+        r.gpu_ms_max,
+        r.gpu_e2e_ms_min,
+        r.gpu_e2e_ms_max,
+        r.cpu_ms_min,
+        r.cpu_ms_max,
+    ]
+    .map(csv_number)
+    .to_vec()
+}
+
+/// The fastest and slowest runs of the four backward times.
+fn backward_spread_cells(b: &BackwardResult) -> Vec<String> {
+    [
+        b.grad_input_ms_min,
+        b.grad_input_ms_max,
+        b.grad_weight_ms_min,
+        b.grad_weight_ms_max,
+        b.grad_bias_ms_min,
+        b.grad_bias_ms_max,
+        b.backward_ms_min,
+        b.backward_ms_max,
+    ]
+    .map(|v| csv_number(Some(v)))
+    .to_vec()
+}
+
+/// The cells of the backward columns (medians, GFLOP/s, differences).
 fn backward_cells(b: &BackwardResult) -> Vec<String> {
     let err = |i: usize| csv_number(b.max_abs_err.map(|e| e[i]));
     vec![

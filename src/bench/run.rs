@@ -1,7 +1,6 @@
 //! Timed runs: one layer forward ([`bench_layer`]) or backward ([`bench_layer_backward`]).
 
-use std::time::{Duration, Instant};
-
+use super::timing::{gpu_timed, keep, round_robin, timed, Measurement, Spread};
 use super::Layer;
 use crate::error::Result;
 use crate::gpu::engine::Engine;
@@ -13,7 +12,8 @@ use crate::tensor::Tensor;
 pub struct BenchOptions {
     /// Batch size N.
     pub batch: usize,
-    /// Timed repetitions per measurement (the median is reported).
+    /// Timed repetitions per measurement (at least one is made), interleaved with the other
+    /// measurements' (see the [timing protocol](super#the-timing-protocol)).
     pub repeat: usize,
     /// Measure the GPU.
     pub gpu: bool,
@@ -21,7 +21,8 @@ pub struct BenchOptions {
     pub cpu: bool,
 }
 
-/// The measurements for one layer; times are medians in milliseconds.
+/// The measurements for one layer. Times are in milliseconds: each the median of its timed runs
+/// (`*_ms`), with the fastest (`*_ms_min`) and the slowest (`*_ms_max`); `None` when not measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerResult {
     /// The layer.
@@ -34,15 +35,47 @@ pub struct LayerResult {
     pub kernel: Option<String>,
     /// GPU time with inputs and packed weights already on the device, waiting for completion.
     pub gpu_ms: Option<f64>,
+    /// Fastest run of [`LayerResult::gpu_ms`].
+    pub gpu_ms_min: Option<f64>,
+    /// Slowest run of [`LayerResult::gpu_ms`].
+    pub gpu_ms_max: Option<f64>,
     /// GPU time from host arrays to host array: upload, convolution, readback.
     pub gpu_e2e_ms: Option<f64>,
+    /// Fastest run of [`LayerResult::gpu_e2e_ms`].
+    pub gpu_e2e_ms_min: Option<f64>,
+    /// Slowest run of [`LayerResult::gpu_e2e_ms`].
+    pub gpu_e2e_ms_max: Option<f64>,
     /// CPU baseline time.
     pub cpu_ms: Option<f64>,
+    /// Fastest run of [`LayerResult::cpu_ms`].
+    pub cpu_ms_min: Option<f64>,
+    /// Slowest run of [`LayerResult::cpu_ms`].
+    pub cpu_ms_max: Option<f64>,
     /// Largest `|gpu - cpu|` over the output, when both ran.
     pub max_abs_err: Option<f64>,
 }
 
 impl LayerResult {
+    /// A result with nothing measured yet.
+    pub fn unmeasured(layer: &Layer, n: usize, flops: u64) -> LayerResult {
+        LayerResult {
+            layer: layer.clone(),
+            n,
+            flops,
+            kernel: None,
+            gpu_ms: None,
+            gpu_ms_min: None,
+            gpu_ms_max: None,
+            gpu_e2e_ms: None,
+            gpu_e2e_ms_min: None,
+            gpu_e2e_ms_max: None,
+            cpu_ms: None,
+            cpu_ms_min: None,
+            cpu_ms_max: None,
+            max_abs_err: None,
+        }
+    }
+
     /// GFLOP/s for a time in milliseconds.
     pub fn gflops(&self, ms: f64) -> f64 {
         self.flops as f64 / (ms * 1e6)
@@ -52,29 +85,12 @@ impl LayerResult {
     pub fn speedup(&self) -> Option<f64> {
         Some(self.cpu_ms? / self.gpu_ms?)
     }
-}
 
-fn median(mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    v.get(v.len() / 2)
-        .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-}
-
-fn time(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    time_with(repeat, &mut f).map(|(ms, ())| ms)
-}
-
-/// As [`time`], also returning the last run's value (dropped values are dropped off the clock).
-fn time_with<T>(repeat: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
-    let mut last = f()?; // warm-up: pipeline builds, first-touch allocations
-    let mut times = Vec::with_capacity(repeat);
-    for _ in 0..repeat.max(1) {
-        let start = Instant::now();
-        let value = f()?;
-        times.push(start.elapsed());
-        last = value;
+    /// The CPU baseline's times of `other` (the same layer, timed once for several engines).
+    pub fn copy_cpu_times(&mut self, other: &LayerResult) {
+        (self.cpu_ms, self.cpu_ms_min, self.cpu_ms_max) =
+            (other.cpu_ms, other.cpu_ms_min, other.cpu_ms_max);
     }
-    Ok((median(times), last))
 }
 
 /// Deterministic inputs in [-1, 1] (a small linear congruential sequence; no RNG dependency).
@@ -90,7 +106,10 @@ fn data(shape: &[usize], seed: u64) -> Result<Tensor> {
     })
 }
 
-/// Measures one layer.
+/// Measures one layer: the GPU kernel time, the GPU end-to-end time and the CPU baseline time,
+/// interleaved (see the [timing protocol](super#the-timing-protocol)), then the largest difference
+/// between the GPU's and the CPU's outputs. The GPU side runs when `options.gpu` and an engine is
+/// given; with `options.cpu` false the CPU baseline still runs once, untimed, for the check.
 ///
 /// # Errors
 /// Shape errors, GPU errors, [`Error::Timeout`](crate::Error::Timeout).
@@ -100,55 +119,80 @@ pub fn bench_layer(
     options: &BenchOptions,
 ) -> Result<LayerResult> {
     let shape = layer.shape(options.batch)?;
-    let x = data(&shape.input_shape(), 1)?;
-    let w = data(&shape.weight_shape(), 2)?;
-    let b = data(&[layer.k], 3)?;
-    let params = layer.params();
-    let mut result = LayerResult {
-        layer: layer.clone(),
-        n: options.batch,
-        flops: shape.flops(),
-        kernel: None,
-        gpu_ms: None,
-        gpu_e2e_ms: None,
-        cpu_ms: None,
-        max_abs_err: None,
+    let (x, w, b) = (
+        &data(&shape.input_shape(), 1)?,
+        &data(&shape.weight_shape(), 2)?,
+        &data(&[layer.k], 3)?,
+    );
+    let params = &layer.params();
+    let mut result = LayerResult::unmeasured(layer, options.batch, shape.flops());
+    let engine = engine.filter(|_| options.gpu);
+    // Kernel time: everything resident, weights packed once, output written in place.
+    let mut resident = match engine {
+        Some(e) => {
+            result.kernel = Some(format!("{:?}", e.plan(&shape)?.kernel));
+            let packed = e.pack_weights(e.upload(w)?, params.groups)?;
+            Some((
+                e,
+                e.upload(x)?,
+                e.upload(b)?,
+                packed,
+                e.alloc(&shape.output_shape())?,
+            ))
+        }
+        None => None,
     };
-    let mut gpu_out = None;
-    if let (true, Some(engine)) = (options.gpu, engine) {
-        result.kernel = Some(format!("{:?}", engine.plan(&shape)?.kernel));
-        // Kernel time: everything resident, weights packed once, wait for the device each run.
-        let gx = engine.upload(&x)?;
-        let gb = engine.upload(&b)?;
-        let packed = engine.pack_weights(engine.upload(&w)?, params.groups)?;
-        let mut out = engine.alloc(&shape.output_shape())?;
-        result.gpu_ms = Some(time(options.repeat, || {
-            engine.conv2d_packed_into(&gx, &packed, Some(&gb), &params, &mut out)?;
-            engine.synchronize()
-        })?);
-        gpu_out = Some(engine.download(&out)?);
-        // End to end: host arrays in, host array out.
-        result.gpu_e2e_ms = Some(time(options.repeat, || {
-            engine.conv2d(&x, &w, Some(&b), &params).map(|_| ())
-        })?);
-    }
     let mut cpu_out = None;
-    if options.cpu {
-        result.cpu_ms = Some(time(options.repeat, || {
-            cpu_out = Some(crate::cpu::fast::conv2d(&x, &w, Some(&b), &params)?);
-            Ok(())
-        })?);
-    } else if gpu_out.is_some() {
-        cpu_out = Some(crate::cpu::fast::conv2d(&x, &w, Some(&b), &params)?);
+    let spreads = {
+        let mut measurements: Vec<Measurement<'_>> = Vec::new();
+        if let Some((e, gx, gb, packed, out)) = resident.as_mut() {
+            let e = *e;
+            measurements.push(Box::new(move || {
+                let run = || e.conv2d_packed_into(gx, packed, Some(gb), params, out);
+                gpu_timed(e, run).map(|(time, ())| time)
+            }));
+            // End to end: host arrays in, host array out (dropped off the clock).
+            measurements.push(Box::new(move || {
+                e.synchronize()?;
+                timed(|| e.conv2d(x, w, Some(b), params)).map(|(time, _)| time)
+            }));
+        }
+        if options.cpu {
+            let out = &mut cpu_out;
+            let run = move || {
+                keep(
+                    out,
+                    timed(|| crate::cpu::fast::conv2d(x, w, Some(b), params)),
+                )
+            };
+            measurements.push(Box::new(run));
+        }
+        round_robin(options.repeat, &mut measurements)?
+    };
+    let mut spreads = spreads.into_iter();
+    if resident.is_some() {
+        (result.gpu_ms, result.gpu_ms_min, result.gpu_ms_max) = Spread::fields(spreads.next());
+        (
+            result.gpu_e2e_ms,
+            result.gpu_e2e_ms_min,
+            result.gpu_e2e_ms_max,
+        ) = Spread::fields(spreads.next());
     }
-    if let (Some(g), Some(c)) = (&gpu_out, &cpu_out) {
-        let err = g
-            .data()
-            .iter()
-            .zip(c.data())
-            .map(|(a, b)| f64::from((a - b).abs()))
-            .fold(0.0, f64::max);
-        result.max_abs_err = Some(err);
+    if options.cpu {
+        (result.cpu_ms, result.cpu_ms_min, result.cpu_ms_max) = Spread::fields(spreads.next());
+    }
+    if let Some((e, _, _, _, out)) = &resident {
+        let gpu = e.download(out)?;
+        let cpu = match cpu_out {
+            Some(cpu) => cpu,
+            None => crate::cpu::fast::conv2d(x, w, Some(b), params)?,
+        };
+        let pairs = gpu.data().iter().zip(cpu.data());
+        result.max_abs_err = Some(
+            pairs
+                .map(|(a, b)| f64::from((a - b).abs()))
+                .fold(0.0, f64::max),
+        );
     }
     Ok(result)
 }
@@ -165,9 +209,10 @@ pub fn geomean(values: impl IntoIterator<Item = f64>) -> f64 {
     }
 }
 
-/// The backward measurements for one layer: GPU kernel times (medians in milliseconds, inputs
-/// resident, the clock stopped once the device has finished) and the largest differences from the
-/// CPU reference. There is no CPU baseline for the backward passes.
+/// The backward measurements for one layer: GPU kernel times (inputs resident, the clock stopped
+/// once the device has finished) in milliseconds, each the median of its timed runs (`*_ms`) with
+/// the fastest (`*_ms_min`) and the slowest (`*_ms_max`), and the largest differences from the CPU
+/// reference. There is no CPU baseline for the backward passes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackwardResult {
     /// The layer.
@@ -180,12 +225,28 @@ pub struct BackwardResult {
     pub bias_flops: u64,
     /// `Engine::conv2d_grad_input`.
     pub grad_input_ms: f64,
+    /// Fastest run of [`BackwardResult::grad_input_ms`].
+    pub grad_input_ms_min: f64,
+    /// Slowest run of [`BackwardResult::grad_input_ms`].
+    pub grad_input_ms_max: f64,
     /// `Engine::conv2d_grad_weight`.
     pub grad_weight_ms: f64,
+    /// Fastest run of [`BackwardResult::grad_weight_ms`].
+    pub grad_weight_ms_min: f64,
+    /// Slowest run of [`BackwardResult::grad_weight_ms`].
+    pub grad_weight_ms_max: f64,
     /// `Engine::conv2d_grad_bias`.
     pub grad_bias_ms: f64,
+    /// Fastest run of [`BackwardResult::grad_bias_ms`].
+    pub grad_bias_ms_min: f64,
+    /// Slowest run of [`BackwardResult::grad_bias_ms`].
+    pub grad_bias_ms_max: f64,
     /// All three gradients in one `Engine::conv2d_backward` call.
     pub backward_ms: f64,
+    /// Fastest run of [`BackwardResult::backward_ms`].
+    pub backward_ms_min: f64,
+    /// Slowest run of [`BackwardResult::backward_ms`].
+    pub backward_ms_max: f64,
     /// Largest `|gpu - reference|` per gradient `[input, weight, bias]`; `None` when the layer is
     /// over [`REFERENCE_CHECK_MAX_MACS`] and the check was skipped.
     pub max_abs_err: Option<[f64; 3]>,
@@ -222,11 +283,11 @@ fn max_abs_diff(gpu: &[f32], reference: &[f64]) -> f64 {
 }
 
 /// Times the backward passes of one layer on the GPU: the input gradient, the weight gradient and
-/// the bias gradient each alone, then all three in one [`Engine::conv2d_backward`] call; each a
-/// median of `options.repeat` runs after a warm-up, waiting for the device each run. `grad_output`
-/// is deterministic data in [-1, 1]. The gradients are checked against the CPU reference when
-/// the layer has at most [`REFERENCE_CHECK_MAX_MACS`] multiply-adds. `options.gpu` and
-/// `options.cpu` are not read: the backward passes run on the GPU only.
+/// the bias gradient each alone, and all three in one [`Engine::conv2d_backward`] call,
+/// interleaved (see the [timing protocol](super#the-timing-protocol)), each waiting for the
+/// device. `grad_output` is deterministic data in [-1, 1]. The gradients are checked against the
+/// CPU reference when the layer has at most [`REFERENCE_CHECK_MAX_MACS`] multiply-adds.
+/// `options.gpu` and `options.cpu` are not read: the backward passes run on the GPU only.
 ///
 /// # Errors
 /// Shape errors, GPU errors, [`Error::Timeout`](crate::Error::Timeout).
@@ -239,58 +300,83 @@ pub fn bench_layer_backward(
     let x = data(&shape.input_shape(), 1)?;
     let w = data(&shape.weight_shape(), 2)?;
     let g = data(&shape.output_shape(), 4)?;
-    let params = layer.params();
-    let (gx, gw, gg) = (engine.upload(&x)?, engine.upload(&w)?, engine.upload(&g)?);
-    let (input_shape, weight_shape) = (shape.input_shape(), shape.weight_shape());
+    let params = &layer.params();
+    let (gx, gw, gg) = (
+        &engine.upload(&x)?,
+        &engine.upload(&w)?,
+        &engine.upload(&g)?,
+    );
+    let (input_shape, weight_shape) = (&shape.input_shape(), &shape.weight_shape());
 
-    // Each timing keeps its last run's gradients for the check below.
-    let (grad_input_ms, grad_input) = time_with(options.repeat, || {
-        let grad = engine.conv2d_grad_input(&gg, &gw, &input_shape, &params)?;
-        engine.synchronize().map(|()| grad)
-    })?;
-    let (grad_weight_ms, grad_weight) = time_with(options.repeat, || {
-        let grad = engine.conv2d_grad_weight(&gx, &gg, &weight_shape, &params)?;
-        engine.synchronize().map(|()| grad)
-    })?;
-    let (grad_bias_ms, grad_bias) = time_with(options.repeat, || {
-        let grad = engine.conv2d_grad_bias(&gg)?;
-        engine.synchronize().map(|()| grad)
-    })?;
-    let (backward_ms, all) = time_with(options.repeat, || {
-        let grads = engine.conv2d_backward(&gx, &gw, &gg, &params, true)?;
-        engine.synchronize().map(|()| grads)
-    })?;
-
-    let max_abs_err = if shape.flops() / 2 <= REFERENCE_CHECK_MAX_MACS {
-        let reference = reference_grads(&x, &w, &g, &params)?;
-        let mut worst = [0.0f64; 3];
-        let pairs = [
-            (0, Some(grad_input)),
-            (0, Some(all.input)),
-            (1, Some(grad_weight)),
-            (1, Some(all.weight)),
-            (2, Some(grad_bias)),
-            (2, all.bias),
+    // Each measurement keeps its last run's gradients for the check below.
+    let (mut grad_input, mut grad_weight, mut grad_bias, mut all) = (None, None, None, None);
+    let spreads = {
+        let mut measurements: Vec<Measurement<'_>> = vec![
+            Box::new(|| {
+                let run = || engine.conv2d_grad_input(gg, gw, input_shape, params);
+                keep(&mut grad_input, gpu_timed(engine, run))
+            }),
+            Box::new(|| {
+                let run = || engine.conv2d_grad_weight(gx, gg, weight_shape, params);
+                keep(&mut grad_weight, gpu_timed(engine, run))
+            }),
+            Box::new(|| {
+                keep(
+                    &mut grad_bias,
+                    gpu_timed(engine, || engine.conv2d_grad_bias(gg)),
+                )
+            }),
+            Box::new(|| {
+                let run = || engine.conv2d_backward(gx, gw, gg, params, true);
+                keep(&mut all, gpu_timed(engine, run))
+            }),
         ];
-        for (which, tensor) in pairs {
-            if let Some(tensor) = tensor {
-                let err = max_abs_diff(engine.download(&tensor)?.data(), &reference[which]);
-                worst[which] = worst[which].max(err);
+        round_robin(options.repeat, &mut measurements)?
+    };
+    let spread = |i: usize| spreads.get(i).copied().unwrap_or(Spread::NONE);
+    let [input, weight, bias, backward] = [0, 1, 2, 3].map(spread);
+
+    let max_abs_err = match (grad_input, grad_weight, grad_bias, all) {
+        (Some(input), Some(weight), Some(bias), Some(all))
+            if shape.flops() / 2 <= REFERENCE_CHECK_MAX_MACS =>
+        {
+            let reference = reference_grads(&x, &w, &g, params)?;
+            let mut worst = [0.0f64; 3];
+            let pairs = [
+                (0, Some(input)),
+                (0, Some(all.input)),
+                (1, Some(weight)),
+                (1, Some(all.weight)),
+                (2, Some(bias)),
+                (2, all.bias),
+            ];
+            for (which, tensor) in pairs {
+                if let Some(tensor) = tensor {
+                    let err = max_abs_diff(engine.download(&tensor)?.data(), &reference[which]);
+                    worst[which] = worst[which].max(err);
+                }
             }
+            Some(worst)
         }
-        Some(worst)
-    } else {
-        None
+        _ => None,
     };
     Ok(BackwardResult {
         layer: layer.clone(),
         n: options.batch,
         flops: shape.flops(),
         bias_flops: shape.output_len() as u64,
-        grad_input_ms,
-        grad_weight_ms,
-        grad_bias_ms,
-        backward_ms,
+        grad_input_ms: input.median,
+        grad_input_ms_min: input.min,
+        grad_input_ms_max: input.max,
+        grad_weight_ms: weight.median,
+        grad_weight_ms_min: weight.min,
+        grad_weight_ms_max: weight.max,
+        grad_bias_ms: bias.median,
+        grad_bias_ms_min: bias.min,
+        grad_bias_ms_max: bias.max,
+        backward_ms: backward.median,
+        backward_ms_min: backward.min,
+        backward_ms_max: backward.max,
         max_abs_err,
     })
 }

@@ -148,7 +148,7 @@ pub fn run_suite(
                 };
                 let mut result = bench_layer(engine, layer, &once)?;
                 if let Some(first) = runs.first().and_then(|r: &EngineRun| r.forward.get(i)) {
-                    result.cpu_ms = first.cpu_ms;
+                    result.copy_cpu_times(first);
                 }
                 run.forward.push(result);
             }

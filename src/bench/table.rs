@@ -5,15 +5,16 @@ use super::{geomean, BackwardResult, EngineRun, LayerResult, REFERENCE_CHECK_MAX
 impl EngineRun {
     /// The run as a text table: a `GPU: adapter` line, a header, per layer its forward row (GPU
     /// kernel and end-to-end times, GPU GFLOP/s, CPU time and GFLOP/s, speedup, largest
-    /// difference) and, when the backward passes were timed, their rows under it (each pass's GPU
+    /// difference; each time a median followed by its spread `±`, half the range of its runs as a
+    /// percentage of the median) and, when the backward passes were timed, their rows under it (each pass's GPU
     /// time and GFLOP/s, and that GFLOP/s over the forward's, "vs fwd"; no CPU baseline, "n/a"),
     /// then the geometric means of the GFLOP/s. Every column is as wide as its widest cell. No
     /// trailing newline.
     pub fn table(&self) -> String {
         let backward = !self.backward.is_empty();
         let mut rows = vec![[
-            "layer", "pass", "GFLOP", "gpu ms", "GFLOP/s", "vs fwd", "gpu e2e", "cpu ms",
-            "GFLOP/s", "speedup", "max err",
+            "layer", "pass", "GFLOP", "gpu ms", "±", "GFLOP/s", "vs fwd", "gpu e2e", "±", "cpu ms",
+            "±", "GFLOP/s", "speedup", "max err",
         ]
         .map(String::from)];
         for i in 0..self.forward.len().max(self.backward.len()) {
@@ -29,7 +30,7 @@ impl EngineRun {
             // Without backward rows, every row is a forward one at 1.00x of itself.
             for row in &mut rows {
                 row[1].clear();
-                row[5].clear();
+                row[6].clear();
             }
         }
         let mut out = match &self.adapter {
@@ -77,21 +78,34 @@ fn number(value: Option<f64>, decimals: usize) -> String {
     value.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
 }
 
+/// `±p%`: half the range `max - min` as a percentage of the median; empty when not measured.
+fn spread(median: Option<f64>, min: Option<f64>, max: Option<f64>) -> String {
+    match (median, min, max) {
+        (Some(median), Some(min), Some(max)) if median > 0.0 => {
+            format!("±{:.0}%", 50.0 * (max - min) / median)
+        }
+        _ => String::new(),
+    }
+}
+
 fn error(value: Option<f64>) -> String {
     value.map_or("-".to_string(), |e| format!("{e:.1e}"))
 }
 
-fn forward_row(f: &LayerResult) -> [String; 11] {
+fn forward_row(f: &LayerResult) -> [String; 14] {
     let gflops = f.gpu_ms.map(|m| f.gflops(m));
     [
         f.layer.name.clone(),
         "forward".into(),
         format!("{:.3}", f.flops as f64 / 1e9),
         number(f.gpu_ms, 2),
+        spread(f.gpu_ms, f.gpu_ms_min, f.gpu_ms_max),
         number(gflops, 1),
         number(gflops.map(|_| 1.0), 2),
         number(f.gpu_e2e_ms, 2),
+        spread(f.gpu_e2e_ms, f.gpu_e2e_ms_min, f.gpu_e2e_ms_max),
         number(f.cpu_ms, 2),
+        spread(f.cpu_ms, f.cpu_ms_min, f.cpu_ms_max),
         number(f.cpu_ms.map(|m| f.gflops(m)), 1),
         number(f.speedup(), 2),
         error(f.max_abs_err),
@@ -104,7 +118,7 @@ fn backward_rows(
     b: &BackwardResult,
     forward: Option<&LayerResult>,
     named: bool,
-) -> Vec<[String; 11]> {
+) -> Vec<[String; 14]> {
     let forward_gflops = forward.and_then(|f| f.gpu_ms.map(|m| f.gflops(m)));
     // A skipped reference check says so in the error column.
     let check = |which: usize| {
@@ -112,18 +126,19 @@ fn backward_rows(
             .map_or_else(|| "skipped".to_string(), |e| error(Some(e[which])))
     };
     let passes = [
-        ("grad input", b.flops, b.grad_input_ms, check(0)),
-        ("grad weight", b.flops, b.grad_weight_ms, check(1)),
-        ("grad bias", b.bias_flops, b.grad_bias_ms, check(2)),
-        (
-            "backward",
-            b.backward_flops(),
-            b.backward_ms,
-            "-".to_string(),
-        ),
+        ("grad input", b.flops, check(0)),
+        ("grad weight", b.flops, check(1)),
+        ("grad bias", b.bias_flops, check(2)),
+        ("backward", b.backward_flops(), "-".to_string()),
+    ];
+    let times = [
+        [b.grad_input_ms, b.grad_input_ms_min, b.grad_input_ms_max],
+        [b.grad_weight_ms, b.grad_weight_ms_min, b.grad_weight_ms_max],
+        [b.grad_bias_ms, b.grad_bias_ms_min, b.grad_bias_ms_max],
+        [b.backward_ms, b.backward_ms_min, b.backward_ms_max],
     ];
     let mut rows = Vec::with_capacity(passes.len());
-    for (j, (pass, flops, ms, max_err)) in passes.into_iter().enumerate() {
+    for (j, ((pass, flops, max_err), [ms, min, max])) in passes.into_iter().zip(times).enumerate() {
         let gflops = flops as f64 / (ms * 1e6);
         // The bias gradient's adds are no match for a convolution's multiply-adds.
         let vs_forward = forward_gflops
@@ -139,10 +154,13 @@ fn backward_rows(
             pass.to_string(),
             format!("{:.3}", flops as f64 / 1e9),
             format!("{ms:.2}"),
+            spread(Some(ms), Some(min), Some(max)),
             format!("{gflops:.1}"),
             number(vs_forward, 2),
             "-".into(),
+            String::new(),
             "n/a".into(),
+            String::new(),
             "n/a".into(),
             "-".into(),
             max_err,

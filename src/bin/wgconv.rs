@@ -222,7 +222,8 @@ struct BenchArgs {
     /// Batch size N (at least 1).
     #[arg(long, default_value = "1", value_parser = parse_positive)]
     batch: usize,
-    /// Timed repetitions per measurement (at least 1); the median is reported.
+    /// Timed repetitions per measurement (at least 1), interleaved; the median is reported, with
+    /// the spread (the JSON and CSV add the fastest and slowest runs).
     #[arg(long, default_value = "5", value_parser = parse_positive)]
     repeat: usize,
     /// Also write the results as JSON to this file.
@@ -540,7 +541,8 @@ fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
         })?);
     }
     say!(
-        "CPU baseline: im2col + gemm on {} threads; batch {}, median of {} runs",
+        "CPU baseline: im2col + gemm on {} threads; batch {}, median of {} interleaved runs \
+         (± half their range)",
         rayon::current_num_threads(),
         args.batch,
         args.repeat
