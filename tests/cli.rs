@@ -327,6 +327,15 @@ fn bench_quick_writes_the_documented_json() {
         ] {
             assert!(!r[key].is_null(), "{key} missing in {r}");
         }
+        // The kernel by its stable name, e.g. conv2d_igemm_regtile_8x4_padded.
+        let kernel = r["kernel"].as_str().unwrap_or_default();
+        assert!(
+            kernel.starts_with("conv2d_")
+                && kernel
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "kernel in {r}"
+        );
         // Today's medians, and the fastest and slowest runs around them.
         for key in ["gpu_ms", "gpu_e2e_ms", "cpu_ms"] {
             let time = |key: &str| r[key].as_f64().unwrap_or(f64::NAN);

@@ -31,7 +31,10 @@ pub struct LayerResult {
     pub n: usize,
     /// FLOPs of one convolution.
     pub flops: u64,
-    /// The GPU kernel chosen, e.g. `RegisterTiled(..)`.
+    /// The GPU kernel chosen, by its stable name ([`Kernel::name`]), e.g.
+    /// `conv2d_igemm_regtile_8x4_padded`.
+    ///
+    /// [`Kernel::name`]: crate::gpu::kernels::Kernel::name
     pub kernel: Option<String>,
     /// GPU time with inputs and packed weights already on the device, waiting for completion.
     pub gpu_ms: Option<f64>,
@@ -130,7 +133,7 @@ pub fn bench_layer(
     // Kernel time: everything resident, weights packed once, output written in place.
     let mut resident = match engine {
         Some(e) => {
-            result.kernel = Some(format!("{:?}", e.plan(&shape)?.kernel));
+            result.kernel = Some(e.plan(&shape)?.kernel.name());
             let packed = e.pack_weights(e.upload(w)?, params.groups)?;
             Some((
                 e,
