@@ -401,6 +401,34 @@ fn bench_takes_a_suite_file_and_writes_csv_and_a_plot() {
 }
 
 #[test]
+fn bench_of_one_side_prints_a_dash_not_nan_for_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.txt");
+    std::fs::write(&suite, "small 4 8 8 -> 4 3x3 pad 1\n").unwrap();
+    let suite = suite.to_str().unwrap();
+    for (device, pass, means) in [
+        ("gpu", "forward", "gpu "),
+        ("cpu", "forward", "gpu -, cpu "),
+        ("gpu", "both", "forward gpu "),
+    ] {
+        let out = wgconv(&[
+            "bench", "--suite", suite, "--repeat", "1", "--device", device, "--pass", pass,
+        ]);
+        assert!(out.status.success(), "{device}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("NaN"), "{device} {pass}:\n{text}");
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("geometric mean GFLOP/s: "))
+            .unwrap_or_default();
+        assert!(line.starts_with(means), "{device} {pass}:\n{text}");
+        if device == "gpu" {
+            assert!(line.contains("cpu -"), "{device} {pass}:\n{text}");
+        }
+    }
+}
+
+#[test]
 fn bench_pass_both_times_the_gradients_next_to_the_forward_pass() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");

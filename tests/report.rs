@@ -682,3 +682,35 @@ fn several_runs_name_their_rows_by_backend_in_json_and_csv() {
     };
     assert_eq!(one.forward_rows()[0].layer.name, "Conv");
 }
+
+#[test]
+fn table_of_one_side_shows_a_dash_for_the_side_not_measured() {
+    let layer = Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1);
+    let gpu_only = EngineRun {
+        adapter: Some(adapter(wgconv::wgpu::Backend::Vulkan)),
+        forward: vec![result(layer.clone(), Some(1.0), None)],
+        backward: vec![backward(layer.clone(), 2.0)],
+    };
+    let cpu_only = EngineRun {
+        adapter: None,
+        forward: vec![result(layer, None, Some(3.0))],
+        backward: vec![],
+    };
+    for (run, means) in [
+        (
+            &gpu_only,
+            "geometric mean GFLOP/s: forward gpu 0.0, cpu -; grad input gpu 0.0",
+        ),
+        (&cpu_only, "geometric mean GFLOP/s: gpu -, cpu 0.0"),
+    ] {
+        let table = run.table();
+        assert!(!table.to_lowercase().contains("nan"), "{table}");
+        assert!(!table.contains("inf"), "{table}");
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("geometric mean"))
+            .unwrap();
+        assert!(line.starts_with(means), "{table}");
+    }
+    assert!(cpu_only.table().starts_with("GPU: not measured\n"));
+}

@@ -200,16 +200,12 @@ pub fn bench_layer(
     Ok(result)
 }
 
-/// Geometric mean of positive values (NaN for none).
-pub fn geomean(values: impl IntoIterator<Item = f64>) -> f64 {
+/// Geometric mean of positive values; `None` for none.
+pub fn geomean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     let (sum, count) = values
         .into_iter()
         .fold((0.0, 0usize), |(s, c), v| (s + v.ln(), c + 1));
-    if count == 0 {
-        f64::NAN
-    } else {
-        (sum / count as f64).exp()
-    }
+    (count > 0).then(|| (sum / count as f64).exp())
 }
 
 /// The backward measurements for one layer: GPU kernel times (inputs resident, the clock stopped

@@ -49,33 +49,51 @@ impl EngineRun {
         out
     }
 
-    /// `geometric mean GFLOP/s: ...`, of each pass timed.
+    /// `geometric mean GFLOP/s: ...`, of each pass timed; `-` for a side not measured.
     fn means(&self) -> String {
+        let mean = |values: Vec<f64>| number(geomean(values), 1);
         let forward = &self.forward;
-        let gpu = geomean(forward.iter().filter_map(|r| r.gpu_ms.map(|m| r.gflops(m))));
-        let cpu = geomean(forward.iter().filter_map(|r| r.cpu_ms.map(|m| r.gflops(m))));
+        let gpu = mean(
+            forward
+                .iter()
+                .filter_map(|r| r.gpu_ms.map(|m| r.gflops(m)))
+                .collect(),
+        );
+        let cpu = mean(
+            forward
+                .iter()
+                .filter_map(|r| r.cpu_ms.map(|m| r.gflops(m)))
+                .collect(),
+        );
         if self.backward.is_empty() {
-            return format!("geometric mean GFLOP/s: gpu {gpu:.1}, cpu {cpu:.1}");
+            return format!("geometric mean GFLOP/s: gpu {gpu}, cpu {cpu}");
         }
         let backward = &self.backward;
-        let input = geomean(backward.iter().map(|r| r.gflops(r.grad_input_ms)));
-        let weight = geomean(backward.iter().map(|r| r.gflops(r.grad_weight_ms)));
-        let all = geomean(backward.iter().map(|r| r.backward_gflops()));
+        let input = mean(backward.iter().map(|r| r.gflops(r.grad_input_ms)).collect());
+        let weight = mean(
+            backward
+                .iter()
+                .map(|r| r.gflops(r.grad_weight_ms))
+                .collect(),
+        );
+        let all = mean(backward.iter().map(|r| r.backward_gflops()).collect());
         let forward_part = if forward.is_empty() {
             String::new()
         } else {
-            format!("forward gpu {gpu:.1}, cpu {cpu:.1}; ")
+            format!("forward gpu {gpu}, cpu {cpu}; ")
         };
         format!(
-            "geometric mean GFLOP/s: {forward_part}grad input gpu {input:.1}, grad weight gpu \
-             {weight:.1}, backward gpu {all:.1}"
+            "geometric mean GFLOP/s: {forward_part}grad input gpu {input}, grad weight gpu \
+             {weight}, backward gpu {all}"
         )
     }
 }
 
-/// `value` with `decimals` decimals, or `-` when there is none.
+/// `value` with `decimals` decimals, or `-` when there is none or it is not finite.
 fn number(value: Option<f64>, decimals: usize) -> String {
-    value.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
+    value
+        .filter(|v| v.is_finite())
+        .map_or("-".to_string(), |v| format!("{v:.decimals$}"))
 }
 
 /// `±p%`: half the range `max - min` as a percentage of the median; empty when not measured.
