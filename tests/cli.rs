@@ -584,6 +584,46 @@ fn bench_refuses_an_unknown_pass_and_a_cpu_backward_as_usage_errors() {
 }
 
 #[test]
+fn bench_refuses_a_chart_not_named_svg_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["out.png", "out.svg.txt", "chart"] {
+        let chart = dir.path().join(name);
+        let out = wgconv(&[
+            "bench",
+            "--suite",
+            "quick",
+            "--plot",
+            chart.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "wgconv: error: {}: the chart is SVG, so its name must end in .svg\n",
+                chart.display()
+            )
+        );
+        assert!(out.stdout.is_empty(), "{name}: the benchmark ran first");
+    }
+    assert!(files_in(dir.path()).is_empty());
+    // The extension in any case, as README's chart command writes it.
+    let chart = dir.path().join("BENCH.SVG");
+    let suite = dir.path().join("one.suite");
+    std::fs::write(&suite, "one 4 8 8 -> 4 3x3 pad 1\n").unwrap();
+    let out = wgconv(&[
+        "bench",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--repeat",
+        "1",
+        "--plot",
+        chart.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read_to_string(&chart).unwrap().starts_with("<svg"));
+}
+
+#[test]
 fn bench_refuses_a_bad_suite_file_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("bad.txt");

@@ -4,9 +4,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use wgconv::bench::{
-    backward_csv_string, csv_string, parse_suite, parse_suite_str, quick_suite, resnet_suite,
-    write_csv, write_json, write_plot_svg, BackwardResult, BenchError, EngineRun, Layer,
-    LayerResult, Passes, SuiteResults, BACKWARD_CSV_HEADER, CSV_HEADER,
+    backward_csv_string, check_chart_name, csv_string, parse_suite, parse_suite_str, quick_suite,
+    resnet_suite, write_csv, write_json, write_plot_svg, BackwardResult, BenchError, EngineRun,
+    Layer, LayerResult, Passes, SuiteResults, BACKWARD_CSV_HEADER, CSV_HEADER,
 };
 use wgconv::{AdapterSummary, Error};
 
@@ -713,4 +713,28 @@ fn table_of_one_side_shows_a_dash_for_the_side_not_measured() {
         assert!(line.starts_with(means), "{table}");
     }
     assert!(cpu_only.table().starts_with("GPU: not measured\n"));
+}
+
+#[test]
+fn svg_chart_not_named_svg_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["bench.png", "bench", "bench.svgz"] {
+        let path = dir.path().join(name);
+        match write_plot_svg(&path, "t", &plot_results()) {
+            Err(e @ BenchError::NotSvg { .. }) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "{}: the chart is SVG, so its name must end in .svg",
+                    path.display()
+                )
+            ),
+            other => panic!("expected NotSvg for {name}, got {other:?}"),
+        }
+        assert!(matches!(
+            check_chart_name(&path),
+            Err(BenchError::NotSvg { .. })
+        ));
+    }
+    assert!(entries(dir.path()).is_empty());
+    assert!(check_chart_name(Path::new("dir.v2/Bench.Svg")).is_ok());
 }

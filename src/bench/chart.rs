@@ -16,15 +16,31 @@ const CPU_COLOR: RGBColor = RGBColor(255, 127, 14);
 /// `title` as caption (say, adapter name and date). Missing values are left out.
 ///
 /// # Errors
+/// [`BenchError::NotSvg`] when `path` does not end in `.svg` ([`check_chart_name`]);
 /// [`BenchError::Plot`] when no layer has a GPU or CPU time, or plotters fails;
 /// [`Error::Io`](crate::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be written
 /// (no partial file is left behind).
 pub fn write_plot_svg(path: &Path, title: &str, results: &[LayerResult]) -> Result<(), BenchError> {
+    check_chart_name(path)?;
     let svg = plot_svg_string(title, results).map_err(|message| BenchError::Plot {
         path: path.to_path_buf(),
         message,
     })?;
     super::report::write_atomically(path, svg.as_bytes())
+}
+
+/// Checks that `path` names an SVG file: its extension is `svg`, in any case. Call it before the
+/// work, so a chart named `bench.png` is refused before anything runs.
+///
+/// # Errors
+/// [`BenchError::NotSvg`] for any other extension, or none.
+pub fn check_chart_name(path: &Path) -> Result<(), BenchError> {
+    match path.extension() {
+        Some(ext) if ext.eq_ignore_ascii_case("svg") => Ok(()),
+        _ => Err(BenchError::NotSvg {
+            path: path.to_path_buf(),
+        }),
+    }
 }
 
 /// A positive, finite GFLOP/s for a time, or `None` (a log axis cannot show the rest).

@@ -82,7 +82,7 @@ mod suites;
 mod table;
 mod timing;
 
-pub use chart::write_plot_svg;
+pub use chart::{check_chart_name, write_plot_svg};
 pub use report::{
     backward_csv_string, csv_string, write_csv, write_json, BACKWARD_CSV_HEADER, CSV_HEADER,
 };
@@ -120,6 +120,14 @@ pub enum BenchError {
         path: PathBuf,
         /// What went wrong.
         message: String,
+    },
+
+    /// The chart's file name does not end in `.svg` (any case): the chart is SVG, whatever the
+    /// name says.
+    #[error("{}: the chart is SVG, so its name must end in .svg", path.display())]
+    NotSvg {
+        /// The file named.
+        path: PathBuf,
     },
 
     /// A wgconv error: reading or writing a file ([`Error::Io`](crate::Error::Io)), a shape, the

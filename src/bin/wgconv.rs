@@ -232,8 +232,8 @@ struct BenchArgs {
     /// Also write the results as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Also draw GFLOP/s per layer, GPU vs CPU, and the speedup as an SVG chart.
-    #[arg(long)]
+    /// Also draw GFLOP/s per layer, GPU vs CPU, and the speedup as an SVG chart (a .svg file).
+    #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// Compare wgpu backends in one run, e.g. `vulkan,gl` (default: WGPU_BACKEND, else the best adapter).
     #[arg(long, value_delimiter = ',', value_parser = parse_backend)]
@@ -514,6 +514,9 @@ fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
         usage("--plot draws the forward pass; use --pass forward or both");
     }
     // Every output is checked before the run, so none is written when another cannot be.
+    if let Some(path) = &args.plot {
+        bench::check_chart_name(path)?;
+    }
     for path in [&args.json, &args.csv, &args.plot].into_iter().flatten() {
         wgconv::atomic::check_writable(path)?;
     }
