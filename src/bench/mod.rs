@@ -84,15 +84,16 @@ mod timing;
 
 pub use chart::{check_chart_name, write_plot_svg};
 pub use report::{
-    backward_csv_string, csv_string, write_csv, write_json, BACKWARD_CSV_HEADER, CSV_HEADER,
+    backward_csv_string, csv_string, write_csv, write_json, Outputs, BACKWARD_CSV_HEADER,
+    CSV_HEADER,
 };
 pub use run::{
     bench_layer, bench_layer_backward, geomean, BackwardResult, BenchOptions, LayerResult,
     REFERENCE_CHECK_MAX_MACS,
 };
-pub use suite_run::{run_suite, EngineRun, Passes, Progress, SuiteResults};
+pub use suite_run::{engines, run_suite, EngineRun, Passes, Progress, SuiteResults};
 pub use suites::{
-    parse_suite, parse_suite_str, quick_suite, resnet_suite, Layer, MAX_SUITE_BYTES,
+    parse_suite, parse_suite_str, quick_suite, resnet_suite, suite, Layer, MAX_SUITE_BYTES,
     MAX_SUITE_NUMBER, QUICK_SUITE, RESNET_SUITE,
 };
 

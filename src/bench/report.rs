@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::{check_chart_name, write_plot_svg};
 use super::{BackwardResult, BenchError, Layer, LayerResult, SuiteResults};
 
 impl SuiteResults {
@@ -51,6 +52,67 @@ impl SuiteResults {
         } else {
             csv_string(&self.forward_rows())
         }
+    }
+}
+
+/// The files of `wgconv bench --json`, `--csv` and `--plot`; `None` for one not wanted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Outputs<'a> {
+    /// [`SuiteResults::json`].
+    pub json: Option<&'a Path>,
+    /// [`SuiteResults::csv`].
+    pub csv: Option<&'a Path>,
+    /// The chart of [`write_plot_svg`], of [`SuiteResults::forward_rows`].
+    pub plot: Option<&'a Path>,
+}
+
+impl Outputs<'_> {
+    /// Checks every output before the run, so none is written when another cannot be: the chart
+    /// is named `.svg` ([`check_chart_name`]) and each is writable
+    /// ([`check_writable`](crate::atomic::check_writable)).
+    ///
+    /// # Errors
+    /// [`BenchError::NotSvg`]; [`Error::Io`](crate::Error::Io) (as [`BenchError::Wgconv`]) for a
+    /// missing folder, a directory, ...
+    pub fn check(&self) -> Result<(), BenchError> {
+        if let Some(path) = self.plot {
+            check_chart_name(path)?;
+        }
+        for path in [self.json, self.csv, self.plot].into_iter().flatten() {
+            crate::atomic::check_writable(path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes each wanted file, atomically, calling `wrote` after each. The chart's title names
+    /// the adapters and the batch.
+    ///
+    /// # Errors
+    /// The first error of [`write_json`], [`write_csv`] or [`write_plot_svg`].
+    pub fn write(
+        &self,
+        results: &SuiteResults,
+        mut wrote: impl FnMut(&Path),
+    ) -> Result<(), BenchError> {
+        if let Some(path) = self.json {
+            write_json(path, results)?;
+            wrote(path);
+        }
+        if let Some(path) = self.csv {
+            write_csv(path, results)?;
+            wrote(path);
+        }
+        if let Some(path) = self.plot {
+            let adapters: Vec<&str> = results.adapters().map(|a| a.name.as_str()).collect();
+            let title = format!(
+                "wgconv bench: {} vs CPU baseline, batch {}",
+                adapters.join(" / "),
+                results.batch
+            );
+            write_plot_svg(path, &title, &results.forward_rows())?;
+            wrote(path);
+        }
+        Ok(())
     }
 }
 

@@ -21,6 +21,19 @@ pub struct BenchOptions {
     pub cpu: bool,
 }
 
+impl BenchOptions {
+    /// The line `wgconv bench` starts with: what the CPU baseline is, the batch, the protocol.
+    pub fn describe(&self) -> String {
+        format!(
+            "CPU baseline: im2col + gemm on {} threads; batch {}, median of {} interleaved runs \
+             (± half their range)",
+            rayon::current_num_threads(),
+            self.batch,
+            self.repeat.max(1)
+        )
+    }
+}
+
 /// The measurements for one layer. Times are in milliseconds: each the median of its timed runs
 /// (`*_ms`), with the fastest (`*_ms_min`) and the slowest (`*_ms_max`); `None` when not measured.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,13 +42,13 @@ pub struct LayerResult {
     pub layer: Layer,
     /// Batch size.
     pub n: usize,
-    /// FLOPs of one convolution.
-    pub flops: u64,
     /// The GPU kernel chosen, by its stable name ([`Kernel::name`]), e.g.
     /// `conv2d_igemm_regtile_8x4_padded`.
     ///
     /// [`Kernel::name`]: crate::gpu::kernels::Kernel::name
     pub kernel: Option<String>,
+    /// FLOPs of one convolution.
+    pub flops: u64,
     /// GPU time with inputs and packed weights already on the device, waiting for completion.
     pub gpu_ms: Option<f64>,
     /// Fastest run of [`LayerResult::gpu_ms`].
@@ -64,8 +77,8 @@ impl LayerResult {
         LayerResult {
             layer: layer.clone(),
             n,
-            flops,
             kernel: None,
+            flops,
             gpu_ms: None,
             gpu_ms_min: None,
             gpu_ms_max: None,

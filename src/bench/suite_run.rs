@@ -2,7 +2,7 @@
 
 use super::{bench_layer, bench_layer_backward, BackwardResult, BenchOptions, Layer, LayerResult};
 use crate::error::Result;
-use crate::gpu::engine::{AdapterSummary, Engine};
+use crate::gpu::engine::{AdapterSummary, Engine, EngineOptions};
 
 /// Which passes [`run_suite`] times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +106,25 @@ pub enum Progress<'a> {
     },
     /// One engine's run (or the CPU-only run) is complete.
     Finished(&'a EngineRun),
+}
+
+/// One engine per backend in `backends` (e.g. `[VULKAN, GL]`, to compare them in one run), or
+/// the engine [`Engine::new`] picks when `backends` is empty.
+///
+/// # Errors
+/// As [`Engine::with_options`], for the first backend without an adapter.
+pub fn engines(backends: &[wgpu::Backends]) -> Result<Vec<Engine>> {
+    if backends.is_empty() {
+        return Ok(vec![Engine::new()?]);
+    }
+    let options = |backends| EngineOptions {
+        backends: Some(backends),
+        ..Default::default()
+    };
+    backends
+        .iter()
+        .map(|&b| Engine::with_options(options(b)))
+        .collect()
 }
 
 /// Times `layers` on each engine in turn ([`bench_layer`], [`bench_layer_backward`]). The CPU

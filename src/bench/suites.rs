@@ -111,6 +111,19 @@ pub fn quick_suite() -> Vec<Layer> {
     built_in(QUICK_SUITE)
 }
 
+/// The layers of the suite `name`: `resnet` ([`resnet_suite`]), `quick` ([`quick_suite`]), or
+/// else the path of a suite file ([`parse_suite`]).
+///
+/// # Errors
+/// As [`parse_suite`].
+pub fn suite(name: &str) -> Result<Vec<Layer>, BenchError> {
+    match name {
+        "resnet" => Ok(resnet_suite()),
+        "quick" => Ok(quick_suite()),
+        file => parse_suite(Path::new(file)),
+    }
+}
+
 /// A built-in suite's layers (the tests pin that each parses to its layers).
 fn built_in(text: &str) -> Vec<Layer> {
     parse_suite_str(text, Path::new("built-in suite")).unwrap_or_default()

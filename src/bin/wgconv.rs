@@ -104,40 +104,44 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the lecture's worked examples on the GPU and on the CPU reference (the default).
-    #[command(after_help = "Examples:\n  wgconv demo\n  WGPU_BACKEND=gl wgconv demo")]
     Demo,
     /// List every adapter wgpu sees and the one wgconv would pick.
-    #[command(
-        after_help = "Examples:\n  wgconv info\n  WGPU_BACKEND=vulkan WGPU_ADAPTER_NAME=llvmpipe wgconv info"
-    )]
     Info,
     /// Convolve float32 .npy files: input [N,C,H,W], weight [O,C/groups,kh,kw], bias [O].
-    #[command(
-        after_help = "Example:\n  wgconv run --input x.npy --weight w.npy --bias b.npy --stride 2 --padding 1 --output y.npy"
-    )]
     Run(RunArgs),
     /// Time convolution layers on the GPU and the CPU baseline; every run is also a correctness check.
-    #[command(
-        after_help = "Examples:\n  wgconv bench --suite quick\n  wgconv bench --suite resnet --device both --repeat 5 --json bench.json\n  wgconv bench --suite quick --pass both"
-    )]
     Bench(BenchArgs),
     /// Apply a classic kernel to a PNG/JPEG image on the GPU.
-    #[command(
-        after_help = "Examples:\n  wgconv sample-image --output photo.png\n  wgconv filter --input photo.png --kernel edges --output edges.png\n  wgconv filter --input photo.png --kernel-file k.npy --output out.png   (k.npy: [kh, kw] float32)"
-    )]
     Filter(FilterArgs),
     /// Learn the lecture's edge kernel [1, -1] by gradient descent, every step on the GPU.
-    #[command(
-        after_help = "Examples:\n  wgconv train-edge\n  wgconv train-edge --steps 20 --lr 0.02 --seed 7"
-    )]
     TrainEdge(TrainEdgeArgs),
     /// Write the small synthetic sample picture (128x128 PNG) to try `filter` on.
-    #[command(after_help = "Example:\n  wgconv sample-image --output photo.png")]
     SampleImage {
         /// Where to write it (.png or .jpg).
         #[arg(long)]
         output: PathBuf,
     },
+}
+
+/// Each verb's examples, shown at the end of its `--help`.
+const EXAMPLES: [(&str, &str); 7] = [
+    ("demo", "Examples:\n  wgconv demo\n  WGPU_BACKEND=gl wgconv demo"),
+    ("info", "Examples:\n  wgconv info\n  WGPU_BACKEND=vulkan WGPU_ADAPTER_NAME=llvmpipe wgconv info"),
+    ("run", "Example:\n  wgconv run --input x.npy --weight w.npy --bias b.npy --stride 2 --padding 1 --output y.npy"),
+    ("bench", "Examples:\n  wgconv bench --suite quick\n  wgconv bench --suite resnet --device both --repeat 5 --json bench.json\n  wgconv bench --suite quick --pass both"),
+    ("filter", "Examples:\n  wgconv sample-image --output photo.png\n  wgconv filter --input photo.png --kernel edges --output edges.png\n  wgconv filter --input photo.png --kernel-file k.npy --output out.png   (k.npy: [kh, kw] float32)"),
+    ("train-edge", "Examples:\n  wgconv train-edge\n  wgconv train-edge --steps 20 --lr 0.02 --seed 7"),
+    ("sample-image", "Example:\n  wgconv sample-image --output photo.png"),
+];
+
+/// The command line, each verb's `--help` ending with its [`EXAMPLES`]; a bad one exits 2.
+fn parse_command_line() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut command = Cli::command();
+    for (verb, examples) in EXAMPLES {
+        command = command.mut_subcommand(verb, |c| c.after_help(examples));
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 #[derive(clap::Args)]
@@ -352,7 +356,7 @@ fn main() -> ExitCode {
         env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles::egl=off"),
     )
     .init();
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     // Held until exit: removed with it on a normal exit.
     let runtime_dir = private_runtime_dir();
     clean_up_on_signals(runtime_dir.as_ref().map(|d| d.path().to_path_buf()));
@@ -513,18 +517,13 @@ fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
     if args.plot.is_some() && !passes.forward() {
         usage("--plot draws the forward pass; use --pass forward or both");
     }
-    // Every output is checked before the run, so none is written when another cannot be.
-    if let Some(path) = &args.plot {
-        bench::check_chart_name(path)?;
-    }
-    for path in [&args.json, &args.csv, &args.plot].into_iter().flatten() {
-        wgconv::atomic::check_writable(path)?;
-    }
-    let layers = match args.suite.as_str() {
-        "resnet" => bench::resnet_suite(),
-        "quick" => bench::quick_suite(),
-        file => bench::parse_suite(std::path::Path::new(file))?,
+    let outputs = bench::Outputs {
+        json: args.json.as_deref(),
+        csv: args.csv.as_deref(),
+        plot: args.plot.as_deref(),
     };
+    outputs.check()?;
+    let layers = bench::suite(&args.suite)?;
     let options = BenchOptions {
         batch: args.batch,
         repeat: args.repeat,
@@ -532,24 +531,12 @@ fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
         cpu: args.device != BenchDevice::Gpu,
     };
     // One engine per requested backend (none when only the CPU is timed).
-    let mut engines = Vec::new();
-    if options.gpu && args.backend.is_empty() {
-        engines.push(Engine::new()?);
-    }
-    for &backends in args.backend.iter().filter(|_| options.gpu) {
-        let backends = Some(backends);
-        engines.push(Engine::with_options(wgconv::EngineOptions {
-            backends,
-            ..Default::default()
-        })?);
-    }
-    say!(
-        "CPU baseline: im2col + gemm on {} threads; batch {}, median of {} interleaved runs \
-         (± half their range)",
-        rayon::current_num_threads(),
-        args.batch,
-        args.repeat
-    );
+    let engines = if options.gpu {
+        bench::engines(&args.backend)?
+    } else {
+        Vec::new()
+    };
+    say!("{}", options.describe());
     // Drawn on stderr only when it is a terminal, so piped output stays a clean table.
     let progress = indicatif::ProgressBar::new(0);
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
@@ -564,26 +551,7 @@ fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
         Progress::Finished(run) => progress.suspend(|| say!("\n{}", run.table())),
     })?;
     progress.finish_and_clear();
-
-    if let Some(path) = &args.json {
-        bench::write_json(path, &results)?;
-        note!("wrote {}", shown(path));
-    }
-    if let Some(path) = &args.csv {
-        bench::write_csv(path, &results)?;
-        note!("wrote {}", shown(path));
-    }
-    if let Some(path) = &args.plot {
-        let adapters: Vec<&str> = results.adapters().map(|a| a.name.as_str()).collect();
-        let title = format!(
-            "wgconv bench: {} vs CPU baseline, batch {}",
-            adapters.join(" / "),
-            args.batch
-        );
-        bench::write_plot_svg(path, &title, &results.forward_rows())?;
-        note!("wrote {}", shown(path));
-    }
-    Ok(())
+    outputs.write(&results, |path| note!("wrote {}", shown(path)))
 }
 
 fn print_matrix(label: &str, data: &[f32], w: usize) {
