@@ -1,15 +1,16 @@
 //! Benchmarks (feature `bench`): suites of convolution layers, timed runs on the GPU and on the
 //! fair CPU baseline ([`cpu::fast`](crate::cpu::fast)), every run also a correctness check, and
-//! the results as CSV and an SVG chart.
+//! the results as a table, JSON, CSV and an SVG chart. Nothing outside this module knows of it.
 //!
 //! - [`bench_layer`] times one layer forward: the GPU kernel time (inputs and packed weights
 //!   resident, the clock stopped once the device has finished), the GPU end-to-end time (upload,
 //!   convolution, readback) and the CPU baseline, and reports the largest GPU-vs-CPU difference.
 //! - [`bench_layer_backward`] times the backward passes' GPU kernels, checked against the CPU
 //!   reference.
-//! - [`run_suite`] times a suite on several engines, the CPU baseline once; [`EngineRun::table`]
-//!   prints a run, [`SuiteResults::json`], [`SuiteResults::csv`] and [`write_plot_svg`] make
-//!   the files of `wgconv bench --json`, `--csv` and `--plot`.
+//! - [`run_suite`] times a [`suite`] on several [`engines`], the CPU baseline once;
+//!   [`EngineRun::table`] prints a run; [`SuiteResults::json`], [`SuiteResults::csv`] and
+//!   [`write_plot_svg`] make the files of `wgconv bench --json`, `--csv` and `--plot`
+//!   ([`Outputs`]).
 //!
 //! # The timing protocol
 //!

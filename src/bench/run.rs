@@ -3,9 +3,9 @@
 use super::timing::{gpu_timed, keep, round_robin, timed, Measurement, Spread};
 use super::Layer;
 use crate::error::Result;
-use crate::gpu::engine::Engine;
 use crate::spec::Conv2dParams;
 use crate::tensor::Tensor;
+use crate::{Engine, GpuTensor, PackedWeights};
 
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,28 +143,24 @@ pub fn bench_layer(
     let params = &layer.params();
     let mut result = LayerResult::unmeasured(layer, options.batch, shape.flops());
     let engine = engine.filter(|_| options.gpu);
-    // Kernel time: everything resident, weights packed once, output written in place.
     let mut resident = match engine {
         Some(e) => {
             result.kernel = Some(e.plan(&shape)?.kernel.name());
-            let packed = e.pack_weights(e.upload(w)?, params.groups)?;
-            Some((
-                e,
-                e.upload(x)?,
-                e.upload(b)?,
-                packed,
-                e.alloc(&shape.output_shape())?,
-            ))
+            Some(Resident {
+                x: e.upload(x)?,
+                b: e.upload(b)?,
+                w: e.pack_weights(e.upload(w)?, params.groups)?,
+                out: e.alloc(&shape.output_shape())?,
+            })
         }
         None => None,
     };
     let mut cpu_out = None;
     let spreads = {
         let mut measurements: Vec<Measurement<'_>> = Vec::new();
-        if let Some((e, gx, gb, packed, out)) = resident.as_mut() {
-            let e = *e;
+        if let (Some(e), Some(r)) = (engine, resident.as_mut()) {
             measurements.push(Box::new(move || {
-                let run = || e.conv2d_packed_into(gx, packed, Some(gb), params, out);
+                let run = || e.conv2d_packed_into(&r.x, &r.w, Some(&r.b), params, &mut r.out);
                 gpu_timed(e, run).map(|(time, ())| time)
             }));
             // End to end: host arrays in, host array out (dropped off the clock).
@@ -175,42 +171,47 @@ pub fn bench_layer(
         }
         if options.cpu {
             let out = &mut cpu_out;
-            let run = move || {
-                keep(
-                    out,
-                    timed(|| crate::cpu::fast::conv2d(x, w, Some(b), params)),
-                )
-            };
-            measurements.push(Box::new(run));
+            let run = || crate::cpu::fast::conv2d(x, w, Some(b), params);
+            measurements.push(Box::new(move || keep(out, timed(run))));
         }
         round_robin(options.repeat, &mut measurements)?
     };
     let mut spreads = spreads.into_iter();
     if resident.is_some() {
         (result.gpu_ms, result.gpu_ms_min, result.gpu_ms_max) = Spread::fields(spreads.next());
+        let e2e = Spread::fields(spreads.next());
         (
             result.gpu_e2e_ms,
             result.gpu_e2e_ms_min,
             result.gpu_e2e_ms_max,
-        ) = Spread::fields(spreads.next());
+        ) = e2e;
     }
     if options.cpu {
         (result.cpu_ms, result.cpu_ms_min, result.cpu_ms_max) = Spread::fields(spreads.next());
     }
-    if let Some((e, _, _, _, out)) = &resident {
-        let gpu = e.download(out)?;
+    if let (Some(e), Some(r)) = (engine, &resident) {
+        let gpu = e.download(&r.out)?;
         let cpu = match cpu_out {
             Some(cpu) => cpu,
             None => crate::cpu::fast::conv2d(x, w, Some(b), params)?,
         };
-        let pairs = gpu.data().iter().zip(cpu.data());
-        result.max_abs_err = Some(
-            pairs
-                .map(|(a, b)| f64::from((a - b).abs()))
-                .fold(0.0, f64::max),
-        );
+        let diffs = gpu
+            .data()
+            .iter()
+            .zip(cpu.data())
+            .map(|(a, b)| (a - b).abs());
+        result.max_abs_err = Some(diffs.map(f64::from).fold(0.0, f64::max));
     }
     Ok(result)
+}
+
+/// A layer on the device for the kernel time: input and bias uploaded and weights packed once,
+/// the output written in place.
+struct Resident {
+    x: GpuTensor,
+    b: GpuTensor,
+    w: PackedWeights,
+    out: GpuTensor,
 }
 
 /// Geometric mean of positive values; `None` for none.

@@ -2,7 +2,7 @@
 
 use super::{bench_layer, bench_layer_backward, BackwardResult, BenchOptions, Layer, LayerResult};
 use crate::error::Result;
-use crate::gpu::engine::{AdapterSummary, Engine, EngineOptions};
+use crate::{AdapterSummary, Engine, EngineOptions};
 
 /// Which passes [`run_suite`] times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +146,10 @@ pub fn run_suite(
     } else {
         engines.iter().map(Some).collect()
     };
-    let (forward, backward) = (passes.forward(), passes.backward() && engines[0].is_some());
+    let (forward, backward) = (
+        passes.forward(),
+        passes.backward() && engines.iter().any(Option::is_some),
+    );
     let steps = engines.len() * layers.len() * (usize::from(forward) + usize::from(backward));
     let mut step = 0;
     let mut runs = Vec::with_capacity(engines.len());

@@ -92,7 +92,7 @@ thin        16 112 112 ->   16 3x3 pad 1
 vgg         64 224 224 ->   64 3x3 pad 1
 ";
 
-/// A small subset of `wgconv bench --suite quick` that finishes in seconds on a software
+/// The layers of `wgconv bench --suite quick`, small enough to finish in seconds on a software
 /// adapter, as a suite file.
 pub const QUICK_SUITE: &str = "\
 conv3x3_small  32 28 28 -> 32 3x3 pad 1

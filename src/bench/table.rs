@@ -5,11 +5,11 @@ use super::{geomean, BackwardResult, EngineRun, LayerResult, REFERENCE_CHECK_MAX
 impl EngineRun {
     /// The run as a text table: a `GPU: adapter` line, a header, per layer its forward row (GPU
     /// kernel and end-to-end times, GPU GFLOP/s, CPU time and GFLOP/s, speedup, largest
-    /// difference; each time a median followed by its spread `±`, half the range of its runs as a
-    /// percentage of the median) and, when the backward passes were timed, their rows under it (each pass's GPU
-    /// time and GFLOP/s, and that GFLOP/s over the forward's, "vs fwd"; no CPU baseline, "n/a"),
-    /// then the geometric means of the GFLOP/s. Every column is as wide as its widest cell. No
-    /// trailing newline.
+    /// difference) and, when the backward passes were timed, their rows under it (each pass's
+    /// GPU time and GFLOP/s, and that GFLOP/s over the forward's, "vs fwd"; no CPU baseline,
+    /// "n/a"), then the geometric means of the GFLOP/s. Each time is a median followed by its
+    /// spread `±`: half the range of its runs, as a percentage of the median. Every column is as
+    /// wide as its widest cell; a value not measured is `-`. No trailing newline.
     pub fn table(&self) -> String {
         let backward = !self.backward.is_empty();
         let mut rows = vec![[
@@ -51,32 +51,16 @@ impl EngineRun {
 
     /// `geometric mean GFLOP/s: ...`, of each pass timed; `-` for a side not measured.
     fn means(&self) -> String {
-        let mean = |values: Vec<f64>| number(geomean(values), 1);
         let forward = &self.forward;
-        let gpu = mean(
-            forward
-                .iter()
-                .filter_map(|r| r.gpu_ms.map(|m| r.gflops(m)))
-                .collect(),
-        );
-        let cpu = mean(
-            forward
-                .iter()
-                .filter_map(|r| r.cpu_ms.map(|m| r.gflops(m)))
-                .collect(),
-        );
+        let gpu = mean(forward.iter().filter_map(|r| r.gpu_ms.map(|m| r.gflops(m))));
+        let cpu = mean(forward.iter().filter_map(|r| r.cpu_ms.map(|m| r.gflops(m))));
         if self.backward.is_empty() {
             return format!("geometric mean GFLOP/s: gpu {gpu}, cpu {cpu}");
         }
         let backward = &self.backward;
-        let input = mean(backward.iter().map(|r| r.gflops(r.grad_input_ms)).collect());
-        let weight = mean(
-            backward
-                .iter()
-                .map(|r| r.gflops(r.grad_weight_ms))
-                .collect(),
-        );
-        let all = mean(backward.iter().map(|r| r.backward_gflops()).collect());
+        let input = mean(backward.iter().map(|r| r.gflops(r.grad_input_ms)));
+        let weight = mean(backward.iter().map(|r| r.gflops(r.grad_weight_ms)));
+        let all = mean(backward.iter().map(|r| r.backward_gflops()));
         let forward_part = if forward.is_empty() {
             String::new()
         } else {
@@ -87,6 +71,11 @@ impl EngineRun {
              {weight}, backward gpu {all}"
         )
     }
+}
+
+/// The geometric mean with one decimal, or `-`.
+fn mean(gflops: impl IntoIterator<Item = f64>) -> String {
+    number(geomean(gflops), 1)
 }
 
 /// `value` with `decimals` decimals, or `-` when there is none or it is not finite.
@@ -171,9 +160,9 @@ fn backward_rows(
             name.to_string(),
             pass.to_string(),
             format!("{:.3}", flops as f64 / 1e9),
-            format!("{ms:.2}"),
+            number(Some(ms), 2),
             spread(Some(ms), Some(min), Some(max)),
-            format!("{gflops:.1}"),
+            number(Some(gflops), 1),
             number(vs_forward, 2),
             "-".into(),
             String::new(),

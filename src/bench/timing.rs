@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::gpu::engine::Engine;
+use crate::Engine;
 
 /// One measurement of a layer: runs its work once and returns the time it took, measured with
 /// [`timed`] (setup and clean-up stay off the clock).
