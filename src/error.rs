@@ -338,11 +338,6 @@ pub enum Error {
         message: String,
     },
 
-    /// A benchmark suite file, CSV file or chart could not be read or written.
-    #[cfg(feature = "bench")]
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
-
     /// A file system operation failed: `cannot read x.npy: No such file or directory (os error 2)`.
     #[error("cannot {action} {path}: {source}")]
     Io {

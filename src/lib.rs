@@ -18,8 +18,6 @@ pub mod gpu;
 pub mod io;
 pub mod layer;
 pub mod memory;
-#[cfg(feature = "bench")]
-pub mod report;
 pub mod spec;
 pub mod tensor;
 

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use wgconv::report::{parse_suite_str, ReportError};
+use wgconv::bench::{parse_suite_str, BenchError};
 use wgconv::{io, Conv2dParams, Conv2dShape, Engine, EngineOptions, Error, Padding, Tensor};
 
 use common::engine;
@@ -810,13 +810,8 @@ fn suite_nan_inf_negative_or_fractional_numbers_are_parse_errors_quoting_them() 
             "expected pad to be a non-negative integer, but got '0.5'",
         ),
     ] {
-        let e: Error = parse_suite_str(&format!("# numbers\n{line}\n"), &path)
-            .unwrap_err()
-            .into();
-        assert!(
-            matches!(e, Error::Report(ReportError::Parse { line: 2, .. })),
-            "{e:?}"
-        );
+        let e = parse_suite_str(&format!("# numbers\n{line}\n"), &path).unwrap_err();
+        assert!(matches!(e, BenchError::Parse { line: 2, .. }), "{e:?}");
         assert_eq!(
             e.to_string(),
             format!("numbers.suite:2: {message}, in `{line}`")

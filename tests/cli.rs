@@ -308,7 +308,7 @@ fn bench_quick_writes_the_documented_json() {
         "--suite",
         "quick",
         "--repeat",
-        "1",
+        "2",
         "--json",
         json.to_str().unwrap(),
     ]);
@@ -327,8 +327,24 @@ fn bench_quick_writes_the_documented_json() {
         ] {
             assert!(!r[key].is_null(), "{key} missing in {r}");
         }
+        // The kernel by its stable name, e.g. conv2d_igemm_regtile_8x4_padded.
+        let kernel = r["kernel"].as_str().unwrap_or_default();
+        assert!(
+            kernel.starts_with("conv2d_")
+                && kernel
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "kernel in {r}"
+        );
+        // Today's medians, and the fastest and slowest runs around them.
         for key in ["gpu_ms", "gpu_e2e_ms", "cpu_ms"] {
-            assert!(r[key].as_f64().is_some_and(|t| t > 0.0), "{key} in {r}");
+            let time = |key: &str| r[key].as_f64().unwrap_or(f64::NAN);
+            let (min, median, max) = (
+                time(&format!("{key}_min")),
+                time(key),
+                time(&format!("{key}_max")),
+            );
+            assert!(0.0 < min && min <= median && median <= max, "{key} in {r}");
         }
         // Every bench run is a correctness check as well: data and bias lie in [-1, 1], so each
         // side is within K * eps32 (+ eps32 for the bias) of the exact result (tests/common).
@@ -365,7 +381,7 @@ fn bench_takes_a_suite_file_and_writes_csv_and_a_plot() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some(wgconv::report::CSV_HEADER));
+    assert_eq!(lines.next(), Some(wgconv::bench::CSV_HEADER));
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 2, "{text}");
     assert!(
@@ -382,6 +398,34 @@ fn bench_takes_a_suite_file_and_writes_csv_and_a_plot() {
     assert!(chart.starts_with("<svg") && chart.contains("small3x3") && chart.contains("small1x1"));
     // The table goes to stdout as plain text when piped: no progress-bar escape codes.
     assert!(!String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
+}
+
+#[test]
+fn bench_of_one_side_prints_a_dash_not_nan_for_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.txt");
+    std::fs::write(&suite, "small 4 8 8 -> 4 3x3 pad 1\n").unwrap();
+    let suite = suite.to_str().unwrap();
+    for (device, pass, means) in [
+        ("gpu", "forward", "gpu "),
+        ("cpu", "forward", "gpu -, cpu "),
+        ("gpu", "both", "forward gpu "),
+    ] {
+        let out = wgconv(&[
+            "bench", "--suite", suite, "--repeat", "1", "--device", device, "--pass", pass,
+        ]);
+        assert!(out.status.success(), "{device}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("NaN"), "{device} {pass}:\n{text}");
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("geometric mean GFLOP/s: "))
+            .unwrap_or_default();
+        assert!(line.starts_with(means), "{device} {pass}:\n{text}");
+        if device == "gpu" {
+            assert!(line.contains("cpu -"), "{device} {pass}:\n{text}");
+        }
+    }
 }
 
 #[test]
@@ -439,6 +483,15 @@ fn bench_pass_both_times_the_gradients_next_to_the_forward_pass() {
         ] {
             assert!(number(key) > 0.0, "{key} in {r}");
         }
+        for key in [
+            "grad_input_ms",
+            "grad_weight_ms",
+            "grad_bias_ms",
+            "backward_ms",
+        ] {
+            let (min, max) = (number(&format!("{key}_min")), number(&format!("{key}_max")));
+            assert!(min <= number(key) && number(key) <= max, "{key} in {r}");
+        }
         // The quick suite is small enough for the reference check. grad_output, the input and
         // the weights lie in [-1, 1]: the input gradient sums K*R*S products per element, the
         // weight and bias gradients N*P*Q, each within that many eps32 of the exact sum.
@@ -490,12 +543,8 @@ fn bench_pass_backward_writes_csv_rows_with_empty_forward_cells() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let header = format!(
-        "{},{}",
-        wgconv::report::CSV_HEADER,
-        wgconv::bench::BACKWARD_CSV_COLUMNS
-    );
-    assert_eq!(lines.first().copied(), Some(header.as_str()));
+    let header = wgconv::bench::BACKWARD_CSV_HEADER;
+    assert_eq!(lines.first().copied(), Some(header));
     assert_eq!(lines.len(), 2, "{text}");
     let cells: Vec<&str> = lines[1].split(',').collect();
     let column = |name: &str| cells[header.split(',').position(|h| h == name).unwrap()];
@@ -532,6 +581,46 @@ fn bench_refuses_an_unknown_pass_and_a_cpu_backward_as_usage_errors() {
             stderr(&out)
         );
     }
+}
+
+#[test]
+fn bench_refuses_a_chart_not_named_svg_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["out.png", "out.svg.txt", "chart"] {
+        let chart = dir.path().join(name);
+        let out = wgconv(&[
+            "bench",
+            "--suite",
+            "quick",
+            "--plot",
+            chart.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "wgconv: error: {}: the chart is SVG, so its name must end in .svg\n",
+                chart.display()
+            )
+        );
+        assert!(out.stdout.is_empty(), "{name}: the benchmark ran first");
+    }
+    assert!(files_in(dir.path()).is_empty());
+    // The extension in any case, as README's chart command writes it.
+    let chart = dir.path().join("BENCH.SVG");
+    let suite = dir.path().join("one.suite");
+    std::fs::write(&suite, "one 4 8 8 -> 4 3x3 pad 1\n").unwrap();
+    let out = wgconv(&[
+        "bench",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--repeat",
+        "1",
+        "--plot",
+        chart.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read_to_string(&chart).unwrap().starts_with("<svg"));
 }
 
 #[test]

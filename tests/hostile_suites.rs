@@ -8,9 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use wgconv::report::{
-    parse_suite, parse_suite_str, ReportError, MAX_SUITE_BYTES, MAX_SUITE_NUMBER,
-};
+use wgconv::bench::{parse_suite, parse_suite_str, BenchError, MAX_SUITE_BYTES, MAX_SUITE_NUMBER};
+use wgconv::Error;
 
 /// How long a refusal may take before the test calls it a hang.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -58,9 +57,9 @@ fn fifo_as_suite_is_refused_without_waiting_for_a_writer() {
             fifo.display()
         )
     );
-    // The library says the same, as an Io error.
+    // The library says the same, as the crate's Io error.
     match parse_suite(&fifo) {
-        Err(e @ ReportError::Io { action: "read", .. }) => assert_eq!(
+        Err(e @ BenchError::Wgconv(Error::Io { action: "read", .. })) => assert_eq!(
             e.to_string(),
             format!(
                 "cannot read {}: it is a FIFO (named pipe), not a regular file",
@@ -84,7 +83,7 @@ fn suite_file_over_one_mib_is_refused_naming_its_size_and_the_cap() {
     let size = text.len();
     let err = parse_suite(&path).unwrap_err();
     assert!(
-        matches!(&err, ReportError::Io { action: "read", source, .. }
+        matches!(&err, BenchError::Wgconv(Error::Io { action: "read", source, .. })
             if source.kind() == std::io::ErrorKind::InvalidData),
         "{err:?}"
     );
@@ -116,7 +115,7 @@ fn non_utf8_suite_is_a_parse_error_naming_the_line_and_the_byte() {
     )
     .unwrap();
     let err = parse_suite(&path).unwrap_err();
-    assert!(matches!(err, ReportError::Parse { line: 2, .. }), "{err:?}");
+    assert!(matches!(err, BenchError::Parse { line: 2, .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
         format!(
@@ -157,7 +156,7 @@ fn huge_stride_is_a_parse_error_with_file_line_and_token() {
 /// The line and message of a parse error of `text`.
 fn parse_error(text: &str) -> (usize, String) {
     match parse_suite_str(text, Path::new("n.suite")) {
-        Err(ReportError::Parse { line, message, .. }) => (line, message),
+        Err(BenchError::Parse { line, message, .. }) => (line, message),
         other => panic!("expected a parse error for {text:?}, got {other:?}"),
     }
 }

@@ -23,7 +23,7 @@
 //!   `cpu::reference::conv_transpose2d_f64` (`K = Ci/groups * kh * kw`).
 //! - `read_npy_is_an_error_or_a_consistent_tensor`: `io::read_npy` on random bytes and on mutated,
 //!   truncated or lying `.npy` files.
-//! - `parse_suite_is_an_error_or_valid_layers`: `report::parse_suite_str` on arbitrary text and on
+//! - `parse_suite_is_an_error_or_valid_layers`: `bench::parse_suite_str` on arbitrary text and on
 //!   near-valid suite lines.
 //!
 //! Most drawn problems are small and near-valid (so the GPU runs stay quick on software
@@ -57,7 +57,7 @@ use rand_chacha::ChaCha8Rng;
 
 use wgconv::gpu::plan::{self, PlanLimits};
 use wgconv::{
-    cpu, io, report, Algorithm, Conv2dParams, Conv2dShape, ConvTranspose2dParams,
+    bench, cpu, io, Algorithm, Conv2dParams, Conv2dShape, ConvTranspose2dParams,
     ConvTranspose2dShape, Padding, Tensor,
 };
 
@@ -1925,7 +1925,7 @@ fn parse_suite_is_an_error_or_valid_layers() {
         SUITE_CASES,
         suite_text(),
         |text| {
-            if let Ok(layers) = report::parse_suite_str(&text, Path::new("suite.txt")) {
+            if let Ok(layers) = bench::parse_suite_str(&text, Path::new("suite.txt")) {
                 prop_assert!(!layers.is_empty());
                 for (i, layer) in layers.iter().enumerate() {
                     prop_assert!(layer.shape(1).is_ok(), "{layer:?}");

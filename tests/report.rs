@@ -3,10 +3,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use wgconv::bench::{Layer, LayerResult};
-use wgconv::report::{
-    csv_string, parse_suite, parse_suite_str, write_csv, write_plot_svg, ReportError, CSV_HEADER,
+use wgconv::bench::{
+    backward_csv_string, check_chart_name, csv_string, parse_suite, parse_suite_str, quick_suite,
+    resnet_suite, write_csv, write_json, write_plot_svg, BackwardResult, BenchError, EngineRun,
+    Layer, LayerResult, Passes, SuiteResults, BACKWARD_CSV_HEADER, CSV_HEADER,
 };
+use wgconv::{AdapterSummary, Error};
 
 fn suite_path() -> PathBuf {
     PathBuf::from("custom.suite")
@@ -15,7 +17,7 @@ fn suite_path() -> PathBuf {
 /// The line and message of a parse error, failing the test on anything else.
 fn parse_error(text: &str) -> (usize, String) {
     match parse_suite_str(text, &suite_path()) {
-        Err(ReportError::Parse {
+        Err(BenchError::Parse {
             path,
             line,
             message,
@@ -38,16 +40,19 @@ fn assert_contains(haystack: &str, needles: &[&str]) {
 
 fn result(layer: Layer, gpu_ms: Option<f64>, cpu_ms: Option<f64>) -> LayerResult {
     let flops = 2 * layer.k as u64 * (layer.h * layer.w * layer.c * layer.r * layer.s) as u64;
-    LayerResult {
-        layer,
-        n: 1,
-        flops,
-        kernel: gpu_ms.map(|_| "Direct".to_string()),
+    let mut r = LayerResult::unmeasured(&layer, 1, flops);
+    r.kernel = gpu_ms.map(|_| "conv2d_direct".to_string());
+    (r.gpu_ms, r.gpu_ms_min, r.gpu_ms_max) = (
         gpu_ms,
-        gpu_e2e_ms: gpu_ms.map(|ms| ms * 3.0),
-        cpu_ms,
-        max_abs_err: gpu_ms.and(cpu_ms).map(|_| 2.5e-7),
-    }
+        gpu_ms.map(|ms| ms * 0.75),
+        gpu_ms.map(|ms| ms * 2.0),
+    );
+    let e2e = gpu_ms.map(|ms| ms * 3.0);
+    (r.gpu_e2e_ms, r.gpu_e2e_ms_min, r.gpu_e2e_ms_max) =
+        (e2e, e2e.map(|ms| ms - 1.0), e2e.map(|ms| ms + 1.0));
+    (r.cpu_ms, r.cpu_ms_min, r.cpu_ms_max) = (cpu_ms, cpu_ms, cpu_ms.map(|ms| ms * 1.5));
+    r.max_abs_err = gpu_ms.and(cpu_ms).map(|_| 2.5e-7);
+    r
 }
 
 /// Entries of a folder, to check that a failed or finished write left no temporary file.
@@ -84,6 +89,32 @@ fn suite_file_with_comments_blank_lines_and_defaults_parses_every_layer() {
             Layer::new("conv3x3", 64, 56, 56, 64, 3, 3, 1, 1),
             Layer::new("conv1x1", 64, 56, 56, 256, 1, 1, 1, 0),
             Layer::new("wide", 8, 9, 17, 4, 1, 7, 3, 2),
+        ]
+    );
+}
+
+#[test]
+fn built_in_suites_are_the_resnet_and_quick_layers() {
+    assert_eq!(
+        resnet_suite(),
+        vec![
+            Layer::new("stem", 3, 224, 224, 64, 7, 7, 2, 3),
+            Layer::new("conv3x3", 64, 56, 56, 64, 3, 3, 1, 1),
+            Layer::new("conv1x1", 64, 56, 56, 256, 1, 1, 1, 0),
+            Layer::new("conv3x3_s2", 128, 56, 56, 128, 3, 3, 2, 1),
+            Layer::new("conv1x1_s2", 512, 28, 28, 1024, 1, 1, 2, 0),
+            Layer::new("deep", 512, 7, 7, 512, 3, 3, 1, 1),
+            Layer::new("thin", 16, 112, 112, 16, 3, 3, 1, 1),
+            Layer::new("vgg", 64, 224, 224, 64, 3, 3, 1, 1),
+        ]
+    );
+    assert_eq!(
+        quick_suite(),
+        vec![
+            Layer::new("conv3x3_small", 32, 28, 28, 32, 3, 3, 1, 1),
+            Layer::new("conv1x1_small", 64, 28, 28, 64, 1, 1, 1, 0),
+            Layer::new("deep", 512, 7, 7, 512, 3, 3, 1, 1),
+            Layer::new("stem_small", 3, 64, 64, 16, 7, 7, 2, 3),
         ]
     );
 }
@@ -189,8 +220,8 @@ fn missing_suite_file_is_an_io_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("absent.suite");
     match parse_suite(&path) {
-        Err(e @ ReportError::Io { action: "read", .. }) => {
-            let ReportError::Io {
+        Err(BenchError::Wgconv(e @ Error::Io { action: "read", .. })) => {
+            let Error::Io {
                 path: p, source, ..
             } = &e
             else {
@@ -224,9 +255,11 @@ fn csv_has_the_header_and_empty_cells_for_missing_values() {
     let csv = csv_string(&[full.clone(), cpu_only.clone()]);
     let lines: Vec<&str> = csv.lines().collect();
 
+    // The columns of earlier versions in their places, then the fastest and slowest runs.
     assert_eq!(
         lines[0],
-        "name,n,c,h,w,k,r,s,stride,pad,flops,kernel,gpu_ms,gpu_e2e_ms,cpu_ms,gpu_gflops,cpu_gflops,speedup,max_abs_err"
+        "name,n,c,h,w,k,r,s,stride,pad,flops,kernel,gpu_ms,gpu_e2e_ms,cpu_ms,gpu_gflops,cpu_gflops,speedup,max_abs_err,\
+         gpu_ms_min,gpu_ms_max,gpu_e2e_ms_min,gpu_e2e_ms_max,cpu_ms_min,cpu_ms_max"
     );
     assert_eq!(lines[0], CSV_HEADER);
     assert_eq!(lines.len(), 3);
@@ -237,14 +270,15 @@ fn csv_has_the_header_and_empty_cells_for_missing_values() {
     assert_eq!(
         lines[1],
         format!(
-            "conv3x3,1,64,56,56,64,3,3,1,1,{},Direct,2,6,8,{gpu_gflops},{cpu_gflops},4,0.00000025",
+            "conv3x3,1,64,56,56,64,3,3,1,1,{},conv2d_direct,2,6,8,{gpu_gflops},{cpu_gflops},4,\
+             0.00000025,1.5,4,5,7,8,12",
             full.flops
         )
     );
     assert_eq!(
         lines[2],
         format!(
-            "deep,1,512,7,7,512,3,3,1,1,{},,,,4,,{},,",
+            "deep,1,512,7,7,512,3,3,1,1,{},,,,4,,{},,,,,,,4,6",
             cpu_only.flops,
             cpu_only.gflops(4.0)
         )
@@ -270,32 +304,134 @@ fn csv_of_no_results_is_the_header_alone() {
     assert_eq!(csv_string(&[]), format!("{CSV_HEADER}\n"));
 }
 
+/// A backward result with times `ms`, `2 ms`, `ms / 4` and `4 ms`, each run from half to twice
+/// its median.
+fn backward(layer: Layer, ms: f64) -> BackwardResult {
+    let flops = 2 * layer.k as u64 * (layer.h * layer.w * layer.c * layer.r * layer.s) as u64;
+    let [input, weight, bias, all] = [ms, 2.0 * ms, ms / 4.0, 4.0 * ms];
+    BackwardResult {
+        bias_flops: (layer.k * layer.h * layer.w) as u64,
+        layer,
+        n: 1,
+        flops,
+        grad_input_ms: input,
+        grad_input_ms_min: input / 2.0,
+        grad_input_ms_max: input * 2.0,
+        grad_weight_ms: weight,
+        grad_weight_ms_min: weight / 2.0,
+        grad_weight_ms_max: weight * 2.0,
+        grad_bias_ms: bias,
+        grad_bias_ms_min: bias / 2.0,
+        grad_bias_ms_max: bias * 2.0,
+        backward_ms: all,
+        backward_ms_min: all / 2.0,
+        backward_ms_max: all * 2.0,
+        max_abs_err: Some([1e-6, 2e-6, 0.0]),
+    }
+}
+
 #[test]
-fn write_csv_writes_the_csv_string_and_leaves_no_temporary_file() {
+fn backward_csv_pairs_rows_by_index_and_leaves_unmeasured_forward_cells_empty() {
+    let a = Layer::new("a", 3, 8, 8, 4, 3, 3, 1, 1);
+    let b = Layer::new("b", 4, 8, 8, 4, 1, 1, 1, 0);
+    let forward = [result(a.clone(), Some(1.0), Some(2.0))];
+    let csv = backward_csv_string(&forward, &[backward(a, 1.0), backward(b.clone(), 0.5)]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], BACKWARD_CSV_HEADER);
+    // The forward columns of earlier versions, the backward ones, then the spreads of both.
+    let header: Vec<&str> = BACKWARD_CSV_HEADER.split(',').collect();
+    let forward_header: Vec<&str> = CSV_HEADER.split(',').collect();
+    assert_eq!(header[..19], forward_header[..19]);
+    assert_eq!(
+        header[19..22],
+        ["grad_input_ms", "grad_input_gflops", "grad_weight_ms"]
+    );
+    assert_eq!(header[29..35], forward_header[19..]);
+    assert_eq!(
+        header[35..],
+        [
+            "grad_input_ms_min",
+            "grad_input_ms_max",
+            "grad_weight_ms_min",
+            "grad_weight_ms_max",
+            "grad_bias_ms_min",
+            "grad_bias_ms_max",
+            "backward_ms_min",
+            "backward_ms_max",
+        ]
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    // A row with a forward result carries its cells where csv_string puts them.
+    let forward_csv = csv_string(&forward);
+    let forward_cells: Vec<&str> = forward_csv.lines().nth(1).unwrap().split(',').collect();
+    let cells: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(cells.len(), header.len(), "{}", lines[1]);
+    assert_eq!(
+        (&cells[..19], &cells[29..35]),
+        (&forward_cells[..19], &forward_cells[19..])
+    );
+    assert_eq!(cells[19], "1", "{}", lines[1]);
+    // A row without one has empty forward cells.
+    let bwd = backward(b, 0.5);
+    let medians = format!(
+        "0.5,{},1,{},0.125,2,{},0.000001,0.000002,0",
+        bwd.gflops(0.5),
+        bwd.gflops(1.0),
+        bwd.backward_gflops()
+    );
+    let spreads = "0.25,1,0.5,2,0.0625,0.25,1,4";
+    assert_eq!(
+        lines[2],
+        format!(
+            "b,1,4,8,8,4,1,1,1,0,{},,,,,,,,,{medians},,,,,,,{spreads}",
+            bwd.flops
+        )
+    );
+}
+
+/// A suite of one CPU-only run with these forward results.
+fn suite(forward: Vec<LayerResult>) -> SuiteResults {
+    SuiteResults {
+        batch: 1,
+        repeat: 1,
+        passes: Passes::Forward,
+        runs: vec![EngineRun {
+            adapter: None,
+            forward,
+            backward: vec![],
+        }],
+    }
+}
+
+#[test]
+fn write_csv_and_write_json_write_the_documents_and_leave_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bench.csv");
-    fs::write(&path, "old contents").unwrap();
-    let results = [result(
+    let (csv, json) = (dir.path().join("bench.csv"), dir.path().join("bench.json"));
+    fs::write(&csv, "old contents").unwrap();
+    let results = suite(vec![result(
         Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1),
         Some(1.0),
         Some(3.0),
-    )];
+    )]);
 
-    write_csv(&path, &results).unwrap();
+    write_csv(&csv, &results).unwrap();
+    write_json(&json, &results).unwrap();
 
-    assert_eq!(fs::read_to_string(&path).unwrap(), csv_string(&results));
-    assert_eq!(entries(dir.path()), ["bench.csv"]);
+    let forward = &results.runs[0].forward;
+    assert_eq!(fs::read_to_string(&csv).unwrap(), csv_string(forward));
+    assert_eq!(fs::read_to_string(&json).unwrap(), results.json());
+    assert_eq!(entries(dir.path()), ["bench.csv", "bench.json"]);
 }
 
 #[test]
 fn write_csv_into_missing_folder_is_an_io_error_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing").join("bench.csv");
-    match write_csv(&path, &[]) {
+    match write_csv(&path, &suite(vec![])) {
         Err(
-            e @ ReportError::Io {
+            e @ BenchError::Wgconv(Error::Io {
                 action: "write", ..
-            },
+            }),
         ) => assert_eq!(
             e.to_string(),
             format!(
@@ -388,7 +524,7 @@ fn svg_chart_of_nothing_measured_is_a_plot_error_and_writes_nothing() {
     let path = dir.path().join("bench.svg");
     let empty = [result(Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1), None, None)];
     match write_plot_svg(&path, "t", &empty) {
-        Err(ReportError::Plot { path: p, message }) => {
+        Err(BenchError::Plot { path: p, message }) => {
             assert_eq!(p, path);
             assert_contains(&message, &["none of the 1 layers"]);
         }
@@ -403,9 +539,9 @@ fn svg_chart_into_missing_folder_is_an_io_error_and_creates_nothing() {
     let path = dir.path().join("missing").join("bench.svg");
     match write_plot_svg(&path, "t", &plot_results()) {
         Err(
-            e @ ReportError::Io {
+            e @ BenchError::Wgconv(Error::Io {
                 action: "write", ..
-            },
+            }),
         ) => {
             assert!(
                 e.to_string()
@@ -416,4 +552,189 @@ fn svg_chart_into_missing_folder_is_an_io_error_and_creates_nothing() {
         other => panic!("expected an Io error for writing, got {other:?}"),
     }
     assert!(entries(dir.path()).is_empty());
+}
+
+// ----------------------------------------------------------------------------------------- table
+
+fn adapter(backend: wgconv::wgpu::Backend) -> AdapterSummary {
+    AdapterSummary {
+        name: format!("test {backend:?}"),
+        backend,
+        device_type: wgconv::wgpu::DeviceType::Cpu,
+        driver: String::new(),
+        driver_info: String::new(),
+    }
+}
+
+/// The table's header and row lines: from `layer ...` to the line before the geometric means.
+fn table_lines(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with("layer"))
+        .take_while(|l| !l.starts_with("geometric mean"))
+        .collect()
+}
+
+#[test]
+fn table_columns_are_as_wide_as_the_longest_layer_name() {
+    let long = "a_layer_name_of_28_characters";
+    let run = EngineRun {
+        adapter: Some(adapter(wgconv::wgpu::Backend::Vulkan)),
+        forward: vec![
+            result(
+                Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1),
+                Some(1.0),
+                Some(3.0),
+            ),
+            result(
+                Layer::new(long, 3, 8, 8, 4, 3, 3, 1, 1),
+                Some(12.5),
+                Some(300.25),
+            ),
+        ],
+        backward: vec![],
+    };
+    let table = run.table();
+    assert!(
+        table.starts_with("GPU: test Vulkan (Vulkan, Cpu)\n"),
+        "{table}"
+    );
+    let lines = table_lines(&table);
+    assert_eq!(lines.len(), 3, "{table}");
+    // Every column is right-aligned after the name, so aligned rows are equally long.
+    let width = lines[0].chars().count();
+    assert!(lines.iter().all(|l| l.chars().count() == width), "{table}");
+    assert!(lines[2].starts_with(&format!("{long}  ")), "{table}");
+    assert!(
+        lines[1].starts_with(&format!("c{}  ", " ".repeat(long.len() - 1))),
+        "{table}"
+    );
+}
+
+#[test]
+fn table_with_backward_rows_puts_them_under_the_forward_row() {
+    let layer = Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1);
+    let run = EngineRun {
+        adapter: Some(adapter(wgconv::wgpu::Backend::Vulkan)),
+        forward: vec![result(layer.clone(), Some(1.0), Some(3.0))],
+        backward: vec![backward(layer, 2.0)],
+    };
+    let table = run.table();
+    let lines = table_lines(&table);
+    // The pass column starts where its header does (the table is ASCII here).
+    let at = lines[0].find("pass").unwrap();
+    let passes: Vec<&str> = lines.iter().map(|l| l[at..at + 11].trim()).collect();
+    assert_eq!(
+        passes,
+        [
+            "pass",
+            "forward",
+            "grad input",
+            "grad weight",
+            "grad bias",
+            "backward"
+        ],
+        "{table}"
+    );
+    let width = lines[0].chars().count();
+    assert!(lines.iter().all(|l| l.chars().count() == width), "{table}");
+}
+
+#[test]
+fn several_runs_name_their_rows_by_backend_in_json_and_csv() {
+    let layer = Layer::new("Conv", 3, 8, 8, 4, 3, 3, 1, 1);
+    let run = |backend| EngineRun {
+        adapter: Some(adapter(backend)),
+        forward: vec![result(layer.clone(), Some(1.0), Some(3.0))],
+        backward: vec![],
+    };
+    let results = SuiteResults {
+        batch: 1,
+        repeat: 1,
+        passes: Passes::Forward,
+        runs: vec![
+            run(wgconv::wgpu::Backend::Vulkan),
+            run(wgconv::wgpu::Backend::Gl),
+        ],
+    };
+    let names: Vec<String> = results
+        .forward_rows()
+        .into_iter()
+        .map(|r| r.layer.name)
+        .collect();
+    assert_eq!(names, ["conv@vulkan", "conv@gl"]);
+    let v: serde_json::Value = serde_json::from_str(&results.json()).unwrap();
+    assert_eq!(v["adapter"], "test Vulkan, test Gl");
+    assert_eq!(v["backend"], "Vulkan, Gl");
+    assert_eq!(v["results"][1]["name"], "conv@gl");
+    assert_eq!(v["results"][1]["pass"], "forward");
+    assert_eq!(v["results"][1]["gpu_ms"], 1.0);
+    assert!(results
+        .csv()
+        .lines()
+        .nth(2)
+        .unwrap()
+        .starts_with("conv@gl,1,3,8,8,"));
+    // One run keeps its names as they are.
+    let one = SuiteResults {
+        runs: vec![run(wgconv::wgpu::Backend::Vulkan)],
+        ..results
+    };
+    assert_eq!(one.forward_rows()[0].layer.name, "Conv");
+}
+
+#[test]
+fn table_of_one_side_shows_a_dash_for_the_side_not_measured() {
+    let layer = Layer::new("c", 3, 8, 8, 4, 3, 3, 1, 1);
+    let gpu_only = EngineRun {
+        adapter: Some(adapter(wgconv::wgpu::Backend::Vulkan)),
+        forward: vec![result(layer.clone(), Some(1.0), None)],
+        backward: vec![backward(layer.clone(), 2.0)],
+    };
+    let cpu_only = EngineRun {
+        adapter: None,
+        forward: vec![result(layer, None, Some(3.0))],
+        backward: vec![],
+    };
+    for (run, means) in [
+        (
+            &gpu_only,
+            "geometric mean GFLOP/s: forward gpu 0.0, cpu -; grad input gpu 0.0",
+        ),
+        (&cpu_only, "geometric mean GFLOP/s: gpu -, cpu 0.0"),
+    ] {
+        let table = run.table();
+        assert!(!table.to_lowercase().contains("nan"), "{table}");
+        assert!(!table.contains("inf"), "{table}");
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("geometric mean"))
+            .unwrap();
+        assert!(line.starts_with(means), "{table}");
+    }
+    assert!(cpu_only.table().starts_with("GPU: not measured\n"));
+}
+
+#[test]
+fn svg_chart_not_named_svg_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["bench.png", "bench", "bench.svgz"] {
+        let path = dir.path().join(name);
+        match write_plot_svg(&path, "t", &plot_results()) {
+            Err(e @ BenchError::NotSvg { .. }) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "{}: the chart is SVG, so its name must end in .svg",
+                    path.display()
+                )
+            ),
+            other => panic!("expected NotSvg for {name}, got {other:?}"),
+        }
+        assert!(matches!(
+            check_chart_name(&path),
+            Err(BenchError::NotSvg { .. })
+        ));
+    }
+    assert!(entries(dir.path()).is_empty());
+    assert!(check_chart_name(Path::new("dir.v2/Bench.Svg")).is_ok());
 }

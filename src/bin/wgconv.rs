@@ -104,40 +104,44 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the lecture's worked examples on the GPU and on the CPU reference (the default).
-    #[command(after_help = "Examples:\n  wgconv demo\n  WGPU_BACKEND=gl wgconv demo")]
     Demo,
     /// List every adapter wgpu sees and the one wgconv would pick.
-    #[command(
-        after_help = "Examples:\n  wgconv info\n  WGPU_BACKEND=vulkan WGPU_ADAPTER_NAME=llvmpipe wgconv info"
-    )]
     Info,
     /// Convolve float32 .npy files: input [N,C,H,W], weight [O,C/groups,kh,kw], bias [O].
-    #[command(
-        after_help = "Example:\n  wgconv run --input x.npy --weight w.npy --bias b.npy --stride 2 --padding 1 --output y.npy"
-    )]
     Run(RunArgs),
     /// Time convolution layers on the GPU and the CPU baseline; every run is also a correctness check.
-    #[command(
-        after_help = "Examples:\n  wgconv bench --suite quick\n  wgconv bench --suite resnet --device both --repeat 5 --json bench.json\n  wgconv bench --suite quick --pass both"
-    )]
     Bench(BenchArgs),
     /// Apply a classic kernel to a PNG/JPEG image on the GPU.
-    #[command(
-        after_help = "Examples:\n  wgconv sample-image --output photo.png\n  wgconv filter --input photo.png --kernel edges --output edges.png\n  wgconv filter --input photo.png --kernel-file k.npy --output out.png   (k.npy: [kh, kw] float32)"
-    )]
     Filter(FilterArgs),
     /// Learn the lecture's edge kernel [1, -1] by gradient descent, every step on the GPU.
-    #[command(
-        after_help = "Examples:\n  wgconv train-edge\n  wgconv train-edge --steps 20 --lr 0.02 --seed 7"
-    )]
     TrainEdge(TrainEdgeArgs),
     /// Write the small synthetic sample picture (128x128 PNG) to try `filter` on.
-    #[command(after_help = "Example:\n  wgconv sample-image --output photo.png")]
     SampleImage {
         /// Where to write it (.png or .jpg).
         #[arg(long)]
         output: PathBuf,
     },
+}
+
+/// Each verb's examples, shown at the end of its `--help`.
+const EXAMPLES: [(&str, &str); 7] = [
+    ("demo", "Examples:\n  wgconv demo\n  WGPU_BACKEND=gl wgconv demo"),
+    ("info", "Examples:\n  wgconv info\n  WGPU_BACKEND=vulkan WGPU_ADAPTER_NAME=llvmpipe wgconv info"),
+    ("run", "Example:\n  wgconv run --input x.npy --weight w.npy --bias b.npy --stride 2 --padding 1 --output y.npy"),
+    ("bench", "Examples:\n  wgconv bench --suite quick\n  wgconv bench --suite resnet --device both --repeat 5 --json bench.json\n  wgconv bench --suite quick --pass both"),
+    ("filter", "Examples:\n  wgconv sample-image --output photo.png\n  wgconv filter --input photo.png --kernel edges --output edges.png\n  wgconv filter --input photo.png --kernel-file k.npy --output out.png   (k.npy: [kh, kw] float32)"),
+    ("train-edge", "Examples:\n  wgconv train-edge\n  wgconv train-edge --steps 20 --lr 0.02 --seed 7"),
+    ("sample-image", "Example:\n  wgconv sample-image --output photo.png"),
+];
+
+/// The command line, each verb's `--help` ending with its [`EXAMPLES`]; a bad one exits 2.
+fn parse_command_line() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut command = Cli::command();
+    for (verb, examples) in EXAMPLES {
+        command = command.mut_subcommand(verb, |c| c.after_help(examples));
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 #[derive(clap::Args)]
@@ -222,7 +226,8 @@ struct BenchArgs {
     /// Batch size N (at least 1).
     #[arg(long, default_value = "1", value_parser = parse_positive)]
     batch: usize,
-    /// Timed repetitions per measurement (at least 1); the median is reported.
+    /// Timed repetitions per measurement (at least 1), interleaved; the median is reported, with
+    /// the spread (the JSON and CSV add the fastest and slowest runs).
     #[arg(long, default_value = "5", value_parser = parse_positive)]
     repeat: usize,
     /// Also write the results as JSON to this file.
@@ -231,8 +236,8 @@ struct BenchArgs {
     /// Also write the results as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Also draw GFLOP/s per layer, GPU vs CPU, and the speedup as an SVG chart.
-    #[arg(long)]
+    /// Also draw GFLOP/s per layer, GPU vs CPU, and the speedup as an SVG chart (a .svg file).
+    #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// Compare wgpu backends in one run, e.g. `vulkan,gl` (default: WGPU_BACKEND, else the best adapter).
     #[arg(long, value_delimiter = ',', value_parser = parse_backend)]
@@ -351,22 +356,27 @@ fn main() -> ExitCode {
         env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles::egl=off"),
     )
     .init();
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     // Held until exit: removed with it on a normal exit.
     let runtime_dir = private_runtime_dir();
     clean_up_on_signals(runtime_dir.as_ref().map(|d| d.path().to_path_buf()));
-    let result = match cli.command.unwrap_or(Command::Demo) {
-        Command::Demo => demo(),
-        Command::Info => info(),
-        Command::Run(args) => run(&args),
-        Command::Bench(args) => bench(&args),
-        Command::Filter(args) => filter(&args),
-        Command::TrainEdge(args) => train_edge(&args),
-        Command::SampleImage { output } => {
+    match cli.command.unwrap_or(Command::Demo) {
+        Command::Demo => finish(demo()),
+        Command::Info => finish(info()),
+        Command::Run(args) => finish(run(&args)),
+        Command::Bench(args) => finish(bench(&args)),
+        Command::Filter(args) => finish(filter(&args)),
+        Command::TrainEdge(args) => finish(train_edge(&args)),
+        Command::SampleImage { output } => finish(
             wgconv::filter::write_image(&output, &wgconv::filter::sample_image())
-                .map(|()| note!("wrote {}", shown(&output)))
-        }
-    };
+                .map(|()| note!("wrote {}", shown(&output))),
+        ),
+    }
+}
+
+/// The exit status of a verb (the library's errors and the benchmark's alike): 0, or 1 with its
+/// message on one line.
+fn finish(result: Result<(), impl std::fmt::Display>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -487,13 +497,13 @@ fn filter(args: &FilterArgs) -> wgconv::Result<()> {
     Ok(())
 }
 
-fn bench(args: &BenchArgs) -> wgconv::Result<()> {
-    use wgconv::bench::{
-        bench_layer, bench_layer_backward, quick_suite, resnet_suite, BackwardResult, BenchOptions,
-        LayerResult,
+fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
+    use wgconv::bench::{self, BenchOptions, Passes, Progress};
+    let passes = match args.pass {
+        BenchPass::Forward => Passes::Forward,
+        BenchPass::Backward => Passes::Backward,
+        BenchPass::Both => Passes::Both,
     };
-    let forward = args.pass != BenchPass::Backward;
-    let backward = args.pass != BenchPass::Forward;
     // The backward passes have no CPU baseline and no chart: refuse those combinations up front.
     let usage = |message: &str| -> ! {
         use clap::CommandFactory as _;
@@ -501,21 +511,19 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
             .error(clap::error::ErrorKind::ArgumentConflict, message)
             .exit()
     };
-    if backward && args.device == BenchDevice::Cpu {
+    if passes.backward() && args.device == BenchDevice::Cpu {
         usage("--pass backward and both time the GPU (there is no CPU baseline for the gradients); use --device gpu or both");
     }
-    if args.plot.is_some() && !forward {
+    if args.plot.is_some() && !passes.forward() {
         usage("--plot draws the forward pass; use --pass forward or both");
     }
-    // Every output is checked before the run, so none is written when another cannot be.
-    for path in [&args.json, &args.csv, &args.plot].into_iter().flatten() {
-        wgconv::atomic::check_writable(path)?;
-    }
-    let layers = match args.suite.as_str() {
-        "resnet" => resnet_suite(),
-        "quick" => quick_suite(),
-        file => wgconv::report::parse_suite(std::path::Path::new(file))?,
+    let outputs = bench::Outputs {
+        json: args.json.as_deref(),
+        csv: args.csv.as_deref(),
+        plot: args.plot.as_deref(),
     };
+    outputs.check()?;
+    let layers = bench::suite(&args.suite)?;
     let options = BenchOptions {
         batch: args.batch,
         repeat: args.repeat,
@@ -523,316 +531,27 @@ fn bench(args: &BenchArgs) -> wgconv::Result<()> {
         cpu: args.device != BenchDevice::Gpu,
     };
     // One engine per requested backend (none when only the CPU is timed).
-    let mut engines = Vec::new();
-    if options.gpu {
-        if args.backend.is_empty() {
-            engines.push(Engine::new()?);
-        }
-        for &backends in &args.backend {
-            let opts = wgconv::EngineOptions {
-                backends: Some(backends),
-                ..Default::default()
-            };
-            engines.push(Engine::with_options(opts)?);
-        }
-    }
-    say!(
-        "CPU baseline: im2col + gemm on {} threads; batch {}, median of {} runs",
-        rayon::current_num_threads(),
-        args.batch,
-        args.repeat
-    );
-    let runs: Vec<Option<&Engine>> = if engines.is_empty() {
-        vec![None]
+    let engines = if options.gpu {
+        bench::engines(&args.backend)?
     } else {
-        engines.iter().map(Some).collect()
+        Vec::new()
     };
+    say!("{}", options.describe());
     // Drawn on stderr only when it is a terminal, so piped output stays a clean table.
-    let passes = usize::from(forward) + usize::from(backward);
-    let progress = indicatif::ProgressBar::new((runs.len() * layers.len() * passes) as u64);
+    let progress = indicatif::ProgressBar::new(0);
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
         progress.set_style(style);
     }
-    let fmt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
-    let mut all: Vec<LayerResult> = Vec::new();
-    let mut all_backward: Vec<BackwardResult> = Vec::new();
-    let mut cpu_times: Vec<Option<f64>> = vec![None; layers.len()];
-    for (run, engine) in runs.iter().enumerate() {
-        let mut results = Vec::new();
-        let mut backward_results = Vec::new();
-        for (i, layer) in layers.iter().enumerate() {
-            if forward {
-                progress.set_message(layer.name.clone());
-                // The CPU baseline is timed once, on the first run, and reused for the others.
-                let opts = BenchOptions {
-                    cpu: options.cpu && run == 0,
-                    ..options
-                };
-                let mut r = bench_layer(*engine, layer, &opts)?;
-                if run == 0 {
-                    cpu_times[i] = r.cpu_ms;
-                } else {
-                    r.cpu_ms = cpu_times[i];
-                }
-                results.push(r);
-                progress.inc(1);
-            }
-            if let (true, Some(engine)) = (backward, engine) {
-                progress.set_message(format!("{} backward", layer.name));
-                backward_results.push(bench_layer_backward(engine, layer, &options)?);
-                progress.inc(1);
-            }
+    let results = bench::run_suite(&engines, &layers, &options, passes, |event| match event {
+        Progress::Timing { step, steps, what } => {
+            progress.set_length(steps as u64);
+            progress.set_position(step as u64);
+            progress.set_message(what);
         }
-        if backward {
-            progress.suspend(|| print_pass_table(*engine, &results, &backward_results, &fmt));
-        } else {
-            progress.suspend(|| print_table(*engine, &results, &fmt));
-        }
-        // With several backends, rows are told apart by the backend in the name.
-        if let (true, Some(e)) = (runs.len() > 1, engine) {
-            let backend = format!("{:?}", e.adapter().backend).to_lowercase();
-            for r in &mut results {
-                r.layer.name = format!("{}@{backend}", r.layer.name.to_lowercase());
-            }
-            for r in &mut backward_results {
-                r.layer.name = format!("{}@{backend}", r.layer.name.to_lowercase());
-            }
-        }
-        all.extend(results);
-        all_backward.extend(backward_results);
-    }
+        Progress::Finished(run) => progress.suspend(|| say!("\n{}", run.table())),
+    })?;
     progress.finish_and_clear();
-
-    let adapters: Vec<String> = engines.iter().map(|e| e.adapter().name.clone()).collect();
-    let backends: Vec<String> = engines
-        .iter()
-        .map(|e| format!("{:?}", e.adapter().backend))
-        .collect();
-    if let Some(path) = &args.json {
-        let mut results: Vec<serde_json::Value> = all.iter().map(|r| serde_json::json!({
-            "name": r.layer.name, "n": r.n, "c": r.layer.c, "h": r.layer.h, "w": r.layer.w,
-            "k": r.layer.k, "r": r.layer.r, "s": r.layer.s, "stride": r.layer.stride, "pad": r.layer.pad,
-            "pass": "forward",
-            "flops": r.flops, "kernel": r.kernel, "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
-            "cpu_ms": r.cpu_ms, "max_abs_err": r.max_abs_err,
-        })).collect();
-        // Backward entries: FLOPs of one gradient pass (input or weight), GPU kernel times, no
-        // CPU baseline; the errors are null where the reference check was skipped.
-        results.extend(all_backward.iter().map(|r| {
-            let err = |i: usize| r.max_abs_err.map(|e| e[i]);
-            serde_json::json!({
-                "name": r.layer.name, "n": r.n, "c": r.layer.c, "h": r.layer.h, "w": r.layer.w,
-                "k": r.layer.k, "r": r.layer.r, "s": r.layer.s, "stride": r.layer.stride, "pad": r.layer.pad,
-                "pass": "backward",
-                "flops": r.flops, "bias_flops": r.bias_flops, "backward_flops": r.backward_flops(),
-                "grad_input_ms": r.grad_input_ms, "grad_input_gflops": r.gflops(r.grad_input_ms),
-                "grad_weight_ms": r.grad_weight_ms, "grad_weight_gflops": r.gflops(r.grad_weight_ms),
-                "grad_bias_ms": r.grad_bias_ms,
-                "backward_ms": r.backward_ms, "backward_gflops": r.backward_gflops(),
-                "reference_checked": r.max_abs_err.is_some(),
-                "grad_input_max_abs_err": err(0), "grad_weight_max_abs_err": err(1),
-                "grad_bias_max_abs_err": err(2),
-            })
-        }));
-        let json = serde_json::json!({
-            "adapter": adapters.join(", "),
-            "backend": backends.join(", "),
-            "batch": args.batch,
-            "repeat": args.repeat,
-            "results": results,
-        });
-        let text = serde_json::to_string_pretty(&json)
-            .map_err(|e| wgconv::Error::io("write", path, std::io::Error::other(e)))?;
-        wgconv::atomic::write_with(path, |w| {
-            w.write_all(text.as_bytes())
-                .map_err(|source| wgconv::Error::io("write", path, source))
-        })?;
-        note!("wrote {}", shown(path));
-    }
-    if let Some(path) = &args.csv {
-        if backward {
-            // One row per layer: the forward columns, then the backward ones.
-            let text = wgconv::bench::backward_csv_string(&all, &all_backward);
-            wgconv::atomic::write_with(path, |w| {
-                w.write_all(text.as_bytes())
-                    .map_err(|source| wgconv::Error::io("write", path, source))
-            })?;
-        } else {
-            wgconv::report::write_csv(path, &all)?;
-        }
-        note!("wrote {}", shown(path));
-    }
-    if let Some(path) = &args.plot {
-        let title = format!(
-            "wgconv bench: {} vs CPU baseline, batch {}",
-            adapters.join(" / "),
-            args.batch
-        );
-        wgconv::report::write_plot_svg(path, &title, &all)?;
-        note!("wrote {}", shown(path));
-    }
-    Ok(())
-}
-
-/// Prints one run's table with `--pass backward|both`: per layer its forward row (when measured)
-/// and the backward rows under it, each pass's GPU kernel time and GFLOP/s, and that GFLOP/s
-/// over the forward's ("vs fwd"). The backward passes have no CPU baseline ("n/a").
-fn print_pass_table(
-    engine: Option<&Engine>,
-    forward: &[wgconv::bench::LayerResult],
-    backward: &[wgconv::bench::BackwardResult],
-    fmt: &dyn Fn(Option<f64>, usize) -> String,
-) {
-    use wgconv::bench::{geomean, REFERENCE_CHECK_MAX_MACS};
-    match engine {
-        Some(e) => say!("\nGPU: {}", e.adapter()),
-        None => say!("\nGPU: not measured"),
-    }
-    say!(
-        "{:<14} {:<11} {:>8} {:>10} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9}",
-        "layer",
-        "pass",
-        "GFLOP",
-        "gpu ms",
-        "GFLOP/s",
-        "vs fwd",
-        "gpu e2e",
-        "cpu ms",
-        "GFLOP/s",
-        "speedup",
-        "max err"
-    );
-    let err = |e: Option<f64>| e.map_or("-".to_string(), |e| format!("{e:.1e}"));
-    for (i, b) in backward.iter().enumerate() {
-        let f = forward.get(i);
-        let fwd_gflops = f.and_then(|f| f.gpu_ms.map(|m| f.gflops(m)));
-        let vs_fwd = |gflops: f64| fwd_gflops.map(|f| gflops / f);
-        if let Some(f) = f {
-            let speedup = match (f.gpu_ms, f.cpu_ms) {
-                (Some(g), Some(c)) => Some(c / g),
-                _ => None,
-            };
-            say!(
-                "{:<14} {:<11} {:>8.3} {:>10} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9}",
-                f.layer.name,
-                "forward",
-                f.flops as f64 / 1e9,
-                fmt(f.gpu_ms, 2),
-                fmt(fwd_gflops, 1),
-                fmt(fwd_gflops.map(|_| 1.0), 2),
-                fmt(f.gpu_e2e_ms, 2),
-                fmt(f.cpu_ms, 2),
-                fmt(f.cpu_ms.map(|m| f.gflops(m)), 1),
-                fmt(speedup, 2),
-                err(f.max_abs_err),
-            );
-        }
-        // A skipped reference check says so in the error column.
-        let check = |which: usize| {
-            b.max_abs_err
-                .map_or_else(|| "skipped".to_string(), |e| err(Some(e[which])))
-        };
-        let rows = [
-            ("grad input", b.flops, b.grad_input_ms, check(0)),
-            ("grad weight", b.flops, b.grad_weight_ms, check(1)),
-            ("grad bias", b.bias_flops, b.grad_bias_ms, check(2)),
-            (
-                "backward",
-                b.backward_flops(),
-                b.backward_ms,
-                "-".to_string(),
-            ),
-        ];
-        for (j, (pass, flops, ms, max_err)) in rows.into_iter().enumerate() {
-            let name = if f.is_none() && j == 0 {
-                b.layer.name.as_str()
-            } else {
-                ""
-            };
-            let gflops = flops as f64 / (ms * 1e6);
-            say!(
-                "{:<14} {:<11} {:>8.3} {:>10.2} {:>8.1} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9}",
-                name,
-                pass,
-                flops as f64 / 1e9,
-                ms,
-                gflops,
-                // The bias gradient's adds are no match for a convolution's multiply-adds.
-                fmt(vs_fwd(gflops).filter(|_| pass != "grad bias"), 2),
-                "-",
-                "n/a",
-                "n/a",
-                "-",
-                max_err,
-            );
-        }
-    }
-    let fwd_geo = geomean(forward.iter().filter_map(|r| r.gpu_ms.map(|m| r.gflops(m))));
-    let cpu_geo = geomean(forward.iter().filter_map(|r| r.cpu_ms.map(|m| r.gflops(m))));
-    let input_geo = geomean(backward.iter().map(|r| r.gflops(r.grad_input_ms)));
-    let weight_geo = geomean(backward.iter().map(|r| r.gflops(r.grad_weight_ms)));
-    let backward_geo = geomean(backward.iter().map(|r| r.backward_gflops()));
-    let forward_part = if forward.is_empty() {
-        String::new()
-    } else {
-        format!("forward gpu {fwd_geo:.1}, cpu {cpu_geo:.1}; ")
-    };
-    say!(
-        "geometric mean GFLOP/s: {forward_part}grad input gpu {input_geo:.1}, grad weight gpu {weight_geo:.1}, backward gpu {backward_geo:.1}"
-    );
-    if backward.iter().any(|r| r.max_abs_err.is_none()) {
-        say!(
-            "max err: gradients against the CPU reference; skipped over {:.0e} multiply-adds (it is naive and slow)",
-            REFERENCE_CHECK_MAX_MACS as f64
-        );
-    }
-}
-
-/// Prints one run's table: per layer the GPU and CPU times, GFLOP/s, speedup and max difference.
-fn print_table(
-    engine: Option<&Engine>,
-    results: &[wgconv::bench::LayerResult],
-    fmt: &dyn Fn(Option<f64>, usize) -> String,
-) {
-    use wgconv::bench::geomean;
-    match engine {
-        Some(e) => say!("\nGPU: {}", e.adapter()),
-        None => say!("\nGPU: not measured"),
-    }
-    say!(
-        "{:<12} {:>9} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}",
-        "layer",
-        "GFLOP",
-        "gpu ms",
-        "GFLOP/s",
-        "gpu e2e",
-        "cpu ms",
-        "GFLOP/s",
-        "speedup",
-        "max err"
-    );
-    for r in results {
-        let speedup = match (r.gpu_ms, r.cpu_ms) {
-            (Some(g), Some(c)) => Some(c / g),
-            _ => None,
-        };
-        say!(
-            "{:<12} {:>9.3} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9}",
-            r.layer.name,
-            r.flops as f64 / 1e9,
-            fmt(r.gpu_ms, 2),
-            fmt(r.gpu_ms.map(|m| r.gflops(m)), 1),
-            fmt(r.gpu_e2e_ms, 2),
-            fmt(r.cpu_ms, 2),
-            fmt(r.cpu_ms.map(|m| r.gflops(m)), 1),
-            fmt(speedup, 2),
-            r.max_abs_err
-                .map_or("-".to_string(), |e| format!("{e:.1e}")),
-        );
-    }
-    let gpu_geo = geomean(results.iter().filter_map(|r| r.gpu_ms.map(|m| r.gflops(m))));
-    let cpu_geo = geomean(results.iter().filter_map(|r| r.cpu_ms.map(|m| r.gflops(m))));
-    say!("geometric mean GFLOP/s: gpu {gpu_geo:.1}, cpu {cpu_geo:.1}");
+    outputs.write(&results, |path| note!("wrote {}", shown(path)))
 }
 
 fn print_matrix(label: &str, data: &[f32], w: usize) {
@@ -844,46 +563,25 @@ fn print_matrix(label: &str, data: &[f32], w: usize) {
 }
 
 /// Runs one example on the GPU and on the CPU reference, prints both, and checks they agree.
-fn both(
-    engine: &Engine,
-    title: &str,
-    x: &Tensor,
-    k: &Tensor,
-    params: &Conv2dParams,
-) -> wgconv::Result<Tensor> {
-    let gpu = engine.conv2d(x, k, None, params)?;
-    let cpu = cpu::reference::conv2d(x, k, None, params)?;
+fn both(engine: &Engine, title: &str, x: &Tensor, k: &Tensor) -> wgconv::Result<Tensor> {
+    let p = Conv2dParams::default();
+    let gpu = engine.conv2d(x, k, None, &p)?;
+    let cpu = cpu::reference::conv2d(x, k, None, &p)?;
     say!("{title}");
-    let [_, o, _, w] = [
-        gpu.shape()[0],
-        gpu.shape()[1],
-        gpu.shape()[2],
-        gpu.shape()[3],
-    ];
+    let (o, w) = (gpu.shape()[1], gpu.shape()[3]);
     let plane = gpu.len() / o.max(1);
-    for c in 0..o {
+    let channels = gpu.data().chunks(plane).zip(cpu.data().chunks(plane));
+    for (c, (g, r)) in channels.enumerate() {
         let suffix = if o > 1 {
             format!(" channel {c}")
         } else {
             String::new()
         };
-        print_matrix(
-            &format!("GPU{suffix}:"),
-            &gpu.data()[c * plane..(c + 1) * plane],
-            w,
-        );
-        print_matrix(
-            &format!("CPU reference{suffix}:"),
-            &cpu.data()[c * plane..(c + 1) * plane],
-            w,
-        );
+        print_matrix(&format!("GPU{suffix}:"), g, w);
+        print_matrix(&format!("CPU reference{suffix}:"), r, w);
     }
-    let worst = gpu
-        .data()
-        .iter()
-        .zip(cpu.data())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let pairs = gpu.data().iter().zip(cpu.data());
+    let worst = pairs.map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     say!("  max |GPU - CPU| = {worst:e}\n");
     Ok(gpu)
 }
@@ -891,66 +589,34 @@ fn both(
 fn demo() -> wgconv::Result<()> {
     let engine = Engine::new()?;
     say!("wgconv: the convolution lecture on {}\n", engine.adapter());
-    let p = Conv2dParams::default();
-
-    // corr2d on the 3x3 example.
+    // corr2d on the 3x3 example; edge detection on a 6x8 image, ones with a black band in
+    // columns 2..6, and on its transpose; two input channels X and X+1 with K and K+1; three
+    // output channels from the kernels K, K+1, K+2 stacked.
     let x = Tensor::new([1, 1, 3, 3], (0..9).map(|v| v as f32).collect())?;
     let k = Tensor::new([1, 1, 2, 2], vec![0.0, 1.0, 2.0, 3.0])?;
-    both(
-        &engine,
-        "corr2d(X = 0..9 as 3x3, K = [[0, 1], [2, 3]]): expect [[19, 25], [37, 43]]",
-        &x,
-        &k,
-        &p,
-    )?;
-
-    // Edge detection: a 6x8 image, ones with a black band in columns 2..6.
-    let edges = Tensor::from_fn([1, 1, 6, 8], |i| {
-        if (2..6).contains(&(i % 8)) {
-            0.0
-        } else {
-            1.0
-        }
-    })?;
+    let edges = Tensor::from_fn([1, 1, 6, 8], |i| f32::from(!(2..6).contains(&(i % 8))))?;
     let k_edge = Tensor::new([1, 1, 1, 2], vec![1.0, -1.0])?;
-    both(
-        &engine,
-        "Edge detection, 6x8 image with K = [1, -1]: 1 marks white->black, -1 black->white",
-        &edges,
-        &k_edge,
-        &p,
-    )?;
     let transposed = Tensor::from_fn([1, 1, 8, 6], |i| edges.data()[(i % 6) * 8 + i / 6])?;
-    both(
-        &engine,
-        "The transposed image with the same K: horizontal edges are invisible to it",
-        &transposed,
-        &k_edge,
-        &p,
-    )?;
-
-    // Multiple input channels: X and X+1, K and K+1.
     let x2 = Tensor::from_fn([1, 2, 3, 3], |i| (i % 9) as f32 + (i / 9) as f32)?;
     let k2 = Tensor::from_fn([1, 2, 2, 2], |i| (i % 4) as f32 + (i / 4) as f32)?;
-    both(
-        &engine,
+    let k3 = Tensor::from_fn([3, 2, 2, 2], |i| (i % 4 + (i / 4) % 2 + i / 8) as f32)?;
+    let titles = [
+        "corr2d(X = 0..9 as 3x3, K = [[0, 1], [2, 3]]): expect [[19, 25], [37, 43]]",
+        "Edge detection, 6x8 image with K = [1, -1]: 1 marks white->black, -1 black->white",
+        "The transposed image with the same K: horizontal edges are invisible to it",
         "Two input channels (X, X+1) with (K, K+1): expect [[56, 72], [104, 120]]",
-        &x2,
-        &k2,
-        &p,
-    )?;
-
-    // Multiple output channels: kernels K, K+1, K+2 stacked.
-    let k3 = Tensor::from_fn([3, 2, 2, 2], |i| {
-        (i % 4) as f32 + ((i / 4) % 2) as f32 + (i / 8) as f32
-    })?;
-    both(
-        &engine,
         "Three output channels from kernels (K, K+1, K+2)",
-        &x2,
-        &k3,
-        &p,
-    )?;
+    ];
+    let examples = [
+        (&x, &k),
+        (&edges, &k_edge),
+        (&transposed, &k_edge),
+        (&x2, &k2),
+        (&x2, &k3),
+    ];
+    for (title, (x, k)) in titles.into_iter().zip(examples) {
+        both(&engine, title, x, k)?;
+    }
 
     // 1x1 convolution as a matrix product over channels.
     let x1v = ndarray::Array3::from_shape_fn((3, 3, 3), |(c, h, w)| {
@@ -959,38 +625,27 @@ fn demo() -> wgconv::Result<()> {
     let k1v = ndarray::Array4::from_shape_fn((2, 3, 1, 1), |(o, c, _, _)| (o * 3 + c) as f32 - 2.0);
     let x1 = Tensor::new([1, 3, 3, 3], x1v.iter().copied().collect())?;
     let k1 = Tensor::new([2, 3, 1, 1], k1v.iter().copied().collect())?;
-    let gpu1 = both(&engine, "1x1 convolution, 3 -> 2 channels", &x1, &k1, &p)?;
+    let gpu1 = both(&engine, "1x1 convolution, 3 -> 2 channels", &x1, &k1)?;
     let mm = cpu::lecture::corr2d_multi_in_out_1x1(x1v.view(), k1v.view())?;
-    let same = mm
-        .iter()
-        .zip(gpu1.data())
-        .all(|(a, b)| (a - b).abs() <= 1e-5 * a.abs().max(1.0));
+    let mut pairs = mm.iter().zip(gpu1.data());
+    let same = pairs.all(|(a, b)| (a - b).abs() <= 1e-5 * a.abs().max(1.0));
     say!("  equals the matrix product K[2x3] . X[3x9]: {same}\n");
 
-    // Padding and stride shapes on an 8x8 input.
+    // Padding and stride shapes on an 8x8 input: (name, kernel, padding, stride).
     say!("Output shapes for an 8x8 input, floor((n + pad - dilation*(k-1) - 1) / stride) + 1:");
     let cases = [
-        ("k3, padding 1", [3, 3], Padding::uniform(1), (1, 1)),
-        (
-            "k(5,3), padding (2,1)",
-            [5, 3],
-            Padding::symmetric(2, 1),
-            (1, 1),
-        ),
-        (
-            "k3, padding 1, stride 2",
-            [3, 3],
-            Padding::uniform(1),
-            (2, 2),
-        ),
+        ("k3, padding 1", [3, 3], (1, 1), (1, 1)),
+        ("k(5,3), padding (2,1)", [5, 3], (2, 1), (1, 1)),
+        ("k3, padding 1, stride 2", [3, 3], (1, 1), (2, 2)),
         (
             "k(3,5), padding (0,1), stride (3,4)",
             [3, 5],
-            Padding::symmetric(0, 1),
+            (0, 1),
             (3, 4),
         ),
     ];
-    for (name, [kh, kw], padding, stride) in cases {
+    for (name, [kh, kw], (ph, pw), stride) in cases {
+        let padding = Padding::symmetric(ph, pw);
         let params = Conv2dParams::default()
             .with_padding(padding)
             .with_stride(stride);
@@ -1001,24 +656,18 @@ fn demo() -> wgconv::Result<()> {
     }
     // A short benchmark: two small layers, GPU against the fair CPU baseline.
     say!("\nA short benchmark (median of 3; the CPU side is im2col + gemm on all cores):");
-    let options = wgconv::bench::BenchOptions {
+    use wgconv::bench::{self, BenchOptions, Passes};
+    let options = BenchOptions {
         batch: 1,
         repeat: 3,
         gpu: true,
         cpu: true,
     };
-    for layer in wgconv::bench::quick_suite().iter().take(2) {
-        let r = wgconv::bench::bench_layer(Some(&engine), layer, &options)?;
-        let (g, c) = (r.gpu_ms.unwrap_or(f64::NAN), r.cpu_ms.unwrap_or(f64::NAN));
-        say!(
-            "  {:<14} GPU {:>7.2} ms ({:>6.1} GFLOP/s)   CPU {:>7.2} ms ({:>6.1} GFLOP/s)   max |GPU - CPU| {:.1e}",
-            layer.name,
-            g,
-            r.gflops(g),
-            c,
-            r.gflops(c),
-            r.max_abs_err.unwrap_or(f64::NAN)
-        );
+    let layers = &bench::quick_suite()[..2];
+    let engines = std::slice::from_ref(&engine);
+    let results = bench::run_suite(engines, layers, &options, Passes::Forward, |_| {})?;
+    for run in &results.runs {
+        say!("{}", run.table());
     }
     say!("\nComputed on {}.", engine.adapter());
     say!("Next: `wgconv info` lists adapters, `wgconv bench` times ResNet layers,");

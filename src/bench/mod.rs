@@ -1,0 +1,142 @@
+//! Benchmarks (feature `bench`): suites of convolution layers, timed runs on the GPU and on the
+//! fair CPU baseline ([`cpu::fast`](crate::cpu::fast)), every run also a correctness check, and
+//! the results as a table, JSON, CSV and an SVG chart. Nothing outside this module knows of it.
+//!
+//! - [`bench_layer`] times one layer forward: the GPU kernel time (inputs and packed weights
+//!   resident, the clock stopped once the device has finished), the GPU end-to-end time (upload,
+//!   convolution, readback) and the CPU baseline, and reports the largest GPU-vs-CPU difference.
+//! - [`bench_layer_backward`] times the backward passes' GPU kernels, checked against the CPU
+//!   reference.
+//! - [`run_suite`] times a [`suite`] on several [`engines`], the CPU baseline once;
+//!   [`EngineRun::table`] prints a run; [`SuiteResults::json`], [`SuiteResults::csv`] and
+//!   [`write_plot_svg`] make the files of `wgconv bench --json`, `--csv` and `--plot`
+//!   ([`Outputs`]).
+//!
+//! # The timing protocol
+//!
+//! Every time is taken the same way, on one clock (`std::time::Instant`):
+//!
+//! - **Warm-up first.** Each measurement of a layer (GPU kernel, GPU end to end, CPU baseline; or
+//!   the four backward passes) runs once untimed: pipeline builds, first-touch allocations and
+//!   lazily compiled shader variants stay out of the figures.
+//! - **Interleaved.** Then `repeat` rounds, each running every measurement once, round `r`
+//!   starting with measurement `r % count`; so all measurements of a layer see the same state of
+//!   the machine (a software adapter such as lavapipe shares the CPU cores with everything else),
+//!   and none always runs right after the same other one. Each run follows other work, as a layer
+//!   inside a network does: a layer of a fraction of a millisecond pays for bringing its data
+//!   back into cache and waking worker threads (on a 2-core VM, `conv3x3_small`'s CPU baseline
+//!   takes 0.1 ms timed alone with `--device cpu`, 0.3 ms interleaved with the GPU runs).
+//! - **Nothing earlier on the clock.** A GPU measurement first waits, untimed, for the device to
+//!   finish any work already queued; the kernel time then stops once the device has finished
+//!   (`synchronize`), the end-to-end time once the output is back on the host. A run's output is
+//!   dropped off the clock.
+//! - **Spread as well as median.** Each measurement reports the median of its `repeat` runs
+//!   (`gpu_ms`, `gpu_e2e_ms`, `cpu_ms`, `grad_input_ms`, ...; the mean of the middle two for an
+//!   even count) with the fastest and the slowest (`gpu_ms_min`, `gpu_ms_max`, ...).
+//!
+//! FLOPs count a multiply-add as two: `2 * N * K * P * Q * C/groups * R * S`. The input gradient
+//! and the weight gradient each take the forward's count; the bias gradient one add per output
+//! element, `N * K * P * Q`.
+//!
+//! # Suite files
+//!
+//! One convolution layer per line, in the words of [`Layer`]:
+//!
+//! ```text
+//! name C H W -> K RxS [stride S] [pad P]
+//! ```
+//!
+//! - `name` is any text without spaces or `#`, unique within the file;
+//! - `C H W` are the input channels, height and width, `K` the output channels and `RxS` the kernel
+//!   height and width (`3x3`, `1x7`); all are positive integers;
+//! - `stride S` (positive, default 1) and `pad P` (zero or more, default 0) may follow in either
+//!   order, each at most once, and apply to both axes;
+//! - every number is at most [`MAX_SUITE_NUMBER`] (2147483647, `i32::MAX`), and so are the padded
+//!   input's height and width `H + 2 P` and `W + 2 P`: the shaders form input coordinates
+//!   (`p * stride + i - pad`) in i32 and pass every size as u32;
+//! - `#` starts a comment that runs to the end of the line; blank lines are ignored.
+//!
+//! ```text
+//! # ResNet-50 stage 2, batch chosen on the command line
+//! stem       3 224 224 ->  64 7x7 stride 2 pad 3
+//! conv3x3   64  56  56 ->  64 3x3 pad 1      # stride defaults to 1
+//! conv1x1   64  56  56 -> 256 1x1            # pad defaults to 0
+//! ```
+//!
+//! Every layer must also be a valid convolution (the kernel fits in the padded input); a file
+//! without any layer is an error. A suite file is UTF-8 text of at most [`MAX_SUITE_BYTES`]
+//! (1 MiB), and a regular file (not a FIFO or a device such as `/dev/zero`). The built-in suites
+//! are [`RESNET_SUITE`] and [`QUICK_SUITE`].
+//!
+//! ```
+//! use std::path::Path;
+//! use wgconv::bench::parse_suite_str;
+//!
+//! let layers = parse_suite_str("c 64 56 56 -> 64 3x3 pad 1\n", Path::new("suite.txt")).unwrap();
+//! assert_eq!((layers[0].k, layers[0].r, layers[0].stride, layers[0].pad), (64, 3, 1, 1));
+//! ```
+
+use std::path::PathBuf;
+
+mod chart;
+mod report;
+mod run;
+mod suite_run;
+mod suites;
+mod table;
+mod timing;
+
+pub use chart::{check_chart_name, write_plot_svg};
+pub use report::{
+    backward_csv_string, csv_string, write_csv, write_json, Outputs, BACKWARD_CSV_HEADER,
+    CSV_HEADER,
+};
+pub use run::{
+    bench_layer, bench_layer_backward, geomean, BackwardResult, BenchOptions, LayerResult,
+    REFERENCE_CHECK_MAX_MACS,
+};
+pub use suite_run::{engines, run_suite, EngineRun, Passes, Progress, SuiteResults};
+pub use suites::{
+    parse_suite, parse_suite_str, quick_suite, resnet_suite, suite, Layer, MAX_SUITE_BYTES,
+    MAX_SUITE_NUMBER, QUICK_SUITE, RESNET_SUITE,
+};
+
+/// What can go wrong reading a suite, running it or writing its results, each naming the file
+/// or the values involved. File system failures are the crate's [`Error::Io`](crate::Error::Io),
+/// carried in [`BenchError::Wgconv`] as they came.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// A suite file line does not follow `name C H W -> K RxS [stride S] [pad P]`.
+    #[error("{}:{line}: {message}", path.display())]
+    Parse {
+        /// The suite file.
+        path: PathBuf,
+        /// 1-based line number; 0 when the problem concerns the whole file.
+        line: usize,
+        /// What is wrong, with the offending text and what was expected.
+        message: String,
+    },
+
+    /// The chart could not be drawn.
+    #[error("{}: cannot draw the chart: {message}", path.display())]
+    Plot {
+        /// The SVG file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// The chart's file name does not end in `.svg` (any case): the chart is SVG, whatever the
+    /// name says.
+    #[error("{}: the chart is SVG, so its name must end in .svg", path.display())]
+    NotSvg {
+        /// The file named.
+        path: PathBuf,
+    },
+
+    /// A wgconv error: reading or writing a file ([`Error::Io`](crate::Error::Io)), a shape, the
+    /// GPU.
+    #[error(transparent)]
+    Wgconv(#[from] crate::Error),
+}
