@@ -160,7 +160,7 @@ pub fn bench_layer(
         let mut measurements: Vec<Measurement<'_>> = Vec::new();
         if let (Some(e), Some(r)) = (engine, resident.as_mut()) {
             measurements.push(Box::new(move || {
-                let run = || e.conv2d_packed_into(&r.x, &r.w, Some(&r.b), params, &mut r.out);
+                let run = || e.conv2d_into(&r.x, &r.w, Some(&r.b), params, &mut r.out);
                 gpu_timed(e, run).map(|(time, ())| time)
             }));
             // End to end: host arrays in, host array out (dropped off the clock).

@@ -191,21 +191,6 @@ impl Engine {
         self.run(input, weights.into(), bias, params, output, algorithm)
     }
 
-    /// As [`Engine::conv2d_into`] with packed weights.
-    ///
-    /// # Errors
-    /// As [`Engine::conv2d_into`].
-    pub fn conv2d_packed_into(
-        &self,
-        input: &GpuTensor,
-        weights: &PackedWeights,
-        bias: Option<&GpuTensor>,
-        params: &Conv2dParams,
-        output: &mut GpuTensor,
-    ) -> Result<()> {
-        self.conv2d_into(input, weights, bias, params, output)
-    }
-
     /// Packs `weight` (`[O, C/groups, kh, kw]`) for convolutions with `groups` groups, once.
     ///
     /// # Errors
