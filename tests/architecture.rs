@@ -36,9 +36,11 @@ fn modules() -> BTreeMap<Vec<String>, PathBuf> {
         .collect()
 }
 
-/// The code of a file without its comments (doc links are not imports).
+/// The code of a file without its comments (doc links are not imports) and without its unit
+/// tests (a `mod tests` at the end, whose `super` is the file itself).
 fn code(path: &Path) -> String {
     let text = std::fs::read_to_string(path).expect("readable source");
+    let text = text.split("#[cfg(test)]").next().unwrap_or("");
     text.lines()
         .map(|line| line.split("//").next().unwrap_or(""))
         .collect::<Vec<_>>()
@@ -53,6 +55,24 @@ fn imports(
 ) -> BTreeSet<Vec<String>> {
     let mut found = BTreeSet::new();
     let word = |c: char| c.is_alphanumeric() || c == '_';
+    // A folder's mod.rs (or lib.rs) names its children by relative paths in its `use` lines.
+    let folder = files
+        .get(module)
+        .is_some_and(|p| p.ends_with("mod.rs") || p.ends_with("lib.rs"));
+    for line in code.lines().filter(|_| folder) {
+        let line = line.trim_start();
+        let Some(path) = line
+            .strip_prefix("pub use ")
+            .or_else(|| line.strip_prefix("use "))
+        else {
+            continue;
+        };
+        let mut child = module.to_vec();
+        child.push(path.chars().take_while(|&c| word(c)).collect());
+        if files.contains_key(&child) {
+            found.insert(child);
+        }
+    }
     for (start, _) in code
         .match_indices("crate::")
         .chain(code.match_indices("super::"))

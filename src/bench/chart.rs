@@ -5,7 +5,8 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{BenchError, LayerResult};
+use super::error::{write_atomically, BenchError};
+use super::run::LayerResult;
 
 // Colours of the two bar series (matplotlib's tab:blue and tab:orange).
 const GPU_COLOR: RGBColor = RGBColor(31, 119, 180);
@@ -18,7 +19,7 @@ const CPU_COLOR: RGBColor = RGBColor(255, 127, 14);
 /// # Errors
 /// [`BenchError::NotSvg`] when `path` does not end in `.svg` ([`check_chart_name`]);
 /// [`BenchError::Plot`] when no layer has a GPU or CPU time, or plotters fails;
-/// [`Error::Io`](crate::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be written
+/// [`Error::Io`](crate::error::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be written
 /// (no partial file is left behind).
 pub fn write_plot_svg(path: &Path, title: &str, results: &[LayerResult]) -> Result<(), BenchError> {
     check_chart_name(path)?;
@@ -26,7 +27,7 @@ pub fn write_plot_svg(path: &Path, title: &str, results: &[LayerResult]) -> Resu
         path: path.to_path_buf(),
         message,
     })?;
-    super::report::write_atomically(path, svg.as_bytes())
+    write_atomically(path, svg.as_bytes())
 }
 
 /// Checks that `path` names an SVG file: its extension is `svg`, in any case. Call it before the

@@ -76,9 +76,8 @@
 //! assert_eq!((layers[0].k, layers[0].r, layers[0].stride, layers[0].pad), (64, 3, 1, 1));
 //! ```
 
-use std::path::PathBuf;
-
 mod chart;
+mod error;
 mod report;
 mod run;
 mod suite_run;
@@ -87,6 +86,7 @@ mod table;
 mod timing;
 
 pub use chart::{check_chart_name, write_plot_svg};
+pub use error::BenchError;
 pub use report::{
     backward_csv_string, csv_string, write_csv, write_json, Outputs, BACKWARD_CSV_HEADER,
     CSV_HEADER,
@@ -100,43 +100,3 @@ pub use suites::{
     parse_suite, parse_suite_str, quick_suite, resnet_suite, suite, Layer, MAX_SUITE_BYTES,
     MAX_SUITE_NUMBER, QUICK_SUITE, RESNET_SUITE,
 };
-
-/// What can go wrong reading a suite, running it or writing its results, each naming the file
-/// or the values involved. File system failures are the crate's [`Error::Io`](crate::Error::Io),
-/// carried in [`BenchError::Wgconv`] as they came.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BenchError {
-    /// A suite file line does not follow `name C H W -> K RxS [stride S] [pad P]`.
-    #[error("{}:{line}: {message}", path.display())]
-    Parse {
-        /// The suite file.
-        path: PathBuf,
-        /// 1-based line number; 0 when the problem concerns the whole file.
-        line: usize,
-        /// What is wrong, with the offending text and what was expected.
-        message: String,
-    },
-
-    /// The chart could not be drawn.
-    #[error("{}: cannot draw the chart: {message}", path.display())]
-    Plot {
-        /// The SVG file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-
-    /// The chart's file name does not end in `.svg` (any case): the chart is SVG, whatever the
-    /// name says.
-    #[error("{}: the chart is SVG, so its name must end in .svg", path.display())]
-    NotSvg {
-        /// The file named.
-        path: PathBuf,
-    },
-
-    /// A wgconv error: reading or writing a file ([`Error::Io`](crate::Error::Io)), a shape, the
-    /// GPU.
-    #[error(transparent)]
-    Wgconv(#[from] crate::Error),
-}

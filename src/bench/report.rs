@@ -4,8 +4,11 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{check_chart_name, write_plot_svg};
-use super::{BackwardResult, BenchError, Layer, LayerResult, SuiteResults};
+use super::chart::{check_chart_name, write_plot_svg};
+use super::error::{write_atomically, BenchError};
+use super::run::{BackwardResult, LayerResult};
+use super::suite_run::SuiteResults;
+use super::suites::Layer;
 
 impl SuiteResults {
     /// The JSON document of `wgconv bench --json`, pretty-printed:
@@ -72,7 +75,7 @@ impl Outputs<'_> {
     /// ([`check_writable`](crate::atomic::check_writable)).
     ///
     /// # Errors
-    /// [`BenchError::NotSvg`]; [`Error::Io`](crate::Error::Io) (as [`BenchError::Wgconv`]) for a
+    /// [`BenchError::NotSvg`]; [`Error::Io`](crate::error::Error::Io) (as [`BenchError::Wgconv`]) for a
     /// missing folder, a directory, ...
     pub fn check(&self) -> Result<(), BenchError> {
         if let Some(path) = self.plot {
@@ -119,7 +122,7 @@ impl Outputs<'_> {
 /// Writes [`SuiteResults::json`] to `path`, atomically.
 ///
 /// # Errors
-/// [`Error::Io`](crate::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be created or
+/// [`Error::Io`](crate::error::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be created or
 /// written (for example, its folder does not exist); no partial file is left behind.
 pub fn write_json(path: &Path, results: &SuiteResults) -> Result<(), BenchError> {
     write_atomically(path, results.json().as_bytes())
@@ -270,20 +273,10 @@ pub fn backward_csv_string(forward: &[LayerResult], backward: &[BackwardResult])
 /// Writes [`SuiteResults::csv`] to `path`, atomically.
 ///
 /// # Errors
-/// [`Error::Io`](crate::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be created or
+/// [`Error::Io`](crate::error::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be created or
 /// written (for example, its folder does not exist); no partial file is left behind.
 pub fn write_csv(path: &Path, results: &SuiteResults) -> Result<(), BenchError> {
     write_atomically(path, results.csv().as_bytes())
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a reader
-/// sees the old file or the whole new one and a failure leaves nothing behind.
-pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
-    crate::atomic::write_with(path, |w| {
-        w.write_all(bytes)
-            .map_err(|source| crate::Error::io("write", path, source))
-    })?;
-    Ok(())
 }
 
 /// The header line and its newline, with room for `rows` rows.

@@ -1,11 +1,12 @@
 //! Timed runs: one layer forward ([`bench_layer`]) or backward ([`bench_layer_backward`]).
 
+use super::suites::Layer;
 use super::timing::{gpu_timed, keep, round_robin, timed, Measurement, Spread};
-use super::Layer;
 use crate::error::Result;
+use crate::gpu::engine::Engine;
+use crate::gpu::tensor::{GpuTensor, PackedWeights};
 use crate::spec::Conv2dParams;
 use crate::tensor::Tensor;
-use crate::{Engine, GpuTensor, PackedWeights};
 
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +129,7 @@ fn data(shape: &[usize], seed: u64) -> Result<Tensor> {
 /// given; with `options.cpu` false the CPU baseline still runs once, untimed, for the check.
 ///
 /// # Errors
-/// Shape errors, GPU errors, [`Error::Timeout`](crate::Error::Timeout).
+/// Shape errors, GPU errors, [`Error::Timeout`](crate::error::Error::Timeout).
 pub fn bench_layer(
     engine: Option<&Engine>,
     layer: &Layer,
@@ -303,7 +304,7 @@ fn max_abs_diff(gpu: &[f32], reference: &[f64]) -> f64 {
 /// `options.gpu` and `options.cpu` are not read: the backward passes run on the GPU only.
 ///
 /// # Errors
-/// Shape errors, GPU errors, [`Error::Timeout`](crate::Error::Timeout).
+/// Shape errors, GPU errors, [`Error::Timeout`](crate::error::Error::Timeout).
 pub fn bench_layer_backward(
     engine: &Engine,
     layer: &Layer,

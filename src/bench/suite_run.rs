@@ -1,8 +1,10 @@
 //! A whole suite timed over several engines: what `wgconv bench` runs.
 
-use super::{bench_layer, bench_layer_backward, BackwardResult, BenchOptions, Layer, LayerResult};
+use super::run::{bench_layer, bench_layer_backward, BackwardResult, BenchOptions, LayerResult};
+use super::suites::Layer;
 use crate::error::Result;
-use crate::{AdapterSummary, Engine, EngineOptions};
+use crate::gpu::device::{AdapterSummary, EngineOptions};
+use crate::gpu::engine::Engine;
 
 /// Which passes [`run_suite`] times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::Path;
 
-use super::BenchError;
+use super::error::BenchError;
 use crate::error::Result;
 use crate::spec::{Conv2dParams, Conv2dShape};
 
@@ -139,13 +139,13 @@ pub const MAX_SUITE_NUMBER: usize = i32::MAX as usize;
 /// The layers of the suite file at `path` (format in the [module docs](super#suite-files)).
 ///
 /// # Errors
-/// [`Error::Io`](crate::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be read, is
+/// [`Error::Io`](crate::error::Error::Io) (as [`BenchError::Wgconv`]) when the file cannot be read, is
 /// not a regular file (a FIFO, a device such as `/dev/zero`, a directory) or is larger than
 /// [`MAX_SUITE_BYTES`]; [`BenchError::Parse`] for text that is not UTF-8 (naming the line), for
 /// the first line that is not a valid layer, or when the file holds no layer.
 pub fn parse_suite(path: &Path) -> Result<Vec<Layer>, BenchError> {
     let too_large = |size: String| {
-        crate::Error::io(
+        crate::error::Error::io(
             "read",
             path,
             std::io::Error::new(
@@ -166,7 +166,7 @@ pub fn parse_suite(path: &Path) -> Result<Vec<Layer>, BenchError> {
     let mut bytes = Vec::new();
     file.take(MAX_SUITE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| crate::Error::io("read", path, source))?;
+        .map_err(|source| crate::error::Error::io("read", path, source))?;
     if bytes.len() as u64 > MAX_SUITE_BYTES {
         return Err(too_large("it holds".into()).into());
     }

@@ -1,6 +1,7 @@
 //! The text table of one engine's run, as `wgconv bench` prints it.
 
-use super::{geomean, BackwardResult, EngineRun, LayerResult, REFERENCE_CHECK_MAX_MACS};
+use super::run::{geomean, BackwardResult, LayerResult, REFERENCE_CHECK_MAX_MACS};
+use super::suite_run::EngineRun;
 
 impl EngineRun {
     /// The run as a text table: a `GPU: adapter` line, a header, per layer its forward row (GPU

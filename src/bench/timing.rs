@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::Engine;
+use crate::gpu::engine::Engine;
 
 /// One measurement of a layer: runs its work once and returns the time it took, measured with
 /// [`timed`] (setup and clean-up stay off the clock).
@@ -184,7 +184,7 @@ mod tests {
         let mut failing: Vec<Measurement<'_>> = vec![Box::new(|| {
             runs += 1;
             if runs == 3 {
-                Err(crate::Error::NonFinite {
+                Err(crate::error::Error::NonFinite {
                     name: "test",
                     value: f32::NAN,
                 })

@@ -1,6 +1,6 @@
 //! The forward convolution: [`Padding`], [`Conv2dParams`] and the validated [`Conv2dShape`].
 
-use super::{
+use super::common::{
     check_bias, check_groups_divide_weight, check_operands, check_positive, overflow, IntoPair,
 };
 use crate::error::{Error, Result};

@@ -1,9 +1,9 @@
 //! The transposed convolution: [`ConvTranspose2dParams`] and the validated [`ConvTranspose2dShape`].
 
-use super::{
-    check_bias, check_groups_divide_weight, check_operands, check_positive, overflow, Conv2dShape,
-    IntoPair,
+use super::common::{
+    check_bias, check_groups_divide_weight, check_operands, check_positive, overflow, IntoPair,
 };
+use super::forward::Conv2dShape;
 use crate::error::{Error, Result};
 
 /// Stride, padding, output padding, dilation and groups of a transposed convolution, as in

@@ -1,0 +1,197 @@
+//! What the forward and the transposed shapes check the same way, and the builder and shape
+//! macros both use.
+
+use crate::error::{Error, Result};
+
+/// Builder methods from a table: `with_x(x: T) => convert;` becomes
+/// `pub fn with_x(mut self, x: T) -> Self`, which sets field `x` to `x.convert()` (to `x` itself
+/// when no conversion is named).
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($field:ident: $ty:ty) $(=> $convert:ident)?;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $field: $ty) -> Self {
+                self.$field = $field$(.$convert())?;
+                self
+            }
+        )*
+    };
+}
+
+/// The tensor shapes and element counts of a validated problem, and the check of their byte
+/// sizes, from the fields both shape types have (`batch`, `in_channels`, `in_h`, `in_w`,
+/// `out_channels`, `out_h`, `out_w`, `kernel_h`, `kernel_w`, `groups`). Only the weight's layout
+/// differs: its first dimension is named, and the second is the other channel count divided by
+/// `groups`.
+macro_rules! tensor_shapes {
+    (
+        input: $input_doc:literal,
+        weight: $weight_doc:literal = [$first:ident, $per_group:ident / groups],
+        output: $output_doc:literal $(,)?
+    ) => {
+        #[doc = $input_doc]
+        pub fn input_shape(&self) -> [usize; 4] {
+            [self.batch, self.in_channels, self.in_h, self.in_w]
+        }
+
+        #[doc = $weight_doc]
+        pub fn weight_shape(&self) -> [usize; 4] {
+            let per_group = self.$per_group / self.groups;
+            [self.$first, per_group, self.kernel_h, self.kernel_w]
+        }
+
+        #[doc = $output_doc]
+        pub fn output_shape(&self) -> [usize; 4] {
+            [self.batch, self.out_channels, self.out_h, self.out_w]
+        }
+
+        /// Number of input elements.
+        pub fn input_len(&self) -> usize {
+            self.input_shape().iter().product()
+        }
+
+        /// Number of weight elements.
+        pub fn weight_len(&self) -> usize {
+            self.weight_shape().iter().product()
+        }
+
+        /// Number of output elements.
+        pub fn output_len(&self) -> usize {
+            self.output_shape().iter().product()
+        }
+
+        /// The shape itself, once [`check_sizes`](super::check_sizes) passes for its tensors.
+        fn with_checked_sizes(self) -> Result<Self> {
+            $crate::spec::common::check_sizes(
+                self.input_shape(),
+                self.weight_shape(),
+                self.output_shape(),
+            )?;
+            Ok(self)
+        }
+    };
+}
+
+/// A per-axis `(vertical, horizontal)` pair from one number or two.
+pub trait IntoPair {
+    /// `(h, w)`.
+    fn into_pair(self) -> (usize, usize);
+}
+
+impl IntoPair for usize {
+    fn into_pair(self) -> (usize, usize) {
+        (self, self)
+    }
+}
+
+impl IntoPair for (usize, usize) {
+    fn into_pair(self) -> (usize, usize) {
+        self
+    }
+}
+
+impl IntoPair for [usize; 2] {
+    fn into_pair(self) -> (usize, usize) {
+        (self[0], self[1])
+    }
+}
+
+/// PyTorch's first checks: stride and dilation positive on both axes, then groups positive.
+pub(super) fn check_positive(
+    stride: (usize, usize),
+    dilation: (usize, usize),
+    groups: usize,
+) -> Result<()> {
+    for (name, (a, b)) in [("stride", stride), ("dilation", dilation)] {
+        if a == 0 || b == 0 {
+            return Err(Error::NonPositive {
+                name,
+                value: format!("({a}, {b})"),
+            });
+        }
+    }
+    if groups == 0 {
+        return Err(Error::NonPositive {
+            name: "groups",
+            value: "0".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Input and weight as 4-D shapes, neither with an empty dimension (but for the input's batch).
+pub(super) fn check_operands(
+    input: &[usize],
+    weight: &[usize],
+) -> Result<([usize; 4], [usize; 4])> {
+    let Ok(input4) = <[usize; 4]>::try_from(input) else {
+        return Err(Error::InputRank {
+            shape: input.to_vec(),
+        });
+    };
+    let Ok(weight4) = <[usize; 4]>::try_from(weight) else {
+        return Err(Error::WeightRank {
+            shape: weight.to_vec(),
+        });
+    };
+    for (what, shape, dims) in [("input", input, &input[1..]), ("weight", weight, weight)] {
+        if dims.contains(&0) {
+            return Err(Error::EmptyDimension {
+                what,
+                shape: shape.to_vec(),
+            });
+        }
+    }
+    Ok((input4, weight4))
+}
+
+/// The weight's first dimension (output channels forward, input channels transposed) must split
+/// into `groups`.
+pub(super) fn check_groups_divide_weight(weight: &[usize], groups: usize) -> Result<()> {
+    if !weight[0].is_multiple_of(groups) {
+        return Err(Error::OutChannelsNotDivisible {
+            groups,
+            weight: weight.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// A bias, where there is one, must be `[expected]`; `mismatch` names the error for its shape.
+pub(super) fn check_bias(
+    bias: Option<&[usize]>,
+    expected: usize,
+    mismatch: impl FnOnce(Vec<usize>) -> Error,
+) -> Result<()> {
+    match bias {
+        Some(b) if b != [expected] => Err(mismatch(b.to_vec())),
+        _ => Ok(()),
+    }
+}
+
+/// Every tensor's byte size must fit the host's address space (the GPU path checks tighter
+/// limits). An empty batch must not hide an absurd image: `[0, C, H, W]` is still an array of
+/// `C*H*W`-element images to ndarray, and to every size computed per image.
+pub(super) fn check_sizes(input: [usize; 4], weight: [usize; 4], output: [usize; 4]) -> Result<()> {
+    check_byte_sizes(&[("input", &input), ("weight", &weight), ("output", &output)])?;
+    if input[0] == 0 {
+        check_byte_sizes(&[("input image", &input[1..]), ("output image", &output[1..])])?;
+    }
+    Ok(())
+}
+
+/// Each `(what, dims)`: `4 * product(dims)` must not overflow.
+pub(super) fn check_byte_sizes(tensors: &[(&str, &[usize])]) -> Result<()> {
+    for &(what, dims) in tensors {
+        dims.iter()
+            .try_fold(4usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| overflow(&format!("{what} byte size (4 bytes x {dims:?})")))?;
+    }
+    Ok(())
+}
+
+pub(super) fn overflow(what: &str) -> Error {
+    Error::SizeOverflow {
+        what: what.to_string(),
+    }
+}
