@@ -371,3 +371,32 @@ fn copy_into(mut tmp: &File, target: &Path) -> std::io::Result<()> {
     std::io::copy(&mut tmp, &mut out)?;
     out.sync_all()
 }
+
+/// On SIGINT, SIGTERM or SIGHUP: remove the temporary file of an unfinished output write (and
+/// the private runtime folder, if one was made) and exit with 128 + the signal's number (130,
+/// 143, 129), as a shell reports a death by signal. For the `wgconv` tool (feature `cli`).
+/// SIGKILL cannot be caught; it leaves the `.wgconv-*.tmp` file behind (the old output is intact).
+#[cfg(all(unix, feature = "cli"))]
+pub fn clean_up_on_signals(runtime_dir: Option<std::path::PathBuf>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        // Without the handler the signals keep their default action, which leaves nothing
+        // worse than a temporary file behind.
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            abandon_pending_writes();
+            if let Some(dir) = &runtime_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            // `_exit`: no atexit handlers or library destructors run under GPU threads still
+            // at work (stdout is line-buffered, so whole lines are already out).
+            signal_hook::low_level::exit(128 + signal);
+        }
+    });
+}
+
+/// Elsewhere the signals keep their default action.
+#[cfg(all(not(unix), feature = "cli"))]
+pub fn clean_up_on_signals(_runtime_dir: Option<std::path::PathBuf>) {}

@@ -66,3 +66,20 @@ fn not_a_regular_file(path: &Path, kind: &str) -> Error {
         ),
     )
 }
+
+/// Mesa's window-system probing prints `error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment.` on a headless box where it is unset; give it a private, empty one (mode 0700,
+/// removed when the returned folder is dropped) before any adapter is looked for. A set value
+/// is left alone. Call it while the program has one thread: it sets the environment.
+pub fn private_runtime_dir() -> Option<tempfile::TempDir> {
+    if !cfg!(target_os = "linux") || std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("wgconv-runtime-")
+        .tempdir()
+        .ok()?;
+    // Still one thread (before the signal thread and any adapter): setting it races nothing.
+    std::env::set_var("XDG_RUNTIME_DIR", dir.path());
+    Some(dir)
+}

@@ -82,6 +82,23 @@ impl Filter {
     }
 }
 
+/// A built-in filter by its name in [`Filter::ALL`].
+impl std::str::FromStr for Filter {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let names = Filter::ALL;
+        names
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| {
+                let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+                format!("unknown kernel '{s}'; choose one of {}", all.join(", "))
+            })
+    }
+}
+
 /// What to apply: a built-in filter, or a user kernel `kh x kw` applied per channel.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelChoice {
@@ -96,6 +113,34 @@ pub enum KernelChoice {
         /// The weights.
         weights: Vec<f32>,
     },
+}
+
+impl KernelChoice {
+    /// A user kernel from a float32 `.npy` file of shape `[kh, kw]` or `[1, 1, kh, kw]`.
+    ///
+    /// # Errors
+    /// The file's [`Error::Io`] or [`Error::Npy`]; [`Error::Npy`] naming the shape when it is
+    /// another.
+    #[cfg(feature = "ndarray")]
+    pub fn from_npy(path: &Path) -> Result<Self> {
+        let k = crate::io::read_npy(path)?;
+        let (kh, kw) = match k.shape() {
+            &[kh, kw] | &[1, 1, kh, kw] => (kh, kw),
+            other => {
+                return Err(Error::Npy {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "a filter kernel must have shape [kh, kw] or [1, 1, kh, kw], got {other:?}"
+                    ),
+                })
+            }
+        };
+        Ok(KernelChoice::Custom {
+            kh,
+            kw,
+            weights: k.into_data(),
+        })
+    }
 }
 
 /// Output pixels per GPU call: [`apply`] filters the image in bands of whole rows of about this

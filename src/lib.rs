@@ -17,6 +17,8 @@ pub mod gpu;
 #[cfg(feature = "ndarray")]
 pub mod io;
 pub mod layer;
+#[cfg(feature = "ndarray")]
+pub mod lessons;
 pub mod memory;
 pub mod spec;
 pub mod tensor;

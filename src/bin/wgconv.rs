@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use wgconv::{cpu, io, Conv2dParams, Engine, Padding, Tensor};
+use wgconv::{cpu, io, Conv2dParams, Engine, Padding};
 
 /// `println!` that ends the program quietly when standard output is closed (`wgconv bench |
 /// head`), where `println!` would panic.
@@ -32,49 +32,6 @@ fn stdout_failed(e: std::io::Error) -> ! {
     }
     note!("wgconv: error: cannot write to standard output: {e}");
     std::process::exit(1)
-}
-
-/// On SIGINT, SIGTERM or SIGHUP: remove the temporary file of an unfinished output write (and
-/// the private runtime folder, if one was made) and exit with 128 + the signal's number (130, 143, 129), as a shell reports a death by signal.
-/// SIGKILL cannot be caught; it leaves the `.wgconv-*.tmp` file behind (the old output is intact).
-#[cfg(unix)]
-fn clean_up_on_signals(runtime_dir: Option<std::path::PathBuf>) {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
-        // Without the handler the signals keep their default action, which leaves nothing
-        // worse than a temporary file behind.
-        return;
-    };
-    std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            wgconv::atomic::abandon_pending_writes();
-            if let Some(dir) = &runtime_dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            // `_exit`: no atexit handlers or library destructors run under GPU threads still
-            // at work (stdout is line-buffered, so whole lines are already out).
-            signal_hook::low_level::exit(128 + signal);
-        }
-    });
-}
-
-#[cfg(not(unix))]
-fn clean_up_on_signals(_runtime_dir: Option<std::path::PathBuf>) {}
-
-/// Mesa's window-system probing prints `error: XDG_RUNTIME_DIR is invalid or not set in the
-/// environment.` on a headless box where it is unset; give it a private, empty one (mode 0700,
-/// removed at exit) before any adapter is looked for. A set value is left alone.
-fn private_runtime_dir() -> Option<tempfile::TempDir> {
-    if !cfg!(target_os = "linux") || std::env::var_os("XDG_RUNTIME_DIR").is_some() {
-        return None;
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("wgconv-runtime-")
-        .tempdir()
-        .ok()?;
-    // Still one thread (before the signal thread and any adapter): setting it races nothing.
-    std::env::set_var("XDG_RUNTIME_DIR", dir.path());
-    Some(dir)
 }
 
 /// The name of an output in messages: standard output for `-`.
@@ -174,7 +131,7 @@ struct FilterArgs {
     /// A built-in kernel: sobel-x, sobel-y, edges, box, gaussian, sharpen or laplacian.
     #[arg(
         long,
-        value_parser = parse_filter,
+        value_parser = clap::value_parser!(wgconv::filter::Filter),
         required_unless_present = "kernel_file",
         conflicts_with = "kernel_file"
     )]
@@ -199,13 +156,13 @@ struct RunArgs {
     #[arg(long)]
     bias: Option<PathBuf>,
     /// Stride: S or SH,SW.
-    #[arg(long, value_name = "S|SH,SW", default_value = "1", value_parser = parse_pair)]
+    #[arg(long, value_name = "S|SH,SW", default_value = "1", value_parser = wgconv::spec::parse_pair)]
     stride: (usize, usize),
     /// Zero padding: P, PH,PW, T,B,L,R, same or valid.
-    #[arg(long, value_name = "P|PH,PW|T,B,L,R|same|valid", default_value = "0", value_parser = parse_padding)]
+    #[arg(long, value_name = "P|PH,PW|T,B,L,R|same|valid", default_value = "0", value_parser = clap::value_parser!(Padding))]
     padding: Padding,
     /// Dilation: D or DH,DW.
-    #[arg(long, value_name = "D|DH,DW", default_value = "1", value_parser = parse_pair)]
+    #[arg(long, value_name = "D|DH,DW", default_value = "1", value_parser = wgconv::spec::parse_pair)]
     dilation: (usize, usize),
     /// Groups.
     #[arg(long, default_value_t = 1)]
@@ -240,7 +197,7 @@ struct BenchArgs {
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// Compare wgpu backends in one run, e.g. `vulkan,gl` (default: WGPU_BACKEND, else the best adapter).
-    #[arg(long, value_delimiter = ',', value_parser = parse_backend)]
+    #[arg(long, value_delimiter = ',', value_parser = wgconv::gpu::device::parse_backend)]
     backend: Vec<wgpu::Backends>,
     /// What to time.
     #[arg(long, value_enum, default_value_t = BenchDevice::Both)]
@@ -279,75 +236,12 @@ enum Device {
     Cpu,
 }
 
-fn parse_filter(s: &str) -> Result<wgconv::filter::Filter, String> {
-    let names = wgconv::filter::Filter::ALL;
-    names
-        .iter()
-        .find(|(name, _)| *name == s)
-        .map(|(_, f)| *f)
-        .ok_or_else(|| {
-            let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
-            format!("unknown kernel '{s}'; choose one of {}", all.join(", "))
-        })
-}
-
-fn parse_numbers(s: &str) -> Result<Vec<usize>, String> {
-    s.split(',')
-        .map(|part| {
-            let part = part.trim();
-            part.parse::<usize>()
-                .map_err(|_| format!("'{part}' is not a non-negative integer"))
-        })
-        .collect()
-}
-
 /// A count that must be at least 1 (`--batch`, `--repeat`): a zero batch or no timed run would
 /// make the table meaningless, so they are refused rather than quietly changed.
 fn parse_positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(v) if v > 0 => Ok(v),
         _ => Err(format!("'{s}' is not a positive integer")),
-    }
-}
-
-/// One wgpu backend by name (wgpu's own names); unknown names are refused, not skipped.
-fn parse_backend(s: &str) -> Result<wgpu::Backends, String> {
-    match s.trim().to_lowercase().as_str() {
-        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
-        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
-        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
-        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
-        _ => Err(format!(
-            "unknown backend '{s}'; choose one of vulkan, gl, metal, dx12"
-        )),
-    }
-}
-
-fn parse_pair(s: &str) -> Result<(usize, usize), String> {
-    match parse_numbers(s)?.as_slice() {
-        [v] => Ok((*v, *v)),
-        [h, w] => Ok((*h, *w)),
-        other => Err(format!(
-            "expected one number or two separated by a comma, got {} numbers",
-            other.len()
-        )),
-    }
-}
-
-fn parse_padding(s: &str) -> Result<Padding, String> {
-    match s.trim().to_lowercase().as_str() {
-        "same" => return Ok(Padding::Same),
-        "valid" => return Ok(Padding::Valid),
-        _ => {}
-    }
-    match parse_numbers(s)?.as_slice() {
-        [p] => Ok(Padding::uniform(*p)),
-        [h, w] => Ok(Padding::symmetric(*h, *w)),
-        [t, b, l, r] => Ok(Padding::explicit(*t, *b, *l, *r)),
-        other => Err(format!(
-            "expected 1, 2 or 4 numbers, 'same' or 'valid', got {} numbers",
-            other.len()
-        )),
     }
 }
 
@@ -358,8 +252,8 @@ fn main() -> ExitCode {
     .init();
     let cli = parse_command_line();
     // Held until exit: removed with it on a normal exit.
-    let runtime_dir = private_runtime_dir();
-    clean_up_on_signals(runtime_dir.as_ref().map(|d| d.path().to_path_buf()));
+    let runtime_dir = wgconv::files::private_runtime_dir();
+    wgconv::atomic::clean_up_on_signals(runtime_dir.as_ref().map(|d| d.path().to_path_buf()));
     match cli.command.unwrap_or(Command::Demo) {
         Command::Demo => finish(demo()),
         Command::Info => finish(info()),
@@ -458,25 +352,7 @@ fn train_edge(args: &TrainEdgeArgs) -> wgconv::Result<()> {
 fn filter(args: &FilterArgs) -> wgconv::Result<()> {
     use wgconv::filter::{apply, read_image, write_image, Filter, KernelChoice};
     let choice = match (&args.kernel_file, args.kernel) {
-        (Some(path), _) => {
-            let k = io::read_npy(path)?;
-            let (kh, kw) = match k.shape() {
-                &[kh, kw] | &[1, 1, kh, kw] => (kh, kw),
-                other => {
-                    return Err(wgconv::Error::Npy {
-                        path: path.clone(),
-                        message: format!(
-                        "a filter kernel must have shape [kh, kw] or [1, 1, kh, kw], got {other:?}"
-                    ),
-                    })
-                }
-            };
-            KernelChoice::Custom {
-                kh,
-                kw,
-                weights: k.into_data(),
-            }
-        }
+        (Some(path), _) => KernelChoice::from_npy(path)?,
         (None, Some(filter)) => KernelChoice::Builtin(filter),
         // clap requires one of the two.
         (None, None) => KernelChoice::Builtin(Filter::Edges),
@@ -562,12 +438,10 @@ fn print_matrix(label: &str, data: &[f32], w: usize) {
     }
 }
 
-/// Runs one example on the GPU and on the CPU reference, prints both, and checks they agree.
-fn both(engine: &Engine, title: &str, x: &Tensor, k: &Tensor) -> wgconv::Result<Tensor> {
-    let p = Conv2dParams::default();
-    let gpu = engine.conv2d(x, k, None, &p)?;
-    let cpu = cpu::reference::conv2d(x, k, None, &p)?;
+/// Prints a worked example's GPU and CPU-reference outputs, channel by channel.
+fn print_worked(title: &str, worked: &wgconv::lessons::Worked) {
     say!("{title}");
+    let (gpu, cpu) = (&worked.gpu, &worked.reference);
     let (o, w) = (gpu.shape()[1], gpu.shape()[3]);
     let plane = gpu.len() / o.max(1);
     let channels = gpu.data().chunks(plane).zip(cpu.data().chunks(plane));
@@ -580,79 +454,25 @@ fn both(engine: &Engine, title: &str, x: &Tensor, k: &Tensor) -> wgconv::Result<
         print_matrix(&format!("GPU{suffix}:"), g, w);
         print_matrix(&format!("CPU reference{suffix}:"), r, w);
     }
-    let pairs = gpu.data().iter().zip(cpu.data());
-    let worst = pairs.map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    say!("  max |GPU - CPU| = {worst:e}\n");
-    Ok(gpu)
+    say!("  max |GPU - CPU| = {:e}\n", worked.max_abs_diff);
 }
 
 fn demo() -> wgconv::Result<()> {
+    use wgconv::lessons;
     let engine = Engine::new()?;
     say!("wgconv: the convolution lecture on {}\n", engine.adapter());
-    // corr2d on the 3x3 example; edge detection on a 6x8 image, ones with a black band in
-    // columns 2..6, and on its transpose; two input channels X and X+1 with K and K+1; three
-    // output channels from the kernels K, K+1, K+2 stacked.
-    let x = Tensor::new([1, 1, 3, 3], (0..9).map(|v| v as f32).collect())?;
-    let k = Tensor::new([1, 1, 2, 2], vec![0.0, 1.0, 2.0, 3.0])?;
-    let edges = Tensor::from_fn([1, 1, 6, 8], |i| f32::from(!(2..6).contains(&(i % 8))))?;
-    let k_edge = Tensor::new([1, 1, 1, 2], vec![1.0, -1.0])?;
-    let transposed = Tensor::from_fn([1, 1, 8, 6], |i| edges.data()[(i % 6) * 8 + i / 6])?;
-    let x2 = Tensor::from_fn([1, 2, 3, 3], |i| (i % 9) as f32 + (i / 9) as f32)?;
-    let k2 = Tensor::from_fn([1, 2, 2, 2], |i| (i % 4) as f32 + (i / 4) as f32)?;
-    let k3 = Tensor::from_fn([3, 2, 2, 2], |i| (i % 4 + (i / 4) % 2 + i / 8) as f32)?;
-    let titles = [
-        "corr2d(X = 0..9 as 3x3, K = [[0, 1], [2, 3]]): expect [[19, 25], [37, 43]]",
-        "Edge detection, 6x8 image with K = [1, -1]: 1 marks white->black, -1 black->white",
-        "The transposed image with the same K: horizontal edges are invisible to it",
-        "Two input channels (X, X+1) with (K, K+1): expect [[56, 72], [104, 120]]",
-        "Three output channels from kernels (K, K+1, K+2)",
-    ];
-    let examples = [
-        (&x, &k),
-        (&edges, &k_edge),
-        (&transposed, &k_edge),
-        (&x2, &k2),
-        (&x2, &k3),
-    ];
-    for (title, (x, k)) in titles.into_iter().zip(examples) {
-        both(&engine, title, x, k)?;
+    for example in lessons::examples()? {
+        let worked = lessons::work(&engine, &example)?;
+        print_worked(example.title, &worked);
+        if example.kernel.shape()[2..] == [1, 1] {
+            let same = lessons::equals_matrix_product(&example, &worked.gpu)?;
+            say!("  equals the matrix product K[2x3] . X[3x9]: {same}\n");
+        }
     }
-
-    // 1x1 convolution as a matrix product over channels.
-    let x1v = ndarray::Array3::from_shape_fn((3, 3, 3), |(c, h, w)| {
-        ((c * 9 + h * 3 + w) * 7 % 11) as f32 - 5.0
-    });
-    let k1v = ndarray::Array4::from_shape_fn((2, 3, 1, 1), |(o, c, _, _)| (o * 3 + c) as f32 - 2.0);
-    let x1 = Tensor::new([1, 3, 3, 3], x1v.iter().copied().collect())?;
-    let k1 = Tensor::new([2, 3, 1, 1], k1v.iter().copied().collect())?;
-    let gpu1 = both(&engine, "1x1 convolution, 3 -> 2 channels", &x1, &k1)?;
-    let mm = cpu::lecture::corr2d_multi_in_out_1x1(x1v.view(), k1v.view())?;
-    let mut pairs = mm.iter().zip(gpu1.data());
-    let same = pairs.all(|(a, b)| (a - b).abs() <= 1e-5 * a.abs().max(1.0));
-    say!("  equals the matrix product K[2x3] . X[3x9]: {same}\n");
-
-    // Padding and stride shapes on an 8x8 input: (name, kernel, padding, stride).
     say!("Output shapes for an 8x8 input, floor((n + pad - dilation*(k-1) - 1) / stride) + 1:");
-    let cases = [
-        ("k3, padding 1", [3, 3], (1, 1), (1, 1)),
-        ("k(5,3), padding (2,1)", [5, 3], (2, 1), (1, 1)),
-        ("k3, padding 1, stride 2", [3, 3], (1, 1), (2, 2)),
-        (
-            "k(3,5), padding (0,1), stride (3,4)",
-            [3, 5],
-            (0, 1),
-            (3, 4),
-        ),
-    ];
-    for (name, [kh, kw], (ph, pw), stride) in cases {
-        let padding = Padding::symmetric(ph, pw);
-        let params = Conv2dParams::default()
-            .with_padding(padding)
-            .with_stride(stride);
-        let x = Tensor::full([1, 1, 8, 8], 1.0)?;
-        let k = Tensor::full([1, 1, kh, kw], 1.0)?;
-        let y = engine.conv2d(&x, &k, None, &params)?;
-        say!("  {name:<38} -> {}x{}", y.shape()[2], y.shape()[3]);
+    for case in lessons::SHAPE_CASES {
+        let (p, q) = case.output_size(&engine)?;
+        say!("  {:<38} -> {p}x{q}", case.name);
     }
     // A short benchmark: two small layers, GPU against the fair CPU baseline.
     say!("\nA short benchmark (median of 3; the CPU side is im2col + gemm on all cores):");

@@ -106,6 +106,23 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
+/// One wgpu backend by name (`vulkan`/`vk`, `gl`/`gles`/`opengl`, `metal`/`mtl`,
+/// `dx12`/`d3d12`, any case).
+///
+/// # Errors
+/// A message naming the unknown backend and the known ones (nothing is skipped silently).
+pub fn parse_backend(s: &str) -> std::result::Result<wgpu::Backends, String> {
+    match s.trim().to_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        _ => Err(format!(
+            "unknown backend '{s}'; choose one of vulkan, gl, metal, dx12"
+        )),
+    }
+}
+
 /// Every adapter wgpu sees on `backends` (`None`: `WGPU_BACKEND`, else all).
 pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
     let backends = backends_from(&EngineOptions {

@@ -195,3 +195,33 @@ pub(super) fn overflow(what: &str) -> Error {
         what: what.to_string(),
     }
 }
+
+/// Comma-separated non-negative integers, as the command line writes sizes (`3`, `2,1`,
+/// `1,1,0,2`).
+///
+/// # Errors
+/// A message quoting the first part that is not a non-negative integer.
+pub fn parse_numbers(s: &str) -> std::result::Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|part| {
+            let part = part.trim();
+            part.parse::<usize>()
+                .map_err(|_| format!("'{part}' is not a non-negative integer"))
+        })
+        .collect()
+}
+
+/// A per-axis pair as the command line writes it: `S` for both axes or `SH,SW`.
+///
+/// # Errors
+/// [`parse_numbers`]' message, or the count of numbers when there are more than two.
+pub fn parse_pair(s: &str) -> std::result::Result<(usize, usize), String> {
+    match parse_numbers(s)?.as_slice() {
+        [v] => Ok((*v, *v)),
+        [h, w] => Ok((*h, *w)),
+        other => Err(format!(
+            "expected one number or two separated by a comma, got {} numbers",
+            other.len()
+        )),
+    }
+}

@@ -361,3 +361,25 @@ impl Conv2dShape {
             .saturating_mul(2)
     }
 }
+
+/// Padding as the command line writes it: `P`, `PH,PW`, `T,B,L,R`, `same` or `valid`.
+impl std::str::FromStr for Padding {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_lowercase().as_str() {
+            "same" => return Ok(Padding::Same),
+            "valid" => return Ok(Padding::Valid),
+            _ => {}
+        }
+        match super::common::parse_numbers(s)?.as_slice() {
+            [p] => Ok(Padding::uniform(*p)),
+            [h, w] => Ok(Padding::symmetric(*h, *w)),
+            [t, b, l, r] => Ok(Padding::explicit(*t, *b, *l, *r)),
+            other => Err(format!(
+                "expected 1, 2 or 4 numbers, 'same' or 'valid', got {} numbers",
+                other.len()
+            )),
+        }
+    }
+}

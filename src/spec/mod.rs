@@ -13,6 +13,6 @@ mod common;
 mod forward;
 mod transposed;
 
-pub use common::IntoPair;
+pub use common::{parse_numbers, parse_pair, IntoPair};
 pub use forward::{conv_output_len, output_shape, Conv2dParams, Conv2dShape, Padding};
 pub use transposed::{ConvTranspose2dParams, ConvTranspose2dShape};
