@@ -6,18 +6,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use wgconv::bench::{parse_suite_str, BenchError};
 use wgconv::{io, Conv2dParams, Conv2dShape, Engine, EngineOptions, Error, Padding, Tensor};
 
-use common::engine;
+use common::{engine, files_in, ones, wgconv};
 
 // ------------------------------------------------------------------------------------ helpers
-
-fn ones(shape: &[usize]) -> Tensor {
-    Tensor::full(shape.to_vec(), 1.0).unwrap()
-}
 
 /// Writes a float32 `.npy` of ones and returns its path as text.
 fn npy_of_ones(dir: &Path, name: &str, shape: &[usize]) -> String {
@@ -41,22 +36,6 @@ fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(&header);
     bytes.extend_from_slice(data);
     bytes
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn wgconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgconv"))
-        .args(args)
-        .output()
-        .expect("the wgconv binary runs")
 }
 
 /// Runs the CLI expecting failure with `code` (1: an error from the library, 2: a bad command

@@ -1,47 +1,29 @@
 //! The command-line tool: success paths against the CPU reference, and the error path
 //! (exit status, one message on stderr, no output file).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-use wgconv::{cpu, io, Conv2dParams, Padding, Tensor};
+use wgconv::{cpu, io, Conv2dParams, Padding};
 
-fn wgconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgconv"))
-        .args(args)
-        .output()
-        .expect("the wgconv binary runs")
-}
+use common::{files_in, npy_file, wgconv};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn write(dir: &Path, name: &str, shape: &[usize], f: impl Fn(usize) -> f32) -> String {
-    let path = dir.join(name);
-    io::write_npy(&path, &Tensor::from_fn(shape.to_vec(), f).unwrap()).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn run_matches_the_cpu_reference_on_gpu_and_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let x = write(dir.path(), "x.npy", &[2, 4, 9, 7], |i| {
+    let x = npy_file(dir.path(), "x.npy", &[2, 4, 9, 7], |i| {
         ((i * 37) % 23) as f32 / 11.0 - 1.0
     });
-    let w = write(dir.path(), "w.npy", &[6, 2, 3, 2], |i| {
+    let w = npy_file(dir.path(), "w.npy", &[6, 2, 3, 2], |i| {
         ((i * 13) % 17) as f32 / 8.0 - 1.0
     });
-    let b = write(dir.path(), "b.npy", &[6], |i| i as f32 / 4.0);
+    let b = npy_file(dir.path(), "b.npy", &[6], |i| i as f32 / 4.0);
     let params = Conv2dParams::default()
         .with_stride((2, 1))
         .with_padding(Padding::explicit(1, 0, 2, 1))
@@ -92,8 +74,8 @@ fn run_matches_the_cpu_reference_on_gpu_and_cpu() {
 #[test]
 fn run_accepts_same_and_valid_padding() {
     let dir = tempfile::tempdir().unwrap();
-    let x = write(dir.path(), "x.npy", &[1, 2, 7, 8], |i| (i % 5) as f32);
-    let w = write(dir.path(), "w.npy", &[3, 2, 4, 2], |i| (i % 3) as f32 - 1.0);
+    let x = npy_file(dir.path(), "x.npy", &[1, 2, 7, 8], |i| (i % 5) as f32);
+    let w = npy_file(dir.path(), "w.npy", &[3, 2, 4, 2], |i| (i % 3) as f32 - 1.0);
     for (padding, want) in [("same", [1, 3, 7, 8]), ("valid", [1, 3, 4, 7])] {
         let y = dir.path().join(format!("{padding}.npy"));
         let out = wgconv(&[
@@ -115,8 +97,8 @@ fn run_accepts_same_and_valid_padding() {
 #[test]
 fn channel_mismatch_fails_with_one_message_and_no_output_file() {
     let dir = tempfile::tempdir().unwrap();
-    let x = write(dir.path(), "x.npy", &[1, 4, 8, 8], |_| 1.0);
-    let w = write(dir.path(), "w.npy", &[8, 3, 1, 1], |_| 1.0);
+    let x = npy_file(dir.path(), "x.npy", &[1, 4, 8, 8], |_| 1.0);
+    let w = npy_file(dir.path(), "w.npy", &[8, 3, 1, 1], |_| 1.0);
     let y = dir.path().join("y.npy");
     let before = files_in(dir.path());
     for device in ["gpu", "cpu"] {
@@ -153,8 +135,8 @@ fn channel_mismatch_fails_with_one_message_and_no_output_file() {
 #[test]
 fn zero_stride_and_bad_padding_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let x = write(dir.path(), "x.npy", &[1, 1, 5, 5], |_| 1.0);
-    let w = write(dir.path(), "w.npy", &[1, 1, 3, 3], |_| 1.0);
+    let x = npy_file(dir.path(), "x.npy", &[1, 1, 5, 5], |_| 1.0);
+    let w = npy_file(dir.path(), "w.npy", &[1, 1, 3, 3], |_| 1.0);
     let y = dir.path().join("y.npy");
     let y = y.to_str().unwrap();
     let out = wgconv(&[
@@ -212,7 +194,7 @@ fn zero_stride_and_bad_padding_fail_cleanly() {
 #[test]
 fn missing_and_non_float32_files_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let w = write(dir.path(), "w.npy", &[1, 1, 3, 3], |_| 1.0);
+    let w = npy_file(dir.path(), "w.npy", &[1, 1, 3, 3], |_| 1.0);
     let y = dir.path().join("y.npy");
     let missing = dir.path().join("missing.npy");
     let out = wgconv(&[
@@ -249,8 +231,8 @@ fn missing_and_non_float32_files_fail_cleanly() {
 #[test]
 fn failed_run_leaves_an_existing_output_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let x = write(dir.path(), "x.npy", &[1, 2, 5, 5], |_| 1.0);
-    let w = write(dir.path(), "w.npy", &[1, 3, 3, 3], |_| 1.0);
+    let x = npy_file(dir.path(), "x.npy", &[1, 2, 5, 5], |_| 1.0);
+    let w = npy_file(dir.path(), "w.npy", &[1, 3, 3, 3], |_| 1.0);
     let y = dir.path().join("y.npy");
     std::fs::write(&y, b"previous result").unwrap();
     let out = wgconv(&[
@@ -667,7 +649,7 @@ fn float64_npy_and_unwritable_output_fail_cleanly() {
     let x64 = dir.path().join("x64.npy");
     let array = ndarray::Array4::<f64>::zeros((1, 1, 4, 4));
     ndarray_npy::write_npy(&x64, &array).unwrap();
-    let w = write(dir.path(), "w.npy", &[1, 1, 3, 3], |_| 1.0);
+    let w = npy_file(dir.path(), "w.npy", &[1, 1, 3, 3], |_| 1.0);
     let y = dir.path().join("y.npy");
     let out = wgconv(&[
         "run",
@@ -686,7 +668,7 @@ fn float64_npy_and_unwritable_output_fail_cleanly() {
     );
     assert!(!y.exists());
     // An output in a folder that does not exist: an I/O error naming the path, nothing written.
-    let x = write(dir.path(), "x.npy", &[1, 1, 4, 4], |_| 1.0);
+    let x = npy_file(dir.path(), "x.npy", &[1, 1, 4, 4], |_| 1.0);
     let missing = dir.path().join("no/such/folder/y.npy");
     let out = wgconv(&[
         "run",

@@ -7,14 +7,10 @@ use wgconv::{
     cpu, Algorithm, Conv2dParams, Conv2dShape, Engine, EngineOptions, Error, Padding, Tensor,
 };
 
-use common::engine;
+use common::{engine, ones};
 
 fn shape_err(input: &[usize], weight: &[usize], bias: Option<&[usize]>, p: Conv2dParams) -> Error {
     Conv2dShape::new(input, weight, bias, &p).expect_err("this configuration must be refused")
-}
-
-fn ones(shape: &[usize]) -> Tensor {
-    Tensor::full(shape.to_vec(), 1.0).unwrap()
 }
 
 #[test]

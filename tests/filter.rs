@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use rand::RngExt;
 use wgconv::filter::{
     apply, image_to_tensor, read_image, sample_image, write_image, Filter, KernelChoice,
@@ -11,7 +9,7 @@ use wgconv::filter::{
 };
 use wgconv::{Conv2dParams, Padding, Tensor};
 
-use common::{engine, rng};
+use common::{engine, rng, wgconv};
 
 fn constant(w: u32, h: u32, v: u8) -> image::RgbImage {
     image::RgbImage::from_pixel(w, h, image::Rgb([v, v, v]))
@@ -192,13 +190,6 @@ fn images_of_several_bands_match_the_whole_image_convolution() {
             }
         }
     }
-}
-
-fn wgconv(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wgconv"))
-        .args(args)
-        .output()
-        .expect("the wgconv binary runs")
 }
 
 #[test]

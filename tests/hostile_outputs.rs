@@ -13,12 +13,7 @@ mod common;
 
 use wgconv::{io, Tensor};
 
-fn wgconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgconv"))
-        .args(args)
-        .output()
-        .expect("the wgconv binary runs")
-}
+use common::wgconv;
 
 /// `wgconv ARGS` under an address-space limit of `kib` KiB.
 fn wgconv_limited(kib: u64, args: &[&str]) -> Output {

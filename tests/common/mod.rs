@@ -343,3 +343,29 @@ pub fn files_in(dir: &std::path::Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Runs the `wgconv` binary with `args` and collects its output.
+pub fn wgconv(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wgconv"))
+        .args(args)
+        .output()
+        .expect("the wgconv binary runs")
+}
+
+/// A tensor of ones.
+pub fn ones(shape: &[usize]) -> Tensor {
+    Tensor::full(shape.to_vec(), 1.0).unwrap()
+}
+
+/// Writes `dir/name`, a float32 `.npy` of `shape` with element `i` = `f(i)`, and returns its path
+/// as text.
+pub fn npy_file(
+    dir: &std::path::Path,
+    name: &str,
+    shape: &[usize],
+    f: impl Fn(usize) -> f32,
+) -> String {
+    let path = dir.join(name);
+    wgconv::io::write_npy(&path, &Tensor::from_fn(shape.to_vec(), f).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
