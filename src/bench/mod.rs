@@ -16,16 +16,14 @@
 //!
 //! Every time is taken the same way, on one clock (`std::time::Instant`):
 //!
-//! - **Warm-up first.** Each measurement of a layer (GPU kernel, GPU end to end, CPU baseline; or
-//!   the four backward passes) runs once untimed: pipeline builds, first-touch allocations and
-//!   lazily compiled shader variants stay out of the figures.
-//! - **Interleaved.** Then `repeat` rounds, each running every measurement once, round `r`
-//!   starting with measurement `r % count`; so all measurements of a layer see the same state of
-//!   the machine (a software adapter such as lavapipe shares the CPU cores with everything else),
-//!   and none always runs right after the same other one. Each run follows other work, as a layer
-//!   inside a network does: a layer of a fraction of a millisecond pays for bringing its data
-//!   back into cache and waking worker threads (on a 2-core VM, `conv3x3_small`'s CPU baseline
-//!   takes 0.1 ms timed alone with `--device cpu`, 0.3 ms interleaved with the GPU runs).
+//! - **Interleaved, each timed run warm.** `repeat` rounds, each running every measurement of a
+//!   layer (GPU kernel, GPU end to end, CPU baseline; or the four backward passes) twice, first
+//!   untimed, then timed; round `r` starts with measurement `r % count`. So all measurements of a
+//!   layer see the same state of the machine over time (a software adapter such as lavapipe
+//!   shares the CPU cores with everything else), none always runs right after the same other
+//!   one, and every timed run follows a run of its own: pipeline builds, first-touch
+//!   allocations and lazily compiled shader variants stay out of the figures, and one side's
+//!   worker threads (the software adapter's, rayon's) do not run on the other side's clock.
 //! - **Nothing earlier on the clock.** A GPU measurement first waits, untimed, for the device to
 //!   finish any work already queued; the kernel time then stops once the device has finished
 //!   (`synchronize`), the end-to-end time once the output is back on the host. A run's output is

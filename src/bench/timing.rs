@@ -84,10 +84,11 @@ pub(super) fn keep<T>(slot: &mut Option<T>, run: Result<(Duration, T)>) -> Resul
     Ok(time)
 }
 
-/// Runs every measurement once untimed (the warm-up: pipeline builds, first-touch allocations,
-/// lazily compiled shader variants), then `repeat` rounds (at least one) in which each runs once,
-/// round `r` starting with measurement `r % len` so that none always follows the same other one;
-/// returns each measurement's [`Spread`], in the order given.
+/// Runs `repeat` rounds (at least one) in which each measurement runs twice, first off the
+/// clock, then timed: round `r` starts with measurement `r % len`, so that none always follows
+/// the same other one, and every timed run follows a run of its own (pipelines built, caches
+/// warm, its worker threads awake: on a software adapter the GPU's threads and the CPU
+/// baseline's share the cores). Returns each measurement's [`Spread`], in the order given.
 ///
 /// # Errors
 /// The first error of a measurement.
@@ -95,14 +96,12 @@ pub(super) fn round_robin(
     repeat: usize,
     measurements: &mut [Measurement<'_>],
 ) -> Result<Vec<Spread>> {
-    for measure in measurements.iter_mut() {
-        measure()?;
-    }
     let count = measurements.len();
     let mut times = vec![Vec::with_capacity(repeat); count];
     for round in 0..repeat.max(1) {
         for j in 0..count {
             let i = (round + j) % count;
+            measurements[i]()?;
             times[i].push(measurements[i]()?);
         }
     }
@@ -131,21 +130,27 @@ mod tests {
     }
 
     #[test]
-    fn round_robin_warms_up_each_measurement_then_interleaves_rotating_rounds() {
+    fn round_robin_runs_each_measurement_warm_then_timed_in_rotating_rounds() {
         let log = RefCell::new(Vec::new());
-        let times = vec![vec![0; 4], vec![0; 4], vec![0; 4]];
+        let times = vec![vec![0; 6], vec![0; 6], vec![0; 6]];
         round_robin(3, &mut scripted(&log, &times)).unwrap();
         assert_eq!(
             log.into_inner(),
-            [0, 1, 2, /* round 0 */ 0, 1, 2, /* 1 */ 1, 2, 0, /* 2 */ 2, 0, 1]
+            [
+                0, 0, 1, 1, 2, 2, /* round 1 */ 1, 1, 2, 2, 0, 0, /* 2 */ 2, 2, 0, 0, 1,
+                1
+            ]
         );
     }
 
     #[test]
-    fn round_robin_leaves_the_warm_up_out_and_reports_min_median_max() {
+    fn round_robin_leaves_the_warm_runs_out_and_reports_min_median_max() {
         let log = RefCell::new(Vec::new());
-        // Each list: the warm-up's time first (huge, to be left out), then the timed runs.
-        let times = [vec![900, 3, 1, 2], vec![900, 7, 5, 40, 6]];
+        // Each round's warm run (huge, to be left out), then its timed run.
+        let times = [
+            vec![900, 3, 900, 1, 900, 2],
+            vec![900, 7, 900, 5, 900, 40, 900, 6],
+        ];
         let spreads = round_robin(3, &mut scripted(&log, &times[..1])).unwrap();
         assert_eq!(
             spreads,
