@@ -95,21 +95,10 @@ fn element_count(shape: &[usize]) -> Result<usize> {
     Ok(if shape.contains(&0) { 0 } else { non_zero })
 }
 
-/// Runs a shape check such as [`Conv2dShape::new`](crate::spec::Conv2dShape::new) on the shapes of
-/// host tensors: `check(input.shape(), weight.shape(), bias.map(Tensor::shape), params)`.
-pub(crate) fn check_shapes<P, S>(
-    input: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    params: &P,
-    check: impl FnOnce(&[usize], &[usize], Option<&[usize]>, &P) -> Result<S>,
-) -> Result<S> {
-    check(
-        input.shape(),
-        weight.shape(),
-        bias.map(Tensor::shape),
-        params,
-    )
+impl crate::spec::Shaped for Tensor {
+    fn dims(&self) -> &[usize] {
+        self.shape()
+    }
 }
 
 #[cfg(feature = "ndarray")]

@@ -26,8 +26,8 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::spec::{Conv2dParams, Conv2dShape};
-use crate::tensor::{self, Tensor};
+use crate::spec::{Conv2dParams, Conv2dShape, ConvParams as _};
+use crate::tensor::Tensor;
 
 /// Bytes of one im2col tile (`K x tile` floats); an L2 share that leaves room for the GEMM's
 /// own packed blocks.
@@ -77,7 +77,7 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<Tensor> {
-    let s = tensor::check_shapes(input, weight, bias, params, Conv2dShape::new)?;
+    let s = params.shape_of(input, weight, bias)?;
     // Every path writes every output element. Debug builds (and so the tests) start from NaN so
     // an element a path skipped fails loudly; release builds take the kernel's free zero pages.
     let fill = if cfg!(debug_assertions) {

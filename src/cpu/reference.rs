@@ -23,8 +23,10 @@
 //! two formulations check each other.
 
 use crate::error::{Error, Result};
-use crate::spec::{Conv2dParams, Conv2dShape, ConvTranspose2dParams, ConvTranspose2dShape};
-use crate::tensor::{self, Tensor};
+use crate::spec::{
+    Conv2dParams, Conv2dShape, ConvParams as _, ConvTranspose2dParams, ConvTranspose2dShape,
+};
+use crate::tensor::Tensor;
 
 /// One spatial axis of a convolution's kernel window: from output position `t`, tap `i` of `k`
 /// reads input position `t*stride + i*dilation - pad`, inside the input when below `len`.
@@ -128,7 +130,7 @@ fn convolve<T>(
     params: &Conv2dParams,
     round: impl Fn(f64) -> T,
 ) -> Result<(Conv2dShape, Vec<T>)> {
-    let s = tensor::check_shapes(input, weight, bias, params, Conv2dShape::new)?;
+    let s = params.shape_of(input, weight, bias)?;
     let mut out = crate::memory::try_with_capacity(s.output_len(), || {
         format!("the output {:?}", s.output_shape())
     })?;
@@ -244,7 +246,7 @@ pub fn conv_transpose2d_f64(
     bias: Option<&Tensor>,
     params: &ConvTranspose2dParams,
 ) -> Result<(ConvTranspose2dShape, Vec<f64>)> {
-    let s = tensor::check_shapes(input, weight, bias, params, ConvTranspose2dShape::new)?;
+    let s = params.shape_of(input, weight, bias)?;
     let (x, w) = (input.data(), weight.data());
     let (big_ci, big_p, big_q) = (s.in_channels, s.in_h, s.in_w);
     let (big_co, big_hw) = (s.out_channels, s.out_h * s.out_w);

@@ -10,9 +10,9 @@ use crate::error::{Error, Result};
 use crate::gpu::device::Wait;
 use crate::gpu::engine::{blocking_and_async, copy, Engine};
 use crate::gpu::plan::{self, Algorithm, ConvDispatch, Execution, Plan, Split};
-use crate::gpu::tensor::{ConvParams as _, GpuTensor, PackedWeights};
+use crate::gpu::tensor::{GpuTensor, PackedWeights};
 use crate::memory::try_vec;
-use crate::spec::{Conv2dParams, Conv2dShape};
+use crate::spec::{Conv2dParams, Conv2dShape, ConvParams as _};
 use crate::tensor::Tensor;
 
 /// Bytes of split pieces' temporary buffers submitted before the engine waits for the GPU to
@@ -112,7 +112,7 @@ impl Engine {
         wait: Wait,
     ) -> Result<Tensor> {
         let execution = plan::execution(shape, &self.limits(), self.algorithm(), false)?;
-        if execution == Execution::Empty {
+        if matches!(execution, Execution::Empty) {
             return Tensor::new(shape.output_shape(), Vec::new());
         }
         let input = self.upload(input)?;
@@ -146,9 +146,9 @@ impl Engine {
         params: &Conv2dParams,
     ) -> Result<GpuTensor> {
         let weights = weights.into();
-        let shape = params.shape_of(input, weights.plain(), bias)?;
-        let mut output = self.alloc(&shape.output_shape())?;
-        self.run(input, weights, bias, params, &mut output, self.algorithm())?;
+        let shape = self.validate(input, weights, bias, params)?;
+        let output = self.alloc(&shape.output_shape())?;
+        self.plan_and_record(&shape, input, weights, bias, &output, self.algorithm())?;
         Ok(output)
     }
 
@@ -164,14 +164,7 @@ impl Engine {
         params: &Conv2dParams,
         output: &mut GpuTensor,
     ) -> Result<()> {
-        self.run(
-            input,
-            weights.into(),
-            bias,
-            params,
-            output,
-            self.algorithm(),
-        )
+        self.conv2d_into_with(self.algorithm(), input, weights, bias, params, output)
     }
 
     /// As [`Engine::conv2d_into`] with an explicit algorithm instead of the engine's (to compare
@@ -188,7 +181,16 @@ impl Engine {
         params: &Conv2dParams,
         output: &mut GpuTensor,
     ) -> Result<()> {
-        self.run(input, weights.into(), bias, params, output, algorithm)
+        let weights = weights.into();
+        let shape = self.validate(input, weights, bias, params)?;
+        self.check_owner("output", output)?;
+        if output.shape() != shape.output_shape() {
+            return Err(Error::OutputShape {
+                expected: shape.output_shape().to_vec(),
+                got: output.shape().to_vec(),
+            });
+        }
+        self.plan_and_record(&shape, input, weights, bias, output, algorithm)
     }
 
     /// Packs `weight` (`[O, C/groups, kh, kw]`) for convolutions with `groups` groups, once.
@@ -246,23 +248,20 @@ impl Engine {
         plan::schedule(shape, &self.limits(), self.algorithm())
     }
 
-    fn run(
+    /// Checks ownership, the packing's groups and the shapes of a call on GPU tensors.
+    fn validate(
         &self,
         input: &GpuTensor,
         weights: Weights<'_>,
         bias: Option<&GpuTensor>,
         params: &Conv2dParams,
-        output: &mut GpuTensor,
-        algorithm: Algorithm,
-    ) -> Result<()> {
-        // 1. Validate ownership and shapes.
+    ) -> Result<Conv2dShape> {
         let weight = weights.plain();
         self.check_owner("input", input)?;
         self.check_owner("weight", weight)?;
         if let Some(b) = bias {
             self.check_owner("bias", b)?;
         }
-        self.check_owner("output", output)?;
         if let Weights::Packed(p) = weights {
             if params.groups != p.groups {
                 return Err(Error::PackedGroups {
@@ -271,17 +270,22 @@ impl Engine {
                 });
             }
         }
-        let shape = params.shape_of(input, weight, bias)?;
-        if output.shape() != shape.output_shape() {
-            return Err(Error::OutputShape {
-                expected: shape.output_shape().to_vec(),
-                got: output.shape().to_vec(),
-            });
-        }
-        // 2. Plan once on the host, then record what was planned.
+        params.shape_of(input, weight, bias)
+    }
+
+    /// Plans the validated `shape` once on the host, then records what was planned.
+    fn plan_and_record(
+        &self,
+        shape: &Conv2dShape,
+        input: &GpuTensor,
+        weights: Weights<'_>,
+        bias: Option<&GpuTensor>,
+        output: &GpuTensor,
+        algorithm: Algorithm,
+    ) -> Result<()> {
         let packed = weights.packed().is_some();
-        let execution = plan::execution(&shape, &self.limits(), algorithm, packed)?;
-        self.record_execution(&shape, &execution, input, weights, bias, output)
+        let execution = plan::execution(shape, &self.limits(), algorithm, packed)?;
+        self.record_execution(shape, &execution, input, weights, bias, output)
     }
 
     /// Records and submits a planned forward convolution of `shape`.

@@ -1,45 +1,10 @@
 //! `GpuTensor`: an f32 tensor living in a GPU storage buffer of one [`Engine`](crate::Engine).
 
-use crate::error::Result;
-use crate::spec::{Conv2dParams, Conv2dShape, ConvTranspose2dParams, ConvTranspose2dShape};
-use crate::tensor::Tensor;
-
-/// A tensor on either side, for the shape checks the GPU calls share.
-pub(crate) trait Shaped {
-    fn dims(&self) -> &[usize];
-}
-
-impl Shaped for Tensor {
-    fn dims(&self) -> &[usize] {
-        self.shape()
-    }
-}
+use crate::spec::Shaped;
 
 impl Shaped for GpuTensor {
     fn dims(&self) -> &[usize] {
         self.shape()
-    }
-}
-
-/// Parameters that validate a (transposed) convolution of tensors into its shape.
-pub(crate) trait ConvParams {
-    /// The validated problem.
-    type Shape;
-    /// The problem of `input` by `weight` (and `bias`) with these parameters.
-    fn shape_of<T: Shaped>(&self, input: &T, weight: &T, bias: Option<&T>) -> Result<Self::Shape>;
-}
-
-impl ConvParams for Conv2dParams {
-    type Shape = Conv2dShape;
-    fn shape_of<T: Shaped>(&self, x: &T, w: &T, b: Option<&T>) -> Result<Conv2dShape> {
-        Conv2dShape::new(x.dims(), w.dims(), b.map(T::dims), self)
-    }
-}
-
-impl ConvParams for ConvTranspose2dParams {
-    type Shape = ConvTranspose2dShape;
-    fn shape_of<T: Shaped>(&self, x: &T, w: &T, b: Option<&T>) -> Result<ConvTranspose2dShape> {
-        ConvTranspose2dShape::new(x.dims(), w.dims(), b.map(T::dims), self)
     }
 }
 

@@ -4,8 +4,8 @@
 use crate::error::Result;
 use crate::gpu::engine::{blocking_and_async, Engine};
 use crate::gpu::plan::{self, backward::Transposed, Plan};
-use crate::gpu::tensor::{ConvParams as _, GpuTensor};
-use crate::spec::{ConvTranspose2dParams, ConvTranspose2dShape};
+use crate::gpu::tensor::GpuTensor;
+use crate::spec::{ConvParams as _, ConvTranspose2dParams, ConvTranspose2dShape};
 use crate::tensor::Tensor;
 
 impl Engine {
@@ -23,8 +23,7 @@ impl Engine {
         bias: Option<&GpuTensor>,
         params: &ConvTranspose2dParams,
     ) -> Result<GpuTensor> {
-        let t = params.shape_of(input, weight, bias)?;
-        self.transposed(&t, input, weight, bias)
+        self.transposed(&params.shape_of(input, weight, bias)?, input, weight, bias)
     }
 
     blocking_and_async! {

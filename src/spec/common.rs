@@ -225,3 +225,17 @@ pub fn parse_pair(s: &str) -> std::result::Result<(usize, usize), String> {
         )),
     }
 }
+
+/// A tensor on the host or the GPU, as the shape checks see it.
+pub(crate) trait Shaped {
+    /// Its shape.
+    fn dims(&self) -> &[usize];
+}
+
+/// Parameters that validate a (transposed) convolution of tensors into its shape.
+pub(crate) trait ConvParams {
+    /// The validated problem.
+    type Shape;
+    /// The problem of `input` by `weight` (and `bias`) with these parameters.
+    fn shape_of<T: Shaped>(&self, input: &T, weight: &T, bias: Option<&T>) -> Result<Self::Shape>;
+}

@@ -1,7 +1,8 @@
 //! The forward convolution: [`Padding`], [`Conv2dParams`] and the validated [`Conv2dShape`].
 
 use super::common::{
-    check_bias, check_groups_divide_weight, check_operands, check_positive, overflow, IntoPair,
+    check_bias, check_groups_divide_weight, check_operands, check_positive, overflow, ConvParams,
+    IntoPair, Shaped,
 };
 use crate::error::{Error, Result};
 
@@ -381,5 +382,12 @@ impl std::str::FromStr for Padding {
                 other.len()
             )),
         }
+    }
+}
+
+impl ConvParams for Conv2dParams {
+    type Shape = Conv2dShape;
+    fn shape_of<T: Shaped>(&self, x: &T, w: &T, b: Option<&T>) -> Result<Conv2dShape> {
+        Conv2dShape::new(x.dims(), w.dims(), b.map(T::dims), self)
     }
 }

@@ -14,5 +14,6 @@ mod forward;
 mod transposed;
 
 pub use common::{parse_numbers, parse_pair, IntoPair};
+pub(crate) use common::{ConvParams, Shaped};
 pub use forward::{conv_output_len, output_shape, Conv2dParams, Conv2dShape, Padding};
 pub use transposed::{ConvTranspose2dParams, ConvTranspose2dShape};

@@ -1,7 +1,8 @@
 //! The transposed convolution: [`ConvTranspose2dParams`] and the validated [`ConvTranspose2dShape`].
 
 use super::common::{
-    check_bias, check_groups_divide_weight, check_operands, check_positive, overflow, IntoPair,
+    check_bias, check_groups_divide_weight, check_operands, check_positive, overflow, ConvParams,
+    IntoPair, Shaped,
 };
 use super::forward::Conv2dShape;
 use crate::error::{Error, Result};
@@ -230,5 +231,12 @@ impl ConvTranspose2dShape {
             .saturating_mul((self.out_channels / self.groups) as u64)
             .saturating_mul((self.kernel_h * self.kernel_w) as u64)
             .saturating_mul(2)
+    }
+}
+
+impl ConvParams for ConvTranspose2dParams {
+    type Shape = ConvTranspose2dShape;
+    fn shape_of<T: Shaped>(&self, x: &T, w: &T, b: Option<&T>) -> Result<ConvTranspose2dShape> {
+        ConvTranspose2dShape::new(x.dims(), w.dims(), b.map(T::dims), self)
     }
 }
