@@ -304,13 +304,27 @@ pub enum Error {
         reason: String,
     },
 
-    /// Waiting for the GPU took longer than the engine's bound.
-    #[error("waited {waited_ms} ms for the GPU during {during} without completion (the engine's wait bound)")]
+    /// Waiting for the GPU, or for the driver to build a pipeline, took longer than the engine's
+    /// bound (`EngineOptions::wait_timeout`, or `pipeline_timeout` for a build whose fallback
+    /// kernel did not build either).
+    #[error("waited {waited_ms} ms for the GPU during {during} without completion (the engine's {bound})")]
     Timeout {
         /// What wgconv was waiting for.
         during: String,
         /// The bound in milliseconds.
         waited_ms: u128,
+        /// Which bound: `wait bound` or `pipeline-build bound`.
+        bound: &'static str,
+    },
+
+    /// A kernel's pipeline did not build on this adapter earlier (past the pipeline-build bound,
+    /// or refused by the driver), as remembered by the engine or its tuning cache.
+    #[error("the {kernel} pipeline did not build on this adapter before ({reason}); it is not built again")]
+    PipelineBuild {
+        /// The kernel's name.
+        kernel: String,
+        /// Why it failed then.
+        reason: String,
     },
 
     /// Mapping a readback buffer failed.

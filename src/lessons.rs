@@ -79,6 +79,38 @@ pub struct Worked {
     pub max_abs_diff: f32,
 }
 
+impl Worked {
+    /// The GPU's and the CPU reference's outputs under `title`, channel by channel, as the demo
+    /// prints them, and the largest difference.
+    pub fn text(&self, title: &str) -> String {
+        let mut text = format!("{title}\n");
+        let matrix = |text: &mut String, label: &str, data: &[f32], w: usize| {
+            text.push_str(&format!("  {label}\n"));
+            for row in data.chunks(w.max(1)) {
+                let cells: Vec<String> = row.iter().map(|v| format!("{v:>7.1}")).collect();
+                text.push_str(&format!("    [{} ]\n", cells.join("")));
+            }
+        };
+        let (o, w) = (self.gpu.shape()[1], self.gpu.shape()[3]);
+        let plane = self.gpu.len() / o.max(1);
+        let channels = self.gpu.data().chunks(plane.max(1));
+        for (c, (g, r)) in channels
+            .zip(self.reference.data().chunks(plane.max(1)))
+            .enumerate()
+        {
+            let suffix = if o > 1 {
+                format!(" channel {c}")
+            } else {
+                String::new()
+            };
+            matrix(&mut text, &format!("GPU{suffix}:"), g, w);
+            matrix(&mut text, &format!("CPU reference{suffix}:"), r, w);
+        }
+        text.push_str(&format!("  max |GPU - CPU| = {:e}\n", self.max_abs_diff));
+        text
+    }
+}
+
 /// `example` on `engine` and on the CPU reference.
 ///
 /// # Errors

@@ -563,6 +563,7 @@ fn adapter(backend: wgconv::wgpu::Backend) -> AdapterSummary {
         device_type: wgconv::wgpu::DeviceType::Cpu,
         driver: String::new(),
         driver_info: String::new(),
+        vendor: 0,
     }
 }
 

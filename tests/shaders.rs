@@ -90,11 +90,13 @@ fn generated_register_tiled_kernels_validate() {
 #[test]
 fn generated_weight_gradient_kernels_validate() {
     for tile_o in [4, 8] {
-        let source = grad_weight_source(tile_o);
-        assert!(
-            !source.contains("@generated body"),
-            "{tile_o}: marker left in"
-        );
-        validate(&format!("grad weight, tile {tile_o}"), &source);
+        for entries in [4, 8] {
+            let source = grad_weight_source(tile_o, entries);
+            assert!(
+                !source.contains("@generated body"),
+                "{tile_o}x{entries}: marker left in"
+            );
+            validate(&format!("grad weight, tile {tile_o}x{entries}"), &source);
+        }
     }
 }

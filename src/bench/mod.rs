@@ -82,6 +82,7 @@ mod suite_run;
 mod suites;
 mod table;
 mod timing;
+mod tune;
 
 pub use chart::{check_chart_name, write_plot_svg};
 pub use error::BenchError;
@@ -93,8 +94,11 @@ pub use run::{
     bench_layer, bench_layer_backward, geomean, BackwardResult, BenchOptions, LayerResult,
     REFERENCE_CHECK_MAX_MACS,
 };
-pub use suite_run::{engines, run_suite, EngineRun, Passes, Progress, SuiteResults};
+pub use suite_run::{
+    engines, run_suite, short_benchmark, EngineRun, Passes, Progress, SuiteResults,
+};
 pub use suites::{
     parse_suite, parse_suite_str, quick_suite, resnet_suite, suite, Layer, MAX_SUITE_BYTES,
     MAX_SUITE_NUMBER, QUICK_SUITE, RESNET_SUITE,
 };
+pub use tune::tune_layer;

@@ -19,7 +19,8 @@ impl SuiteResults {
     /// ```
     ///
     /// Every row has the layer (`name`, `n`, `c`, `h`, `w`, `k`, `r`, `s`, `stride`, `pad`),
-    /// `pass` and `flops`. A forward row (`"pass": "forward"`) adds `kernel`, `gpu_ms`,
+    /// `pass` and `flops`. A forward row (`"pass": "forward"`) adds `kernel`, `algorithm` (the
+    /// name `--algorithm` takes), `tuned` (whether the tuning cache chose the kernel), `gpu_ms`,
     /// `gpu_e2e_ms`, `cpu_ms` and `max_abs_err`; a backward row (`"pass": "backward"`, GPU
     /// kernel times, no CPU baseline) adds `bias_flops`, `backward_flops`, `grad_input_ms`,
     /// `grad_input_gflops`, `grad_weight_ms`, `grad_weight_gflops`, `grad_bias_ms`, `backward_ms`,
@@ -146,7 +147,8 @@ fn forward_json(r: &LayerResult) -> Value {
         r.n,
         "forward",
         json!({
-            "flops": r.flops, "kernel": r.kernel, "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
+            "flops": r.flops, "kernel": r.kernel, "algorithm": r.algorithm, "tuned": r.tuned,
+            "gpu_ms": r.gpu_ms, "gpu_e2e_ms": r.gpu_e2e_ms,
             "cpu_ms": r.cpu_ms, "max_abs_err": r.max_abs_err,
             "gpu_ms_min": r.gpu_ms_min, "gpu_ms_max": r.gpu_ms_max,
             "gpu_e2e_ms_min": r.gpu_e2e_ms_min, "gpu_e2e_ms_max": r.gpu_e2e_ms_max,

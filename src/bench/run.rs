@@ -4,6 +4,7 @@ use super::suites::Layer;
 use super::timing::{gpu_timed, keep, round_robin, timed, Measurement, Spread};
 use crate::error::Result;
 use crate::gpu::engine::Engine;
+use crate::gpu::plan::Algorithm;
 use crate::gpu::tensor::{GpuTensor, PackedWeights};
 use crate::spec::Conv2dParams;
 use crate::tensor::Tensor;
@@ -48,6 +49,11 @@ pub struct LayerResult {
     ///
     /// [`Kernel::name`]: crate::gpu::kernels::Kernel::name
     pub kernel: Option<String>,
+    /// The algorithm of that kernel ([`Algorithm::name`](crate::Algorithm::name)), e.g.
+    /// `register-tiled-16x8`: what `--algorithm` takes to force it.
+    pub algorithm: Option<String>,
+    /// Whether the tuning cache chose it (`wgconv tune`), when the GPU ran.
+    pub tuned: Option<bool>,
     /// FLOPs of one convolution.
     pub flops: u64,
     /// GPU time with inputs and packed weights already on the device, waiting for completion.
@@ -79,6 +85,8 @@ impl LayerResult {
             layer: layer.clone(),
             n,
             kernel: None,
+            algorithm: None,
+            tuned: None,
             flops,
             gpu_ms: None,
             gpu_ms_min: None,
@@ -146,7 +154,15 @@ pub fn bench_layer(
     let engine = engine.filter(|_| options.gpu);
     let mut resident = match engine {
         Some(e) => {
-            result.kernel = Some(e.plan(&shape)?.kernel.name());
+            let kernel = e.plan(&shape)?.kernel;
+            let algorithm = Algorithm::of_kernel(kernel);
+            result.kernel = Some(kernel.name());
+            result.algorithm = algorithm.map(Algorithm::name);
+            result.tuned = Some(
+                e.algorithm() == Algorithm::Auto
+                    && algorithm.is_some()
+                    && e.tuned_algorithm(&shape) == algorithm,
+            );
             Some(Resident {
                 x: e.upload(x)?,
                 b: e.upload(b)?,

@@ -111,17 +111,18 @@ pub enum Progress<'a> {
 }
 
 /// One engine per backend in `backends` (e.g. `[VULKAN, GL]`, to compare them in one run), or
-/// the engine [`Engine::new`] picks when `backends` is empty.
+/// the one the environment picks when `backends` is empty, each with the rest of `base` (its
+/// algorithm, tuning and bounds).
 ///
 /// # Errors
 /// As [`Engine::with_options`], for the first backend without an adapter.
-pub fn engines(backends: &[wgpu::Backends]) -> Result<Vec<Engine>> {
+pub fn engines(backends: &[wgpu::Backends], base: &EngineOptions) -> Result<Vec<Engine>> {
     if backends.is_empty() {
-        return Ok(vec![Engine::new()?]);
+        return Ok(vec![Engine::with_options(base.clone())?]);
     }
     let options = |backends| EngineOptions {
         backends: Some(backends),
-        ..Default::default()
+        ..base.clone()
     };
     backends
         .iter()
@@ -193,4 +194,21 @@ pub fn run_suite(
         passes,
         runs,
     })
+}
+
+/// The demo's short benchmark on `engine`: the first two layers of the quick suite, batch 1,
+/// median of 3, GPU and CPU baseline.
+///
+/// # Errors
+/// As [`run_suite`].
+pub fn short_benchmark(engine: &Engine) -> Result<SuiteResults> {
+    let options = BenchOptions {
+        batch: 1,
+        repeat: 3,
+        gpu: true,
+        cpu: true,
+    };
+    let layers = &super::suites::quick_suite()[..2];
+    let engines = std::slice::from_ref(engine);
+    run_suite(engines, layers, &options, Passes::Forward, |_| {})
 }

@@ -8,14 +8,15 @@ impl EngineRun {
     /// kernel and end-to-end times, GPU GFLOP/s, CPU time and GFLOP/s, speedup, largest
     /// difference) and, when the backward passes were timed, their rows under it (each pass's
     /// GPU time and GFLOP/s, and that GFLOP/s over the forward's, "vs fwd"; no CPU baseline,
-    /// "n/a"), then the geometric means of the GFLOP/s. Each time is a median followed by its
+    /// "n/a"), the forward kernel's algorithm (marked "(tuned)" when the tuning cache chose it),
+    /// then the geometric means of the GFLOP/s. Each time is a median followed by its
     /// spread `±`: half the range of its runs, as a percentage of the median. Every column is as
     /// wide as its widest cell; a value not measured is `-`. No trailing newline.
     pub fn table(&self) -> String {
         let backward = !self.backward.is_empty();
         let mut rows = vec![[
             "layer", "pass", "GFLOP", "gpu ms", "±", "GFLOP/s", "vs fwd", "gpu e2e", "±", "cpu ms",
-            "±", "GFLOP/s", "speedup", "max err",
+            "±", "GFLOP/s", "speedup", "max err", "kernel",
         ]
         .map(String::from)];
         for i in 0..self.forward.len().max(self.backward.len()) {
@@ -100,7 +101,7 @@ fn error(value: Option<f64>) -> String {
     value.map_or("-".to_string(), |e| format!("{e:.1e}"))
 }
 
-fn forward_row(f: &LayerResult) -> [String; 14] {
+fn forward_row(f: &LayerResult) -> [String; 15] {
     let gflops = f.gpu_ms.map(|m| f.gflops(m));
     [
         f.layer.name.clone(),
@@ -117,6 +118,11 @@ fn forward_row(f: &LayerResult) -> [String; 14] {
         number(f.cpu_ms.map(|m| f.gflops(m)), 1),
         number(f.speedup(), 2),
         error(f.max_abs_err),
+        match (&f.algorithm, f.tuned) {
+            (Some(a), Some(true)) => format!("{a} (tuned)"),
+            (Some(a), _) => a.clone(),
+            (None, _) => "-".into(),
+        },
     ]
 }
 
@@ -126,7 +132,7 @@ fn backward_rows(
     b: &BackwardResult,
     forward: Option<&LayerResult>,
     named: bool,
-) -> Vec<[String; 14]> {
+) -> Vec<[String; 15]> {
     let forward_gflops = forward.and_then(|f| f.gpu_ms.map(|m| f.gflops(m)));
     // A skipped reference check says so in the error column.
     let check = |which: usize| {
@@ -172,6 +178,7 @@ fn backward_rows(
             "n/a".into(),
             "-".into(),
             max_err,
+            String::new(),
         ]);
     }
     rows

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use wgconv::{cpu, io, Conv2dParams, Engine, Padding};
+use wgconv::gpu::tuning::Tuning;
+use wgconv::{cpu, io, Algorithm, Conv2dParams, Engine, EngineOptions, Padding};
 
 /// `println!` that ends the program quietly when standard output is closed (`wgconv bench |
 /// head`), where `println!` would panic.
@@ -72,6 +73,9 @@ enum Command {
     Filter(FilterArgs),
     /// Learn the lecture's edge kernel [1, -1] by gradient descent, every step on the GPU.
     TrainEdge(TrainEdgeArgs),
+    /// Find the fastest verified kernel per layer of a suite on this adapter, and keep it in the
+    /// tuning cache that `run`, `bench` and the library (with tuning on) then use.
+    Tune(TuneArgs),
     /// Write the small synthetic sample picture (128x128 PNG) to try `filter` on.
     SampleImage {
         /// Where to write it (.png or .jpg).
@@ -81,7 +85,7 @@ enum Command {
 }
 
 /// Each verb's examples, shown at the end of its `--help`.
-const EXAMPLES: [(&str, &str); 7] = [
+const EXAMPLES: [(&str, &str); 8] = [
     ("demo", "Examples:\n  wgconv demo\n  WGPU_BACKEND=gl wgconv demo"),
     ("info", "Examples:\n  wgconv info\n  WGPU_BACKEND=vulkan WGPU_ADAPTER_NAME=llvmpipe wgconv info"),
     ("run", "Example:\n  wgconv run --input x.npy --weight w.npy --bias b.npy --stride 2 --padding 1 --output y.npy"),
@@ -89,6 +93,7 @@ const EXAMPLES: [(&str, &str); 7] = [
     ("filter", "Examples:\n  wgconv sample-image --output photo.png\n  wgconv filter --input photo.png --kernel edges --output edges.png\n  wgconv filter --input photo.png --kernel-file k.npy --output out.png   (k.npy: [kh, kw] float32)"),
     ("train-edge", "Examples:\n  wgconv train-edge\n  wgconv train-edge --steps 20 --lr 0.02 --seed 7"),
     ("sample-image", "Example:\n  wgconv sample-image --output photo.png"),
+    ("tune", "Examples:\n  wgconv tune --suite quick\n  wgconv tune --suite resnet --pass both\n  WGCONV_CACHE_DIR=/tmp/cache wgconv tune   (the cache's folder; `wgconv info` shows it)"),
 ];
 
 /// The command line, each verb's `--help` ending with its [`EXAMPLES`]; a bad one exits 2.
@@ -107,20 +112,11 @@ struct TrainEdgeArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     steps: u64,
     /// Learning rate (the lecture: 3e-2).
-    #[arg(long, default_value_t = 3e-2, value_parser = finite_f32)]
+    #[arg(long, default_value_t = 3e-2, value_parser = wgconv::spec::parse_finite_f32)]
     lr: f32,
     /// Seed of the kernel's random initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-}
-
-/// A finite f32 (clap value parser).
-fn finite_f32(text: &str) -> Result<f32, String> {
-    match text.parse::<f32>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        Ok(v) => Err(format!("'{text}' is {v}, not a finite number")),
-        Err(e) => Err(format!("'{text}' is not a number: {e}")),
-    }
 }
 
 #[derive(clap::Args)]
@@ -173,6 +169,23 @@ struct RunArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Device::Gpu)]
     device: Device,
+    /// Force a GPU kernel by name (`wgconv info` lists them; default: the tuned or planned one).
+    #[arg(long, default_value = "auto")]
+    algorithm: Algorithm,
+}
+
+#[derive(clap::Args)]
+struct TuneArgs {
+    /// Which layers: `resnet`, `quick`, or a suite file (as for `bench`).
+    #[arg(long, default_value = "resnet")]
+    suite: String,
+    /// Batch size N (at least 1).
+    #[arg(long, default_value = "1", value_parser = wgconv::spec::parse_positive)]
+    batch: usize,
+    /// Which passes to tune: the forward convolution, the backward kernels (weight gradient, and
+    /// the forward form of the input gradient), or both.
+    #[arg(long, value_enum, default_value_t = BenchPass::Forward)]
+    pass: BenchPass,
 }
 
 #[derive(clap::Args)]
@@ -181,11 +194,11 @@ struct BenchArgs {
     #[arg(long, default_value = "resnet")]
     suite: String,
     /// Batch size N (at least 1).
-    #[arg(long, default_value = "1", value_parser = parse_positive)]
+    #[arg(long, default_value = "1", value_parser = wgconv::spec::parse_positive)]
     batch: usize,
     /// Timed repetitions per measurement (at least 1), interleaved; the median is reported, with
     /// the spread (the JSON and CSV add the fastest and slowest runs).
-    #[arg(long, default_value = "5", value_parser = parse_positive)]
+    #[arg(long, default_value = "5", value_parser = wgconv::spec::parse_positive)]
     repeat: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
@@ -206,6 +219,9 @@ struct BenchArgs {
     /// gradients; GPU kernel time, checked against the CPU reference, no CPU baseline), or both.
     #[arg(long, value_enum, default_value_t = BenchPass::Forward)]
     pass: BenchPass,
+    /// Force a GPU kernel by name (`wgconv info` lists them; default: the tuned or planned one).
+    #[arg(long, default_value = "auto")]
+    algorithm: Algorithm,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -236,15 +252,6 @@ enum Device {
     Cpu,
 }
 
-/// A count that must be at least 1 (`--batch`, `--repeat`): a zero batch or no timed run would
-/// make the table meaningless, so they are refused rather than quietly changed.
-fn parse_positive(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(v) if v > 0 => Ok(v),
-        _ => Err(format!("'{s}' is not a positive integer")),
-    }
-}
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles::egl=off"),
@@ -261,6 +268,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => finish(bench(&args)),
         Command::Filter(args) => finish(filter(&args)),
         Command::TrainEdge(args) => finish(train_edge(&args)),
+        Command::Tune(args) => finish(tune(&args)),
         Command::SampleImage { output } => finish(
             wgconv::filter::write_image(&output, &wgconv::filter::sample_image())
                 .map(|()| note!("wrote {}", shown(&output))),
@@ -286,18 +294,52 @@ fn info() -> wgconv::Result<()> {
     for a in &adapters {
         say!("  {a}");
     }
-    let engine = Engine::new()?;
-    say!("wgconv would use: {}", engine.adapter());
-    let l = engine.limits();
     say!(
-        "  limits: max_storage_buffer_binding_size {} B, max_buffer_size {} B, max workgroups per dimension {}",
-        l.max_binding, l.max_buffer, l.max_workgroups_per_dim
+        "wgconv would use the {}",
+        engine(Algorithm::Auto)?.describe()
     );
-    match l.subgroup_size {
-        Some(size) => say!("  subgroups: {size} invocations"),
-        None => say!("  subgroups: not available"),
+    Ok(())
+}
+
+/// The engine of the CLI's verbs: the environment's adapter, `algorithm`, and the tuning cache
+/// (unless `WGCONV_TUNING=off`).
+fn engine(algorithm: Algorithm) -> wgconv::Result<Engine> {
+    Engine::with_options(engine_options(algorithm))
+}
+
+fn engine_options(algorithm: Algorithm) -> EngineOptions {
+    let tuning = Tuning::from_env();
+    EngineOptions {
+        algorithm,
+        tuning,
+        ..EngineOptions::default()
+    }
+}
+
+fn tune(args: &TuneArgs) -> Result<(), wgconv::bench::BenchError> {
+    let layers = wgconv::bench::suite(&args.suite)?;
+    let engine = engine(Algorithm::Auto)?;
+    let cache = engine
+        .tuning_cache()
+        .path()
+        .map(|p| p.display().to_string());
+    let cache = cache.unwrap_or("none (tuning is off): nothing is kept".into());
+    say!("tuning on {}; cache: {cache}\n", engine.adapter());
+    for layer in &layers {
+        for report in wgconv::bench::tune_layer(&engine, layer, args.batch, passes(args.pass))? {
+            say!("{}: {report}", layer.name);
+        }
     }
     Ok(())
+}
+
+fn passes(pass: BenchPass) -> wgconv::bench::Passes {
+    use wgconv::bench::Passes;
+    match pass {
+        BenchPass::Forward => Passes::Forward,
+        BenchPass::Backward => Passes::Backward,
+        BenchPass::Both => Passes::Both,
+    }
 }
 
 fn run(args: &RunArgs) -> wgconv::Result<()> {
@@ -312,7 +354,7 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
         .with_dilation(args.dilation)
         .with_groups(args.groups);
     let output = match args.device {
-        Device::Gpu => Engine::new()?.conv2d(&input, &weight, bias.as_ref(), &params)?,
+        Device::Gpu => engine(args.algorithm)?.conv2d(&input, &weight, bias.as_ref(), &params)?,
         Device::Cpu => cpu::reference::conv2d(&input, &weight, bias.as_ref(), &params)?,
     };
     io::write_npy(&args.output, &output)?;
@@ -325,7 +367,7 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
 }
 
 fn train_edge(args: &TrainEdgeArgs) -> wgconv::Result<()> {
-    let engine = Engine::new()?;
+    let engine = engine(Algorithm::Auto)?;
     say!(
         "learning the edge kernel [1, -1] from X and Y = corr2d(X, [1, -1]) on {}",
         engine.adapter()
@@ -360,7 +402,7 @@ fn filter(args: &FilterArgs) -> wgconv::Result<()> {
     wgconv::filter::output_format(&args.output)?;
     wgconv::atomic::check_writable(&args.output)?;
     let image = read_image(&args.input)?;
-    let engine = Engine::new()?;
+    let engine = engine(Algorithm::Auto)?;
     let out = apply(&engine, &image, &choice)?;
     write_image(&args.output, &out)?;
     note!(
@@ -374,12 +416,8 @@ fn filter(args: &FilterArgs) -> wgconv::Result<()> {
 }
 
 fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
-    use wgconv::bench::{self, BenchOptions, Passes, Progress};
-    let passes = match args.pass {
-        BenchPass::Forward => Passes::Forward,
-        BenchPass::Backward => Passes::Backward,
-        BenchPass::Both => Passes::Both,
-    };
+    use wgconv::bench::{self, BenchOptions, Progress};
+    let passes = passes(args.pass);
     // The backward passes have no CPU baseline and no chart: refuse those combinations up front.
     let usage = |message: &str| -> ! {
         use clap::CommandFactory as _;
@@ -408,7 +446,7 @@ fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
     };
     // One engine per requested backend (none when only the CPU is timed).
     let engines = if options.gpu {
-        bench::engines(&args.backend)?
+        bench::engines(&args.backend, &engine_options(args.algorithm))?
     } else {
         Vec::new()
     };
@@ -430,40 +468,13 @@ fn bench(args: &BenchArgs) -> Result<(), wgconv::bench::BenchError> {
     outputs.write(&results, |path| note!("wrote {}", shown(path)))
 }
 
-fn print_matrix(label: &str, data: &[f32], w: usize) {
-    say!("  {label}");
-    for row in data.chunks(w) {
-        let cells: Vec<String> = row.iter().map(|v| format!("{v:>7.1}")).collect();
-        say!("    [{} ]", cells.join(""));
-    }
-}
-
-/// Prints a worked example's GPU and CPU-reference outputs, channel by channel.
-fn print_worked(title: &str, worked: &wgconv::lessons::Worked) {
-    say!("{title}");
-    let (gpu, cpu) = (&worked.gpu, &worked.reference);
-    let (o, w) = (gpu.shape()[1], gpu.shape()[3]);
-    let plane = gpu.len() / o.max(1);
-    let channels = gpu.data().chunks(plane).zip(cpu.data().chunks(plane));
-    for (c, (g, r)) in channels.enumerate() {
-        let suffix = if o > 1 {
-            format!(" channel {c}")
-        } else {
-            String::new()
-        };
-        print_matrix(&format!("GPU{suffix}:"), g, w);
-        print_matrix(&format!("CPU reference{suffix}:"), r, w);
-    }
-    say!("  max |GPU - CPU| = {:e}\n", worked.max_abs_diff);
-}
-
 fn demo() -> wgconv::Result<()> {
     use wgconv::lessons;
-    let engine = Engine::new()?;
+    let engine = engine(Algorithm::Auto)?;
     say!("wgconv: the convolution lecture on {}\n", engine.adapter());
     for example in lessons::examples()? {
         let worked = lessons::work(&engine, &example)?;
-        print_worked(example.title, &worked);
+        say!("{}", worked.text(example.title));
         if example.kernel.shape()[2..] == [1, 1] {
             let same = lessons::equals_matrix_product(&example, &worked.gpu)?;
             say!("  equals the matrix product K[2x3] . X[3x9]: {same}\n");
@@ -476,17 +487,7 @@ fn demo() -> wgconv::Result<()> {
     }
     // A short benchmark: two small layers, GPU against the fair CPU baseline.
     say!("\nA short benchmark (median of 3; the CPU side is im2col + gemm on all cores):");
-    use wgconv::bench::{self, BenchOptions, Passes};
-    let options = BenchOptions {
-        batch: 1,
-        repeat: 3,
-        gpu: true,
-        cpu: true,
-    };
-    let layers = &bench::quick_suite()[..2];
-    let engines = std::slice::from_ref(&engine);
-    let results = bench::run_suite(engines, layers, &options, Passes::Forward, |_| {})?;
-    for run in &results.runs {
+    for run in &wgconv::bench::short_benchmark(&engine)?.runs {
         say!("{}", run.table());
     }
     say!("\nComputed on {}.", engine.adapter());

@@ -10,17 +10,18 @@
 //!
 //! The two sums run as split reductions (see [`plan::backward`]): chunks of output rows in
 //! parallel (the weight gradient register-tiled, 8 output channels (4 when groups have fewer) x
-//! 8 weight entries per invocation), then the chunks added in order by a second kernel. Every
+//! 8 weight entries per invocation, or what the profile or the tuner says), then the chunks added in order by a second kernel. Every
 //! value is written by one invocation: no atomics, and the results do not depend on scheduling.
 
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::gpu::codegen::GRAD_WEIGHT_ENTRIES;
 use crate::gpu::engine::Engine;
 use crate::gpu::kernels::{ConvUniforms, Kernel};
+use crate::gpu::pipelines::is_build_failure;
 use crate::gpu::plan::{self, backward::check_indexing, backward::chunking};
 use crate::gpu::tensor::GpuTensor;
+use crate::gpu::tuning::Op;
 use crate::spec::{Conv2dParams, Conv2dShape, ConvTranspose2dShape};
 
 /// The gradients of a convolution's loss ([`Engine::conv2d_backward`]).
@@ -159,17 +160,62 @@ impl Engine {
         if shape.output_len() > 0 {
             check_indexing(&ConvTranspose2dShape::input_gradient_of(&shape))?;
         }
-        // Tiles of 8 (or, for fewer channels per group, 4) output channels x 8 weight entries.
+        let kernel = self.grad_weight_kernel(&shape);
+        match self.grad_weight_with(kernel, &shape, input, grad_output) {
+            Err(e) if is_build_failure(&e) && kernel != Kernel::GradWeight(4, 4) => {
+                log::warn!("wgconv: {e}; the weight gradient falls back to 4x4 tiles");
+                self.grad_weight_with(Kernel::GradWeight(4, 4), &shape, input, grad_output)
+            }
+            result => result,
+        }
+    }
+
+    /// The weight-gradient kernel for `shape`: the tuned one for its class, else the profile's.
+    pub(crate) fn grad_weight_kernel(&self, shape: &Conv2dShape) -> Kernel {
+        self.tuned(Op::GradWeight, shape)
+            .and_then(|choice| parse_grad_weight(&choice))
+            .unwrap_or_else(|| self.default_grad_weight_kernel(shape))
+    }
+
+    /// The weight-gradient kernel the profile gives `shape`, untuned: tiles of 8 (or, for fewer
+    /// channels per group, 4) output channels x 8 weight entries, within the profile.
+    pub(crate) fn default_grad_weight_kernel(&self, shape: &Conv2dShape) -> Kernel {
+        let profile = self.profile();
+        let tile_o = if shape.out_channels_per_group() >= 8 {
+            8
+        } else {
+            4
+        };
+        // Each weight entry is a masked load of the input.
+        Kernel::GradWeight(
+            tile_o.min(profile.max_grad_weight_tile),
+            if profile.max_masked_loads >= 8 { 8 } else { 4 },
+        )
+    }
+
+    /// The weight gradient of `shape` with the weight-gradient `kernel`.
+    pub(crate) fn grad_weight_with(
+        &self,
+        kernel: Kernel,
+        shape: &Conv2dShape,
+        input: &GpuTensor,
+        grad_output: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        let Kernel::GradWeight(tile_o, entries) = kernel else {
+            return Err(Error::UnsupportedAlgorithm {
+                algorithm: "weight gradient",
+                reason: format!("{} is not a weight-gradient kernel", kernel.name()),
+            });
+        };
         let og = shape.out_channels_per_group();
-        let tile_o = if og >= 8 { 8 } else { 4 };
         let tiles = shape.groups
-            * og.div_ceil(tile_o)
-            * shape.reduction_len().div_ceil(GRAD_WEIGHT_ENTRIES as usize);
+            * og.div_ceil(tile_o as usize)
+            * shape.reduction_len().div_ceil(entries as usize);
         let rows = shape.batch * shape.out_h;
         let (chunks, chunk_len) = chunking(rows, tiles, self.limits().cpu_adapter);
         self.split_reduction(
-            Kernel::GradWeight(tile_o as u32),
-            &shape,
+            kernel,
+            shape,
             &shape.weight_shape(),
             (chunks, chunk_len, rows, chunks * tiles),
             &[input.buffer(), grad_output.buffer()],
@@ -312,4 +358,14 @@ impl Engine {
             },
         })
     }
+}
+
+/// The weight-gradient kernel a tuning-cache choice names (`conv2d_grad_weight_8x4`).
+pub(crate) fn parse_grad_weight(choice: &str) -> Option<Kernel> {
+    let (tile_o, entries) = choice
+        .strip_prefix("conv2d_grad_weight_")?
+        .split_once('x')?;
+    let (tile_o, entries) = (tile_o.parse().ok()?, entries.parse().ok()?);
+    ([4, 8].contains(&tile_o) && [4, 8].contains(&entries))
+        .then_some(Kernel::GradWeight(tile_o, entries))
 }

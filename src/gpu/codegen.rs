@@ -204,24 +204,20 @@ fn mac(b: &mut String, s: &RegTileSpec, indent: &str) {
     }
 }
 
-/// Weight entries `(ci, i, j)` per invocation of the weight-gradient kernel.
-/// Twin: the 8 entries `t0`..`t7` written by [`grad_weight_source`].
-pub const GRAD_WEIGHT_ENTRIES: u32 = 8;
-
 /// The weight-gradient shader (shaders/conv2d_grad_weight.wgsl) with a tile of `tile_o` output
-/// channels (a multiple of 4) x [`GRAD_WEIGHT_ENTRIES`] weight entries written out: per step,
-/// `tile_o` gradient loads and 8 input loads feed `tile_o * 8` multiply-adds in vec4s.
-pub fn grad_weight_source(tile_o: u32) -> String {
+/// channels (a multiple of 4) x `entries` weight entries `(ci, i, j)` written out: per step,
+/// `tile_o` gradient loads and `entries` input loads feed `tile_o * entries` multiply-adds in vec4s.
+pub fn grad_weight_source(tile_o: u32, entries: u32) -> String {
     let template = include_str!("../../shaders/conv2d_grad_weight.wgsl");
-    with_params(&template.replacen(MARKER, &grad_weight_body(tile_o), 1))
+    with_params(&template.replacen(MARKER, &grad_weight_body(tile_o, entries), 1))
 }
 
-fn grad_weight_body(tile_o: u32) -> String {
+fn grad_weight_body(tile_o: u32, entries: u32) -> String {
     let mut b = String::new();
     macro_rules! w {
         ($($arg:tt)*) => { let _ = writeln!(b, $($arg)*); };
     }
-    let (to, te, vecs) = (tile_o, GRAD_WEIGHT_ENTRIES, tile_o / 4);
+    let (to, te, vecs) = (tile_o, entries, tile_o / 4);
     w!("    // Generated: {to} output channels x {te} weight entries per invocation.");
     w!("    let idx = gid.x + gid.y * params.row_stride;");
     w!("    if idx >= params.work_items {{");

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::gpu::plan::{Algorithm, PlanLimits};
+use crate::gpu::profile::DriverFamily;
+use crate::gpu::tuning::Tuning;
 
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -37,6 +39,11 @@ pub struct EngineOptions {
     pub limits: Option<wgpu::Limits>,
     /// Algorithm for every convolution of this engine (`Auto` chooses per shape and adapter).
     pub algorithm: Algorithm,
+    /// Longest wait for one pipeline (shader) build; past it the planner falls back to a simpler
+    /// kernel for the shape, and the kernel is not built again on this engine.
+    pub pipeline_timeout: Duration,
+    /// Whether `Auto` uses the kernels `wgconv tune` chose, remembered on disk.
+    pub tuning: Tuning,
 }
 
 impl Default for EngineOptions {
@@ -48,6 +55,8 @@ impl Default for EngineOptions {
             wait_timeout: Duration::from_secs(120),
             limits: None,
             algorithm: Algorithm::Auto,
+            pipeline_timeout: Duration::from_secs(60),
+            tuning: Tuning::Off,
         }
     }
 }
@@ -65,6 +74,15 @@ pub struct AdapterSummary {
     pub driver: String,
     /// Driver version details.
     pub driver_info: String,
+    /// PCI vendor id (or a Khronos vendor id for software drivers).
+    pub vendor: u32,
+}
+
+impl AdapterSummary {
+    /// The driver family the planner's profile is chosen by.
+    pub fn family(&self) -> DriverFamily {
+        DriverFamily::detect(&self.name, &self.driver, self.vendor)
+    }
 }
 
 impl From<wgpu::AdapterInfo> for AdapterSummary {
@@ -75,6 +93,7 @@ impl From<wgpu::AdapterInfo> for AdapterSummary {
             device_type: info.device_type,
             driver: info.driver,
             driver_info: info.driver_info,
+            vendor: info.vendor,
         }
     }
 }
@@ -147,6 +166,7 @@ pub(crate) struct Device {
     limits: PlanLimits,
     lost: Arc<Mutex<Option<String>>>,
     wait_timeout: Duration,
+    pipeline_timeout: Duration,
     // On OpenGL, wgpu-hal holds one context lock per call and panics when another thread waits
     // for it longer than a few seconds (a long kernel, a large shader compile). wgconv takes this
     // lock first, so threads queue here, without a deadline, instead.
@@ -219,7 +239,7 @@ impl Device {
             log::error!("wgconv: uncaptured wgpu error: {e}")
         }));
 
-        let mut limits = PlanLimits::new(&device.limits(), summary.device_type);
+        let mut limits = PlanLimits::new(&device.limits(), summary.device_type, summary.family());
         limits.subgroup_size = subgroup_size;
         let gl_serial = (summary.backend == wgpu::Backend::Gl).then(|| Arc::new(Mutex::new(())));
         Ok(Device {
@@ -231,6 +251,7 @@ impl Device {
             limits,
             lost,
             wait_timeout: options.wait_timeout,
+            pipeline_timeout: options.pipeline_timeout,
             gl_serial,
         })
     }
@@ -255,6 +276,11 @@ impl Device {
 
     pub(crate) fn wait_timeout(&self) -> Duration {
         self.wait_timeout
+    }
+
+    /// The bound on one pipeline build.
+    pub(crate) fn pipeline_timeout(&self) -> Duration {
+        self.pipeline_timeout
     }
 
     /// Serializes device access on OpenGL (see `gl_serial`); a no-op elsewhere.
@@ -409,6 +435,7 @@ impl Device {
                         return Err(Error::Timeout {
                             during: "mapping a readback buffer".into(),
                             waited_ms: self.wait_timeout.as_millis(),
+                            bound: "wait bound",
                         });
                     }
                     let _serial = self.serial();
@@ -466,6 +493,7 @@ impl Device {
             Err(wgpu::PollError::Timeout) => Err(Error::Timeout {
                 during: during.to_string(),
                 waited_ms: self.wait_timeout.as_millis(),
+                bound: "wait bound",
             }),
             Err(e) => Err(Error::Readback {
                 message: e.to_string(),

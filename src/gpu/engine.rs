@@ -7,13 +7,18 @@
 //! `Wait::Block`, which polls on the caller's thread within the engine's wait bound.
 
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::gpu::device::{AdapterSummary, Device, EngineOptions, Wait};
-use crate::gpu::pipelines::PipelineCache;
+use crate::gpu::kernels::Kernel;
+use crate::gpu::pipelines::{is_build_failure, PipelineCache};
 use crate::gpu::plan::{self, Algorithm, Plan, PlanLimits};
+use crate::gpu::profile::Profile;
 use crate::gpu::tensor::GpuTensor;
+use crate::gpu::tuning::{AdapterKey, Op, ShapeClass, Tuning, TuningCache, Winner};
+use crate::spec::Conv2dShape;
 use crate::tensor::Tensor;
 
 /// Defines an operation's blocking call and its async twin from its one implementation: either
@@ -62,9 +67,12 @@ pub(crate) use blocking_and_async;
 /// `Engine` is `Send + Sync`: share it between threads with `Arc`. Tensors it creates
 /// ([`GpuTensor`]) can only be used with it.
 pub struct Engine {
-    device: Device,
+    // Shared with pipeline builds on worker threads.
+    device: Arc<Device>,
     pipelines: PipelineCache,
     algorithm: Algorithm,
+    // The tuned kernels and remembered build failures of this adapter (empty with tuning off).
+    tuning: RwLock<TuningCache>,
     // Bound in place of the bias when there is none (the shader skips it).
     no_bias: wgpu::Buffer,
 }
@@ -108,7 +116,7 @@ impl Engine {
     /// # Errors
     /// As [`Engine::new`].
     pub async fn with_options_async(options: EngineOptions) -> Result<Self> {
-        let device = Device::open(&options).await?;
+        let device = Arc::new(Device::open(&options).await?);
         let pipelines = PipelineCache::new(device.wgpu());
         let no_bias = device.wgpu().create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgconv no-bias"),
@@ -116,10 +124,15 @@ impl Engine {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let tuning = match &options.tuning {
+            Tuning::Off => TuningCache::default(),
+            Tuning::Cached(dir) => TuningCache::load(dir, adapter_key(device.adapter())),
+        };
         Ok(Engine {
             device,
             pipelines,
             algorithm: options.algorithm,
+            tuning: RwLock::new(tuning),
             no_bias,
         })
     }
@@ -175,10 +188,86 @@ impl Engine {
         }
     }
 
-    /// The pipeline of `plan`'s kernel, built on first use.
+    /// The planner's starting point on this adapter (see [`Profile`]).
+    pub fn profile(&self) -> Profile {
+        self.limits().profile
+    }
+
+    /// The tuning cache this engine reads: its adapter's winners and remembered build failures
+    /// (empty with [`Tuning::Off`]).
+    pub fn tuning_cache(&self) -> TuningCache {
+        self.tuning
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The tuned choice for `op` on problems of `shape`'s class, if the cache has one.
+    pub(crate) fn tuned(&self, op: Op, shape: &Conv2dShape) -> Option<String> {
+        let class = ShapeClass::of(shape);
+        let cache = self.tuning.read().unwrap_or_else(PoisonError::into_inner);
+        cache.winner(op, &class).map(|w| w.choice.clone())
+    }
+
+    /// The algorithm `Auto` runs for `shape` when the cache has a winner for its class.
+    pub fn tuned_algorithm(&self, shape: &Conv2dShape) -> Option<Algorithm> {
+        self.tuned(Op::Forward, shape)?.parse().ok()
+    }
+
+    /// Records a tuned winner in the cache (memory, and disk unless tuning is off).
+    pub(crate) fn record_winner(&self, winner: Winner) {
+        let mut cache = self.tuning.write().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = cache.record_winner(winner) {
+            log::warn!("wgconv: could not save the tuning cache: {e}");
+        }
+    }
+
+    /// The pipeline of `plan`'s kernel, built on first use within the engine's build bound. A
+    /// kernel that failed to build before (on this engine, or on this adapter as the tuning cache
+    /// remembers) fails at once; a new failure is remembered in the cache.
+    ///
+    /// # Errors
+    /// As `PipelineCache::get`, and [`Error::PipelineBuild`] for a remembered failure.
     pub(crate) fn pipeline(&self, plan: &Plan) -> Result<wgpu::ComputePipeline> {
-        self.pipelines
-            .get(&self.device, plan.kernel, plan.workgroup_size)
+        let name = plan.kernel.name();
+        if let Some((_, why)) = self
+            .tuning
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failures()
+            .iter()
+            .find(|(kernel, _)| *kernel == name)
+        {
+            return Err(Error::PipelineBuild {
+                kernel: name,
+                reason: why.clone(),
+            });
+        }
+        let built = self.pipelines.get(
+            &self.device,
+            plan.kernel,
+            plan.workgroup_size,
+            self.device.pipeline_timeout(),
+        );
+        if let Err(e) = &built {
+            if is_build_failure(e) {
+                self.remember_failure(plan.kernel, e);
+            }
+        }
+        built
+    }
+
+    /// Whether `kernel` is remembered as not building on this adapter.
+    pub(crate) fn has_failed(&self, kernel: Kernel) -> bool {
+        let cache = self.tuning.read().unwrap_or_else(PoisonError::into_inner);
+        cache.has_failed(&kernel.name())
+    }
+
+    fn remember_failure(&self, kernel: Kernel, e: &Error) {
+        let mut cache = self.tuning.write().unwrap_or_else(PoisonError::into_inner);
+        if let Err(io) = cache.record_failure(&kernel.name(), &e.to_string()) {
+            log::warn!("wgconv: could not save the tuning cache: {io}");
+        }
     }
 
     /// Records one dispatch of `plan` with the storage `buffers` its kernel's family binds.
@@ -335,4 +424,14 @@ pub(crate) fn copy(
     for r in runs {
         encoder.copy_buffer_to_buffer(from, bytes(r.src), to, bytes(r.dst), bytes(r.len));
     }
+}
+
+/// The tuning cache's key for `adapter`.
+fn adapter_key(adapter: &AdapterSummary) -> AdapterKey {
+    AdapterKey::new(
+        &adapter.name,
+        &format!("{:?}", adapter.backend),
+        &adapter.driver,
+        &adapter.driver_info,
+    )
 }

@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::device::Wait;
 use crate::gpu::engine::{blocking_and_async, copy, Engine};
+use crate::gpu::pipelines::is_build_failure;
 use crate::gpu::plan::{self, Algorithm, ConvDispatch, Execution, Plan, Split};
 use crate::gpu::tensor::{GpuTensor, PackedWeights};
 use crate::memory::try_vec;
@@ -111,7 +112,7 @@ impl Engine {
         bias: Option<&Tensor>,
         wait: Wait,
     ) -> Result<Tensor> {
-        let execution = plan::execution(shape, &self.limits(), self.algorithm(), false)?;
+        let execution = self.forward_execution(shape, self.algorithm(), false)?;
         if matches!(execution, Execution::Empty) {
             return Tensor::new(shape.output_shape(), Vec::new());
         }
@@ -231,12 +232,19 @@ impl Engine {
         })
     }
 
-    /// The plan this engine makes for `shape` (which kernel, which tiles).
+    /// The plan this engine makes for `shape` (which kernel, which tiles): the tuned or planned
+    /// kernel, or the direct one where that did not build.
     ///
     /// # Errors
     /// As [`plan::plan`].
     pub fn plan(&self, shape: &Conv2dShape) -> Result<Plan> {
-        plan::plan(shape, &self.limits(), self.algorithm())
+        let algorithm = self.chosen_algorithm(shape, self.algorithm());
+        let chosen = plan::plan(shape, &self.limits(), algorithm)?;
+        // A kernel remembered as not building falls back to the direct one (as a call would).
+        if self.algorithm() == Algorithm::Auto && self.has_failed(chosen.kernel) {
+            return plan::plan(shape, &self.limits(), Algorithm::Direct);
+        }
+        Ok(chosen)
     }
 
     /// Whether this engine runs `shape` in one dispatch (`None`) or split into pieces that fit
@@ -284,8 +292,59 @@ impl Engine {
         algorithm: Algorithm,
     ) -> Result<()> {
         let packed = weights.packed().is_some();
-        let execution = plan::execution(shape, &self.limits(), algorithm, packed)?;
+        let execution = self.forward_execution(shape, algorithm, packed)?;
         self.record_execution(shape, &execution, input, weights, bias, output)
+    }
+
+    /// The algorithm a call with `algorithm` runs for `shape`: a forced one as it is; for `Auto`,
+    /// the tuned winner of the shape's class when the cache has one that covers the shape.
+    fn chosen_algorithm(&self, shape: &Conv2dShape, algorithm: Algorithm) -> Algorithm {
+        if algorithm != Algorithm::Auto {
+            return algorithm;
+        }
+        self.tuned_algorithm(shape)
+            .filter(|&tuned| plan::plan(shape, &self.limits(), tuned).is_ok())
+            .unwrap_or(Algorithm::Auto)
+    }
+
+    /// Plans `shape` (see [`Engine::chosen_algorithm`]) and builds the pipelines of the plan, so
+    /// that nothing is recorded before every kernel is ready. When a kernel the engine chose does
+    /// not build (past the pipeline-build bound, or refused by the driver), the shape falls back
+    /// to the direct kernel, and the failure is logged and remembered; a forced algorithm's
+    /// failure is the caller's error.
+    ///
+    /// # Errors
+    /// The plan's errors; the build error when the kernel was forced or the direct kernel does
+    /// not build either ([`Error::Timeout`] past the bound).
+    fn forward_execution(
+        &self,
+        shape: &Conv2dShape,
+        algorithm: Algorithm,
+        have_packed: bool,
+    ) -> Result<Execution> {
+        let chosen = self.chosen_algorithm(shape, algorithm);
+        let execution = plan::execution(shape, &self.limits(), chosen, have_packed)?;
+        match self.build_pipelines(&execution) {
+            Err(e) if algorithm == Algorithm::Auto && is_build_failure(&e) => {
+                log::warn!("wgconv: {e}; {shape:?} falls back to the direct kernel");
+                let direct = plan::execution(shape, &self.limits(), Algorithm::Direct, false)?;
+                self.build_pipelines(&direct)?;
+                Ok(direct)
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(execution),
+        }
+    }
+
+    /// Builds (or finds in the cache) every pipeline `execution` dispatches.
+    fn build_pipelines(&self, execution: &Execution) -> Result<()> {
+        match execution {
+            Execution::Empty => Ok(()),
+            Execution::Whole(dispatch) => self.pipelines_of(dispatch).map(drop),
+            Execution::Split { pieces, .. } => pieces
+                .iter()
+                .try_for_each(|(_, dispatch)| self.pipelines_of(dispatch).map(drop)),
+        }
     }
 
     /// Records and submits a planned forward convolution of `shape`.

@@ -23,8 +23,8 @@ pub enum Kernel {
     /// A convolution's input gradient (the transposed convolution) by gathering.
     GradInput,
     /// Partial sums of a convolution's weight gradient over chunks of output rows, with a tile
-    /// of this many output channels (4 or 8) per invocation.
-    GradWeight(u32),
+    /// of `.0` output channels (4 or 8) x `.1` weight entries (4 or 8) per invocation.
+    GradWeight(u32, u32),
     /// Partial sums of a convolution's bias gradient over chunks of output rows.
     GradBias,
     /// Adds the chunks of a split reduction, in order.
@@ -39,6 +39,22 @@ pub enum Kernel {
     SgdStep,
     /// Zeros between a tensor's values (a strided input gradient as a stride-1 one).
     ZeroUpsample,
+    /// A caller's forward convolution kernel (see [`CustomKernel`]).
+    Custom(CustomKernel),
+}
+
+/// A forward convolution kernel written by the caller, to try beside wgconv's own through the
+/// tuner (which checks its output before timing it): WGSL with the direct kernel's bindings and
+/// dispatch (shaders/conv2d_direct.wgsl: `input`, `weight` (OIHW), `bias`, `output` at bindings
+/// 0-3, `params: Params` at 4, one invocation per output element over a flattened grid, an
+/// `override WORKGROUP_SIZE`, entry point `main`), without the `Params` struct, which is
+/// prepended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CustomKernel {
+    /// Its name in reports (`custom:NAME`).
+    pub name: &'static str,
+    /// Its WGSL text.
+    pub source: &'static str,
 }
 
 /// The storage buffers a family of kernels binds, in binding order; the uniform block is always
@@ -141,7 +157,8 @@ impl Kernel {
     pub fn source(self) -> Cow<'static, str> {
         match self {
             Kernel::RegisterTiled(spec) => Cow::Owned(regtile_source(&spec)),
-            Kernel::GradWeight(tile_o) => Cow::Owned(grad_weight_source(tile_o)),
+            Kernel::GradWeight(tile_o, entries) => Cow::Owned(grad_weight_source(tile_o, entries)),
+            Kernel::Custom(custom) => Cow::Owned(with_params(custom.source)),
             other => Cow::Owned(with_params(file(other.file_name()))),
         }
     }
@@ -155,19 +172,20 @@ impl Kernel {
             Kernel::SharedTiled => "conv2d_igemm_tiled",
             Kernel::PackWeights => "pack_weights",
             Kernel::GradInput => "conv2d_grad_input",
-            Kernel::GradWeight(_) => "conv2d_grad_weight",
+            Kernel::GradWeight(..) => "conv2d_grad_weight",
             Kernel::GradBias => "conv2d_grad_bias",
             Kernel::ReducePartials => "reduce_partials",
             Kernel::FlipWeights => "flip_weights",
             Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => "squared_error",
             Kernel::SgdStep => "sgd_step",
             Kernel::ZeroUpsample => "zero_upsample",
+            Kernel::Custom(custom) => custom.name,
         }
     }
 
     /// A stable name for reports and logs: the shader file, then the specialization, e.g.
     /// `conv2d_igemm_regtile_8x4_padded` (tile `TM`x`TN`, `_c3` for 3 unrolled channels,
-    /// `_sg32` for subgroup broadcasts) or `conv2d_grad_weight_8`.
+    /// `_sg32` for subgroup broadcasts) or `conv2d_grad_weight_8x8` (channels x weight entries).
     pub fn name(self) -> String {
         match self {
             Kernel::RegisterTiled(s) => {
@@ -183,9 +201,12 @@ impl Kernel {
                 }
                 name
             }
-            Kernel::GradWeight(tile_o) => format!("{}_{tile_o}", self.file_name()),
+            Kernel::GradWeight(tile_o, entries) => {
+                format!("{}_{tile_o}x{entries}", self.file_name())
+            }
             Kernel::SquaredErrorGrad => "squared_error_grad".into(),
             Kernel::SquaredErrorSum => "squared_error_sum".into(),
+            Kernel::Custom(custom) => format!("custom:{}", custom.name),
             other => other.file_name().into(),
         }
     }
@@ -206,8 +227,9 @@ impl Kernel {
             | Kernel::Pointwise
             | Kernel::RegisterTiled(_)
             | Kernel::SharedTiled
-            | Kernel::GradInput => Bindings::Conv,
-            Kernel::GradWeight(_) | Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => {
+            | Kernel::GradInput
+            | Kernel::Custom(_) => Bindings::Conv,
+            Kernel::GradWeight(..) | Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => {
                 Bindings::Binary
             }
             Kernel::PackWeights

@@ -1,14 +1,16 @@
 //! The pipeline cache and the bind group layouts, one per family of kernels ([`Bindings`]).
 //!
 //! As candle-metal-kernels: pipelines keyed by (kernel with its specialization, workgroup size),
-//! checked under a read lock, built under the write lock.
+//! checked under a read lock, built under the write lock; each build runs on a worker thread
+//! within the engine's pipeline-build bound.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use wgpu::util::DeviceExt;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::device::Device;
 use crate::gpu::kernels::{Bindings, Kernel};
 use crate::gpu::plan::Plan;
@@ -17,7 +19,9 @@ use crate::gpu::plan::Plan;
 /// buffers (see [`Bindings::storage`]) and the uniform block (`ConvUniforms`) at binding 4.
 pub(crate) struct PipelineCache {
     layouts: HashMap<Bindings, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
-    pipelines: RwLock<HashMap<(Kernel, u32), wgpu::ComputePipeline>>,
+    // Built pipelines, and the builds that failed (remembered, so they are not retried).
+    pipelines: RwLock<HashMap<(Kernel, u32), std::result::Result<wgpu::ComputePipeline, Failed>>>,
+    slow_builds: SlowBuilds,
 }
 
 impl PipelineCache {
@@ -57,6 +61,7 @@ impl PipelineCache {
         PipelineCache {
             layouts: Bindings::ALL.into_iter().map(layout).collect(),
             pipelines: RwLock::new(HashMap::new()),
+            slow_builds: SlowBuilds::from_env(),
         }
     }
 
@@ -65,15 +70,21 @@ impl PipelineCache {
         &self.layouts[&family]
     }
 
-    /// The pipeline of `kernel` with `workgroup_size`, built on first use.
+    /// The pipeline of `kernel` with `workgroup_size`, built on first use on a worker thread
+    /// within `limit`, so that a driver stuck compiling cannot take the caller with it.
+    ///
+    /// A build that fails or runs past `limit` is remembered: later calls for the same kernel fail
+    /// at once with the same error (the planner then falls back to a simpler kernel).
     ///
     /// # Errors
-    /// The shader's validation error, out-of-memory or device loss while building it.
+    /// [`Error::Timeout`] past `limit`; the shader's validation error, out-of-memory or device
+    /// loss while building it.
     pub(crate) fn get(
         &self,
-        device: &Device,
+        device: &Arc<Device>,
         kernel: Kernel,
         workgroup_size: u32,
+        limit: Duration,
     ) -> Result<wgpu::ComputePipeline> {
         let key = (kernel, workgroup_size);
         if let Some(p) = self
@@ -82,61 +93,71 @@ impl PipelineCache {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
         {
-            return Ok(p.clone());
+            return p.clone().map_err(Failed::error);
         }
         let mut cache = self
             .pipelines
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = cache.get(&key) {
-            return Ok(p.clone());
+            return p.clone().map_err(Failed::error);
         }
-        let name = kernel.file_name();
         log::debug!(
             "wgconv: building pipeline {} with workgroup size {workgroup_size}",
             kernel.name()
         );
-        let source = kernel.source();
-        // The shared-memory kernel has a fixed workgroup size; the others take it as an override.
-        let constants = [("WORKGROUP_SIZE", f64::from(workgroup_size))];
-        let constants: &[(&str, f64)] = if kernel == Kernel::SharedTiled {
-            &[]
-        } else {
-            &constants
+        let layout = self.layout(kernel.bindings()).1.clone();
+        let (sender, receiver) = flume::bounded(1);
+        let worker_device = Arc::clone(device);
+        let delay = self.slow_builds.delay_for(kernel);
+        let started = Instant::now();
+        let spawned = std::thread::Builder::new()
+            .name(format!("wgconv build {}", kernel.name()))
+            .spawn(move || {
+                if let Some(delay) = delay {
+                    std::thread::sleep(delay);
+                }
+                // The receiver may be gone (the caller gave up): nothing to do then.
+                let _ = sender.send(build(&worker_device, &layout, kernel, workgroup_size));
+            });
+        let result = match spawned {
+            Ok(_) => match receiver.recv_timeout(limit) {
+                Ok(built) => built,
+                Err(_) => Err(Error::Timeout {
+                    during: format!("building the {} pipeline", kernel.name()),
+                    waited_ms: limit.as_millis(),
+                    bound: "pipeline-build bound",
+                }),
+            },
+            // No thread to spare: build here, unbounded, rather than fail.
+            Err(_) => build(
+                device,
+                &self.layout(kernel.bindings()).1,
+                kernel,
+                workgroup_size,
+            ),
         };
-        let pipeline = device.scoped(&format!("building the {name} pipeline"), || {
-            let desc = wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(source),
-            };
-            // SAFETY: every index in wgconv's shaders is in bounds by construction: flat indices
-            // are guarded against the work-item count, gathers are masked or clamped to the
-            // tensor (see each shader's comments), and the planner sized every buffer from the
-            // validated shape and checked all index arithmetic against u32/i32 before dispatch.
-            // Divisors (sizes, groups) are never zero after validation, and every loop is bounded
-            // by a uniform. wgpu's injected bounds and loop checks would cost a clamp per load in
-            // the innermost loops; tests/gpu_matches_cpu.rs exercises every kernel at the edges.
-            let module = unsafe {
-                device
-                    .wgpu()
-                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-            };
-            device
-                .wgpu()
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(name),
-                    layout: Some(&self.layout(kernel.bindings()).1),
-                    module: &module,
-                    entry_point: Some(kernel.entry_point()),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants,
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                })
-        })?;
-        cache.insert(key, pipeline.clone());
-        Ok(pipeline)
+        match &result {
+            Ok(_) => log::debug!(
+                "wgconv: built {} in {} ms",
+                kernel.name(),
+                started.elapsed().as_millis()
+            ),
+            Err(e) => log::warn!("wgconv: the {} pipeline did not build: {e}", kernel.name()),
+        }
+        match result {
+            Ok(pipeline) => {
+                cache.insert(key, Ok(pipeline.clone()));
+                Ok(pipeline)
+            }
+            Err(e) => {
+                // A lost device is not the kernel's fault: only the kernel's own failures stay.
+                if let Some(failed) = Failed::of(&e) {
+                    cache.insert(key, Err(failed));
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Records one dispatch of `plan` with `buffers` at its family's storage bindings (see
@@ -182,5 +203,152 @@ impl PipelineCache {
         pass.set_bind_group(0, &bind_group, &[]);
         let (x, y, z) = plan.workgroups;
         pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+/// Compiles `kernel`'s shader and pipeline with `workgroup_size` inside the device's error scopes.
+fn build(
+    device: &Device,
+    layout: &wgpu::PipelineLayout,
+    kernel: Kernel,
+    workgroup_size: u32,
+) -> Result<wgpu::ComputePipeline> {
+    let name = kernel.file_name();
+    let source = kernel.source();
+    // The shared-memory kernel has a fixed workgroup size; the others take it as an override.
+    let constants = [("WORKGROUP_SIZE", f64::from(workgroup_size))];
+    let constants: &[(&str, f64)] = if kernel == Kernel::SharedTiled {
+        &[]
+    } else {
+        &constants
+    };
+    device.scoped(&format!("building the {} pipeline", kernel.name()), || {
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source),
+        };
+        // SAFETY: every index in wgconv's shaders is in bounds by construction: flat indices
+        // are guarded against the work-item count, gathers are masked or clamped to the
+        // tensor (see each shader's comments), and the planner sized every buffer from the
+        // validated shape and checked all index arithmetic against u32/i32 before dispatch.
+        // Divisors (sizes, groups) are never zero after validation, and every loop is bounded
+        // by a uniform. wgpu's injected bounds and loop checks would cost a clamp per load in
+        // the innermost loops; tests/gpu_matches_cpu.rs exercises every kernel at the edges.
+        let module = unsafe {
+            device
+                .wgpu()
+                .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+        };
+        device
+            .wgpu()
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: Some(layout),
+                module: &module,
+                entry_point: Some(kernel.entry_point()),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+    })
+}
+
+/// Builds slowed down on purpose, to test the build bound and the fallback without a driver that
+/// hangs: `WGCONV_SLOW_PIPELINES=<kernel name prefix>:<milliseconds>[,...]` (a test hook; the
+/// variable is read once per engine).
+#[derive(Clone, Debug, Default)]
+struct SlowBuilds(Vec<(String, Duration)>);
+
+impl SlowBuilds {
+    fn from_env() -> Self {
+        let spec = std::env::var("WGCONV_SLOW_PIPELINES").unwrap_or_default();
+        SlowBuilds(
+            spec.split(',')
+                .filter_map(|item| {
+                    let (prefix, ms) = item.trim().rsplit_once(':')?;
+                    Some((prefix.to_string(), Duration::from_millis(ms.parse().ok()?)))
+                })
+                .collect(),
+        )
+    }
+
+    fn delay_for(&self, kernel: Kernel) -> Option<Duration> {
+        let name = kernel.name();
+        self.0
+            .iter()
+            .find(|(prefix, _)| name.starts_with(prefix.as_str()))
+            .map(|&(_, delay)| delay)
+    }
+}
+
+/// A remembered build failure: the error a later request for the same pipeline gets at once.
+#[derive(Clone, Debug)]
+enum Failed {
+    Timeout {
+        during: String,
+        waited_ms: u128,
+        bound: &'static str,
+    },
+    Validation {
+        during: String,
+        message: String,
+    },
+    OutOfMemory {
+        during: String,
+    },
+}
+
+impl Failed {
+    /// The failures that are the kernel's (not the device's).
+    fn of(e: &Error) -> Option<Failed> {
+        match e {
+            Error::Timeout {
+                during,
+                waited_ms,
+                bound,
+            } => Some(Failed::Timeout {
+                during: during.clone(),
+                waited_ms: *waited_ms,
+                bound,
+            }),
+            Error::Validation { during, message } => Some(Failed::Validation {
+                during: during.clone(),
+                message: message.clone(),
+            }),
+            Error::OutOfMemory { during } => Some(Failed::OutOfMemory {
+                during: during.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn error(self) -> Error {
+        match self {
+            Failed::Timeout {
+                during,
+                waited_ms,
+                bound,
+            } => Error::Timeout {
+                during,
+                waited_ms,
+                bound,
+            },
+            Failed::Validation { during, message } => Error::Validation { during, message },
+            Failed::OutOfMemory { during } => Error::OutOfMemory { during },
+        }
+    }
+}
+
+/// Whether `e` is a pipeline that did not build (ran past its bound, or the driver refused it),
+/// as opposed to a problem of the device or of the call: the planner may fall back then.
+pub(crate) fn is_build_failure(e: &Error) -> bool {
+    match e {
+        Error::Timeout { during, .. }
+        | Error::Validation { during, .. }
+        | Error::OutOfMemory { during } => during.starts_with("building the "),
+        Error::PipelineBuild { .. } => true,
+        _ => false,
     }
 }

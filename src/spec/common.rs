@@ -239,3 +239,27 @@ pub(crate) trait ConvParams {
     /// The problem of `input` by `weight` (and `bias`) with these parameters.
     fn shape_of<T: Shaped>(&self, input: &T, weight: &T, bias: Option<&T>) -> Result<Self::Shape>;
 }
+
+/// A finite f32 (a learning rate on the command line).
+///
+/// # Errors
+/// A message quoting `text` when it is not a number, or is infinite or NaN.
+pub fn parse_finite_f32(text: &str) -> std::result::Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("'{text}' is {v}, not a finite number")),
+        Err(e) => Err(format!("'{text}' is not a number: {e}")),
+    }
+}
+
+/// A count that must be at least 1 (a batch, a repeat count): a zero batch or no timed run would
+/// make a benchmark meaningless, so zero is refused rather than quietly changed.
+///
+/// # Errors
+/// A message quoting `s` when it is not a positive integer.
+pub fn parse_positive(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(format!("'{s}' is not a positive integer")),
+    }
+}

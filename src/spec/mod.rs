@@ -13,7 +13,7 @@ mod common;
 mod forward;
 mod transposed;
 
-pub use common::{parse_numbers, parse_pair, IntoPair};
+pub use common::{parse_finite_f32, parse_numbers, parse_pair, parse_positive, IntoPair};
 pub(crate) use common::{ConvParams, Shaped};
 pub use forward::{conv_output_len, output_shape, Conv2dParams, Conv2dShape, Padding};
 pub use transposed::{ConvTranspose2dParams, ConvTranspose2dShape};

@@ -346,7 +346,9 @@ pub fn files_in(dir: &std::path::Path) -> Vec<String> {
 
 /// Runs the `wgconv` binary with `args` and collects its output.
 pub fn wgconv(args: &[&str]) -> std::process::Output {
+    // Untuned, so the tests' kernels do not depend on a tuning cache the user may have.
     std::process::Command::new(env!("CARGO_BIN_EXE_wgconv"))
+        .env("WGCONV_TUNING", "off")
         .args(args)
         .output()
         .expect("the wgconv binary runs")
@@ -368,4 +370,23 @@ pub fn npy_file(
     let path = dir.join(name);
     wgconv::io::write_npy(&path, &Tensor::from_fn(shape.to_vec(), f).unwrap()).unwrap();
     path.to_str().unwrap().to_string()
+}
+
+/// An engine of its own with `options`, for tests that change its state (tuning, bounds). No
+/// adapter is a failure, never a skip.
+pub fn engine_with(options: wgconv::EngineOptions) -> Engine {
+    Engine::with_options(options).unwrap_or_else(|e| {
+        panic!(
+            "GPU tests need a wgpu adapter and found none: {e}\n\
+             Install a software one: `apt-get install -y mesa-vulkan-drivers` (lavapipe, WGPU_BACKEND=vulkan)"
+        )
+    })
+}
+
+/// A fresh, empty folder under the system's temporary folder for this test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgconv-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    dir
 }

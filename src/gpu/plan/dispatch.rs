@@ -1,8 +1,12 @@
 //! A kernel and its dispatch ([`Plan`]), the device limits every plan is checked against, and
 //! the flat grids of the element-wise and reduction kernels.
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{ConvUniforms, Kernel};
+use crate::gpu::kernels::{ConvUniforms, CustomKernel, Kernel};
+use crate::gpu::profile::{DriverFamily, Profile};
 use crate::spec::Conv2dShape;
 
 /// Which convolution algorithm to run; `Auto` lets the planner choose by shape and adapter.
@@ -16,10 +20,105 @@ pub enum Algorithm {
     Direct,
     /// The 1x1 matrix-product kernel (1x1, stride 1, no padding, groups 1).
     Pointwise,
-    /// Implicit GEMM with a generated register tile and no barriers.
+    /// Implicit GEMM with a generated register tile and no barriers, the tile chosen by the
+    /// planner within the adapter's profile.
     RegisterTiled,
+    /// The register-tiled implicit GEMM with a given tile: `tm` output channels (a multiple of 4,
+    /// 4 to 64) x `tn` pixels (4, 8 or 16) per invocation. The autotuner's candidates.
+    RegisterTile {
+        /// Output channels per invocation.
+        tm: u32,
+        /// Pixels per invocation.
+        tn: u32,
+    },
     /// Implicit GEMM tiled through workgroup memory.
     SharedTiled,
+    /// A caller's kernel, dispatched as the direct one (see [`CustomKernel`]).
+    Custom(CustomKernel),
+}
+
+impl Algorithm {
+    /// The algorithms a user can name, in the planner's order of simplicity (the register-tiled
+    /// kernel also takes a tile, `register-tiled-TMxTN`).
+    pub const NAMED: [Algorithm; 5] = [
+        Algorithm::Auto,
+        Algorithm::Direct,
+        Algorithm::Pointwise,
+        Algorithm::RegisterTiled,
+        Algorithm::SharedTiled,
+    ];
+
+    /// The name `--algorithm` takes and reports print, e.g. `direct` or `register-tiled-16x8`.
+    pub fn name(self) -> String {
+        match self {
+            Algorithm::Auto => "auto".into(),
+            Algorithm::Direct => "direct".into(),
+            Algorithm::Pointwise => "pointwise".into(),
+            Algorithm::RegisterTiled => "register-tiled".into(),
+            Algorithm::RegisterTile { tm, tn } => format!("register-tiled-{tm}x{tn}"),
+            Algorithm::SharedTiled => "shared-tiled".into(),
+            Algorithm::Custom(custom) => format!("custom:{}", custom.name),
+        }
+    }
+
+    /// The algorithm that runs `kernel` (a forward convolution kernel), as reports name it.
+    pub fn of_kernel(kernel: Kernel) -> Option<Algorithm> {
+        match kernel {
+            Kernel::Direct => Some(Algorithm::Direct),
+            Kernel::Pointwise => Some(Algorithm::Pointwise),
+            Kernel::RegisterTiled(spec) => Some(Algorithm::RegisterTile {
+                tm: spec.tm,
+                tn: spec.tn,
+            }),
+            Kernel::SharedTiled => Some(Algorithm::SharedTiled),
+            Kernel::Custom(custom) => Some(Algorithm::Custom(custom)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+
+    /// An algorithm by its [`Algorithm::name`], or by the name of a kernel it runs as `bench` and
+    /// `info` print them (`conv2d_igemm_regtile_16x8_padded_sg4` is `register-tiled-16x8`).
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let s = s.trim().to_lowercase();
+        let tile = |rest: &str| -> Option<Algorithm> {
+            let (tm, tn) = rest.split_once('x')?;
+            let tn: String = tn.chars().take_while(char::is_ascii_digit).collect();
+            let (tm, tn) = (tm.parse().ok()?, tn.parse().ok()?);
+            let valid = tm % 4 == 0 && (4..=64).contains(&tm) && [4, 8, 16].contains(&tn);
+            valid.then_some(Algorithm::RegisterTile { tm, tn })
+        };
+        if let Some(found) = Self::NAMED.into_iter().find(|a| a.name() == s) {
+            return Ok(found);
+        }
+        let by_kernel = match s.as_str() {
+            "conv2d_direct" => Some(Algorithm::Direct),
+            "conv2d_pointwise" => Some(Algorithm::Pointwise),
+            "conv2d_igemm_tiled" => Some(Algorithm::SharedTiled),
+            _ => None,
+        };
+        let tiled = s
+            .strip_prefix("register-tiled-")
+            .or_else(|| s.strip_prefix("conv2d_igemm_regtile_"))
+            .and_then(tile);
+        by_kernel.or(tiled).ok_or_else(|| {
+            let names: Vec<String> = Self::NAMED.iter().map(|a| a.name()).collect();
+            format!(
+                "unknown algorithm '{s}'; choose one of {}, register-tiled-TMxTN (TM a multiple \
+                 of 4 up to 64, TN 4, 8 or 16), or a kernel name as `wgconv info` prints it",
+                names.join(", ")
+            )
+        })
+    }
 }
 
 /// A kernel and its dispatch for one convolution.
@@ -55,11 +154,14 @@ pub struct PlanLimits {
     pub cpu_adapter: bool,
     /// The subgroup size, when the device has subgroup operations and a fixed subgroup size.
     pub subgroup_size: Option<u32>,
+    /// What the planner starts from on this adapter's driver family.
+    pub profile: Profile,
 }
 
 impl PlanLimits {
-    /// From the device's limits and the adapter's type.
-    pub fn new(l: &wgpu::Limits, device_type: wgpu::DeviceType) -> Self {
+    /// From the device's limits, the adapter's type and its driver family.
+    pub fn new(l: &wgpu::Limits, device_type: wgpu::DeviceType, family: DriverFamily) -> Self {
+        let cpu_adapter = device_type == wgpu::DeviceType::Cpu;
         PlanLimits {
             max_binding: l.max_storage_buffer_binding_size,
             max_buffer: l.max_buffer_size,
@@ -67,8 +169,9 @@ impl PlanLimits {
             max_invocations: l.max_compute_invocations_per_workgroup,
             max_workgroup_storage: l.max_compute_workgroup_storage_size,
             max_workgroup_size_x: l.max_compute_workgroup_size_x,
-            cpu_adapter: device_type == wgpu::DeviceType::Cpu,
+            cpu_adapter,
             subgroup_size: None,
+            profile: Profile::for_family(family, cpu_adapter),
         }
     }
 
@@ -83,7 +186,14 @@ impl PlanLimits {
             max_workgroup_size_x: 256,
             cpu_adapter: true,
             subgroup_size: None,
+            profile: Profile::for_family(DriverFamily::Llvmpipe, true),
         }
+    }
+
+    /// The subgroup size the register-tiled kernels broadcast weights with, if any: the device's,
+    /// when its profile uses subgroups.
+    pub fn broadcast_subgroup(&self) -> Option<u32> {
+        self.subgroup_size.filter(|_| self.profile.subgroups)
     }
 }
 

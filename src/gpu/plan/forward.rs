@@ -96,8 +96,36 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             None
         }
     };
-    let regtile = || -> std::result::Result<Plan, String> {
-        let (tm, tn, workgroup_size) = regtile_tile(og, pixels, limits.subgroup_size);
+    let subgroup = limits.broadcast_subgroup();
+    let profile = limits.profile;
+    let padded = shape.pad_top + shape.pad_bottom + shape.pad_left + shape.pad_right > 0;
+    let regtile = |tile: Option<(u32, u32)>| -> std::result::Result<Plan, String> {
+        let (tm, tn, workgroup_size) = match tile {
+            Some((tm, tn)) => {
+                if tm * tn > profile.max_register_tile {
+                    return Err(format!(
+                        "its {tm}x{tn} tile exceeds the {} accumulators this adapter's profile \
+                         ({}) compiles well",
+                        profile.max_register_tile,
+                        profile.family.name()
+                    ));
+                }
+                if padded && tn > profile.max_masked_loads {
+                    return Err(format!(
+                        "its {tn} padded pixels per invocation exceed the {} masked loads per \
+                         loop this adapter's profile ({}) compiles well",
+                        profile.max_masked_loads,
+                        profile.family.name()
+                    ));
+                }
+                (tm, tn, regtile_workgroup_size(pixels, tn))
+            }
+            None => {
+                // Padded pixels are masked loads.
+                let max_tn = if padded { profile.max_masked_loads } else { 16 };
+                regtile_tile(og, pixels, subgroup, profile.max_register_tile, max_tn)
+            }
+        };
         let slots = workgroup_size as usize * tn as usize;
         let grid = (pixels.div_ceil(slots), og.div_ceil(tm as usize), images);
         // Pixel indices run up to grid.0 * slots in the shader's u32 arithmetic.
@@ -110,13 +138,15 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
                 limits.max_invocations
             ));
         }
-        let cg = shape.in_channels_per_group();
+        let cg = shape.in_channels_per_group() as u32;
+        // Unrolled channels multiply the straight-line multiply-adds of the loop body.
+        let unroll = cg <= MAX_UNROLLED_CHANNELS && tm * tn * cg <= profile.max_straight_line_macs;
         let spec = RegTileSpec {
             tm,
             tn,
-            padded: shape.pad_top + shape.pad_bottom + shape.pad_left + shape.pad_right > 0,
-            unrolled_channels: (cg as u32 <= MAX_UNROLLED_CHANNELS).then_some(cg as u32),
-            subgroup: limits.subgroup_size,
+            padded,
+            unrolled_channels: unroll.then_some(cg),
+            subgroup,
         };
         Ok(Plan {
             kernel: Kernel::RegisterTiled(spec),
@@ -175,6 +205,7 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
     };
     match algorithm {
         Algorithm::Direct => direct(),
+        Algorithm::Custom(custom) => flat(Kernel::Custom(custom), shape.output_len()),
         Algorithm::Pointwise if is_pointwise(shape) => pointwise(),
         Algorithm::Pointwise => Err(Error::UnsupportedAlgorithm {
             algorithm: "pointwise",
@@ -192,7 +223,17 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
                 shape.groups
             ),
         }),
-        Algorithm::RegisterTiled => regtile().map_err(|why| unsupported("register-tiled", why)),
+        Algorithm::RegisterTiled => regtile(None).map_err(|why| unsupported("register-tiled", why)),
+        Algorithm::RegisterTile { tm, tn } => {
+            let valid = tm % 4 == 0 && (4..=64).contains(&tm) && [4, 8, 16].contains(&tn);
+            if !valid {
+                return Err(unsupported(
+                    "register-tiled",
+                    format!("a {tm}x{tn} tile: TM must be a multiple of 4 up to 64, TN 4, 8 or 16"),
+                ));
+            }
+            regtile(Some((tm, tn))).map_err(|why| unsupported("register-tiled", why))
+        }
         Algorithm::SharedTiled => shared().map_err(|why| unsupported("shared-tiled", why)),
         Algorithm::Auto => {
             // Depthwise-like groups (fewer than 4 output channels each) leave the GEMM tiles
@@ -200,8 +241,8 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             let gemm_worth_it = og >= 4;
             let fast = if !gemm_worth_it {
                 None
-            } else if limits.cpu_adapter {
-                regtile().ok()
+            } else if profile.register_tiles_first {
+                regtile(None).ok()
             } else if og >= 16 {
                 shared().ok()
             } else {
@@ -225,12 +266,19 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
 /// inputs and `TM/4` vec4 weights (about 2.8 scalar loads each); with subgroups the weights are
 /// loaded once per subgroup, `ceil(TM/4 / size)` vec4 loads, and broadcast. The tile maximises
 /// multiply-adds per load times the fraction of pixel and channel slots holding real outputs,
-/// within 256 accumulators per invocation.
-fn regtile_tile(og: usize, pixels: usize, subgroup: Option<u32>) -> (u32, u32, u32) {
+/// within the profile's accumulators per invocation (`max_tile`, at least the 8x4 fallback's 32)
+/// and pixels per invocation (`max_tn`, at least 4).
+fn regtile_tile(
+    og: usize,
+    pixels: usize,
+    subgroup: Option<u32>,
+    max_tile: u32,
+    max_tn: u32,
+) -> (u32, u32, u32) {
     let mut best = ((8u32, 4u32, 64u32), 0.0f64);
     for tn in [4u32, 8, 16] {
         for tm in [8u32, 16, 32, 64] {
-            if tm * tn > 256 {
+            if tm * tn > max_tile.max(32) || tn > max_tn.max(4) {
                 continue;
             }
             let wg = regtile_workgroup_size(pixels, tn);
