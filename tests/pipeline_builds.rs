@@ -113,4 +113,13 @@ fn a_forced_kernel_that_does_not_build_is_the_callers_error_not_a_fallback() {
         .conv2d_into_with(algorithm, &gx, &gw, None, &p, &mut out)
         .unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    // Remembered: the second call fails at once, naming the kernel.
+    let e = engine
+        .conv2d_into_with(algorithm, &gx, &gw, None, &p, &mut out)
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::PipelineBuild { kernel, .. } if *kernel == forced.name()),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("it is not built again"), "{e}");
 }

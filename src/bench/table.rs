@@ -178,7 +178,7 @@ fn backward_rows(
             "n/a".into(),
             "-".into(),
             max_err,
-            String::new(),
+            "-".into(),
         ]);
     }
     rows

@@ -295,7 +295,7 @@ fn info() -> wgconv::Result<()> {
         say!("  {a}");
     }
     say!(
-        "wgconv would use the {}",
+        "wgconv would use: {}",
         engine(Algorithm::Auto)?.describe()
     );
     Ok(())

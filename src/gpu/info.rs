@@ -5,13 +5,13 @@ use crate::gpu::engine::Engine;
 use crate::gpu::plan::Algorithm;
 
 impl Engine {
-    /// A few lines on this engine: adapter, limits, subgroups, the profile the planner starts
+    /// A few lines on this engine: the adapter (first, alone on its line), limits, subgroups, the profile the planner starts
     /// from, the algorithms `--algorithm` takes, and the tuning cache (where, how many winners,
     /// which kernels did not build).
     pub fn describe(&self) -> String {
         let l = self.limits();
         let mut lines = vec![
-            format!("adapter: {}", self.adapter()),
+            self.adapter().to_string(),
             format!(
                 "  limits: max_storage_buffer_binding_size {} B, max_buffer_size {} B, max workgroups per dimension {}",
                 l.max_binding, l.max_buffer, l.max_workgroups_per_dim
