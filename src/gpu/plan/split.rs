@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::plan::dispatch::{check_allocation, check_buffer, index_u32, PlanLimits};
 use crate::spec::{Conv2dParams, Conv2dShape, Padding};
 
@@ -219,10 +219,14 @@ pub fn choose_split(
     }
 }
 
+/// The most pieces one split convolution may have.
+pub const MAX_PIECES: u64 = 1 << 18;
+
 /// The pieces of `shape` cut by `split`, groups outermost and rows innermost.
 ///
 /// # Errors
-/// Only if a piece's shape fails validation, which a split from [`choose_split`] rules out.
+/// [`Error::TooLarge`](crate::error::Error::TooLarge) past [`MAX_PIECES`] pieces; otherwise only
+/// if a piece's shape fails validation, which a split from [`choose_split`] rules out.
 pub fn pieces(shape: &Conv2dShape, split: &Split) -> Result<Vec<Piece>> {
     let (cg, og) = (
         shape.in_channels_per_group(),
@@ -231,6 +235,25 @@ pub fn pieces(shape: &Conv2dShape, split: &Split) -> Result<Vec<Piece>> {
     let chunks = |len: usize, size: usize| {
         (0..len.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(len))
     };
+    // Every piece is planned and recorded: a count past MAX_PIECES is refused before any list
+    // of them is made (a padding of 2^40 rows would otherwise ask for gigabytes of pieces).
+    let count = [
+        shape.groups.div_ceil(split.groups.max(1)),
+        og.div_ceil(split.out_channels.max(1)),
+        shape.batch.div_ceil(split.batch.max(1)),
+        shape.out_h.div_ceil(split.rows.max(1)),
+    ]
+    .iter()
+    .try_fold(1u64, |acc, &n| acc.checked_mul(n as u64))
+    .unwrap_or(u64::MAX);
+    if count > MAX_PIECES {
+        return Err(Error::TooLarge {
+            what: "pieces of a split convolution".into(),
+            value: count,
+            limit: MAX_PIECES,
+            why: "every piece is planned and dispatched on its own",
+        });
+    }
     let mut out = Vec::new();
     for groups in chunks(shape.groups, split.groups) {
         // A piece spanning several groups takes all their output channels.
