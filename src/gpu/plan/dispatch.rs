@@ -20,6 +20,10 @@ pub enum Algorithm {
     RegisterTiled,
     /// Implicit GEMM tiled through workgroup memory.
     SharedTiled,
+    /// Implicit GEMM in 128x128 tiles through double-buffered workgroup memory (real GPUs).
+    LargeTiled,
+    /// Depthwise convolution (groups == in_channels) from input tiles in workgroup memory.
+    Depthwise,
 }
 
 /// A kernel and its dispatch for one convolution.

@@ -7,6 +7,7 @@ use crate::gpu::kernels::{packed_weight_len, Kernel, POINTWISE_TILE, TILED_BLOCK
 use crate::gpu::plan::dispatch::{
     base_uniforms, check_buffer, flat, grid, index_u32, Algorithm, Plan, PlanLimits,
 };
+use crate::gpu::plan::gpu_kernels;
 use crate::gpu::plan::split::{self, Piece, Split};
 use crate::spec::Conv2dShape;
 
@@ -194,6 +195,10 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
         }),
         Algorithm::RegisterTiled => regtile().map_err(|why| unsupported("register-tiled", why)),
         Algorithm::SharedTiled => shared().map_err(|why| unsupported("shared-tiled", why)),
+        Algorithm::LargeTiled => gpu_kernels::large_tiled(shape, limits, uniforms, &grid_problem)
+            .map_err(|why| unsupported("large-tiled", why)),
+        Algorithm::Depthwise => gpu_kernels::depthwise(shape, limits, uniforms)
+            .map_err(|why| unsupported("depthwise", why)),
         Algorithm::Auto => {
             // Depthwise-like groups (fewer than 4 output channels each) leave the GEMM tiles
             // mostly empty; the direct kernel does better there.
