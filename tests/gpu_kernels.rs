@@ -309,6 +309,27 @@ fn depthwise_refuses_more_than_one_input_channel_per_group_naming_them() {
 }
 
 #[test]
+fn depthwise_refuses_a_shape_it_cannot_cover_before_the_shape_is_found_too_large() {
+    // Output rows 6 * (2^31 - 1) apart overflow the shaders' i32 in one dispatch, so the shape
+    // would be split; but no piece has one input channel per group, and the refusal says so.
+    let stride = (i32::MAX as usize, 69);
+    let (name, reason) = refusal(
+        Algorithm::Depthwise,
+        &case(
+            [3, 2, 6, 2],
+            [4, 2, 1, 1],
+            false,
+            Conv2dParams::default()
+                .with_stride(stride)
+                .with_padding([7, 13_770_931_979, 38, 4])
+                .with_dilation((2, 3)),
+        ),
+    );
+    assert_eq!(name, "depthwise");
+    assert!(reason.contains("in_channels 2, groups 1"), "{reason}");
+}
+
+#[test]
 fn depthwise_refuses_a_window_past_workgroup_memory_naming_its_size() {
     // 9x9, stride 2, dilation 3: (15 * 2 + 8 * 3 + 1) x (31 * 2 + 8 * 3 + 1) = 55 x 87.
     let (name, reason) = refusal(

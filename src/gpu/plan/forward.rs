@@ -34,6 +34,15 @@ pub fn choose_kernel(shape: &Conv2dShape) -> Kernel {
 /// exceeds the workgroup grid; [`Error::DeviceLimit`] when a buffer exceeds the device's limits;
 /// [`Error::UnsupportedAlgorithm`] when a forced algorithm does not cover the shape.
 pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> Result<Plan> {
+    // A forced kernel that covers no size of this shape says so before any size check, so that
+    // a shape both too large for one dispatch and not covered is refused as not covered (no
+    // split can mend it).
+    if algorithm == Algorithm::Depthwise {
+        gpu_kernels::depthwise_window(shape).map_err(|reason| Error::UnsupportedAlgorithm {
+            algorithm: "depthwise",
+            reason,
+        })?;
+    }
     check_buffer("input", shape.input_len(), limits)?;
     check_buffer("weight", shape.weight_len(), limits)?;
     check_buffer("output", shape.output_len(), limits)?;

@@ -73,20 +73,13 @@ pub(crate) fn large_tiled(
     })
 }
 
-/// [`Kernel::Depthwise`] over `shape`: one 16x32 tile of output pixels of one output channel of
-/// one image per workgroup. Covers one input channel per group (`groups == in_channels`), with
-/// any channel multiplier `O / groups`, when the tile's input window fits the shader's workgroup
-/// array.
+/// The input window (rows, columns) one [`Kernel::Depthwise`] tile reads, or why the kernel does
+/// not cover `shape` whatever its size: more than one input channel per group, or a window past
+/// [`DEPTHWISE_HALO_CAPACITY`]. No split mends these, so `plan` asks first.
 ///
 /// # Errors
-/// The reason, naming the values, when the shape is not depthwise, its input window exceeds
-/// [`DEPTHWISE_HALO_CAPACITY`], a coordinate overflows the shader's i32 or the grid or the
-/// workgroup does not fit.
-pub(crate) fn depthwise(
-    shape: &Conv2dShape,
-    limits: &PlanLimits,
-    uniforms: ConvUniforms,
-) -> Result<Plan, String> {
+/// The reason, naming the values.
+pub(crate) fn depthwise_window(shape: &Conv2dShape) -> Result<(usize, usize), String> {
     if shape.in_channels_per_group() != 1 {
         return Err(format!(
             "it needs one input channel per group (groups == in_channels); got in_channels {}, \
@@ -117,6 +110,24 @@ pub(crate) fn depthwise(
             shape.dilation_w
         ));
     }
+    Ok((halo_h, halo_w))
+}
+
+/// [`Kernel::Depthwise`] over `shape`: one 16x32 tile of output pixels of one output channel of
+/// one image per workgroup. Covers one input channel per group (`groups == in_channels`), with
+/// any channel multiplier `O / groups`, when the tile's input window fits the shader's workgroup
+/// array (see [`depthwise_window`]).
+///
+/// # Errors
+/// The reason, naming the values, when [`depthwise_window`] refuses, a coordinate overflows the
+/// shader's i32 or the grid or the workgroup does not fit.
+pub(crate) fn depthwise(
+    shape: &Conv2dShape,
+    limits: &PlanLimits,
+    uniforms: ConvUniforms,
+) -> Result<Plan, String> {
+    let (halo_h, halo_w) = depthwise_window(shape)?;
+    let (tile_h, tile_w) = DEPTHWISE_TILE;
     let tiles_h = shape.out_h.div_ceil(tile_h);
     let tiles_w = shape.out_w.div_ceil(tile_w);
     // The last tile's window reaches input coordinate tiles * tile * stride + halo - stride - 1,
