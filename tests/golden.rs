@@ -154,6 +154,8 @@ fn gpu_matches_pytorch_on_every_kernel() {
             Algorithm::Pointwise,
             Algorithm::RegisterTiled,
             Algorithm::SharedTiled,
+            Algorithm::LargeTiled,
+            Algorithm::Depthwise,
         ] {
             let mut out = engine.upload(&nan).expect(&case.name);
             match engine.conv2d_into_with(algorithm, &x, &w, b.as_ref(), &case.params, &mut out) {

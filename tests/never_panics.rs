@@ -510,12 +510,14 @@ fn macs(s: &Conv2dShape) -> usize {
 // Properties
 // ---------------------------------------------------------------------------------------------
 
-const ALGORITHMS: [Algorithm; 5] = [
+const ALGORITHMS: [Algorithm; 7] = [
     Algorithm::Auto,
     Algorithm::Direct,
     Algorithm::Pointwise,
     Algorithm::RegisterTiled,
     Algorithm::SharedTiled,
+    Algorithm::LargeTiled,
+    Algorithm::Depthwise,
 ];
 
 #[test]

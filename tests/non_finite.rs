@@ -8,11 +8,13 @@ use wgconv::{cpu, Algorithm, Conv2dParams, Error, Tensor};
 
 use common::engine;
 
-const ALGORITHMS: [Algorithm; 4] = [
+const ALGORITHMS: [Algorithm; 6] = [
     Algorithm::Direct,
     Algorithm::Pointwise,
     Algorithm::RegisterTiled,
     Algorithm::SharedTiled,
+    Algorithm::LargeTiled,
+    Algorithm::Depthwise,
 ];
 
 /// Runs every kernel that covers the shape; returns (algorithm, output) pairs.
@@ -80,5 +82,45 @@ fn infinities_propagate_and_meet_zero_weights_as_nan() {
         );
         assert_eq!(at(0, 0, 0), 8.0, "{algorithm:?}");
         assert_eq!(at(1, 3, 3), 7.0, "{algorithm:?}");
+    }
+}
+
+#[test]
+fn a_nan_in_a_depthwise_input_poisons_only_its_own_channel_and_window() {
+    // 3 channels, one group each; a NaN at channel 1, row 0, column 0 (next to the padding, where
+    // the depthwise kernel's staged window starts); an infinity at channel 2 meets a zero tap.
+    let mut data = vec![1.0f32; 3 * 5 * 7];
+    data[5 * 7] = f32::NAN;
+    data[2 * 5 * 7 + 2 * 7 + 3] = f32::INFINITY;
+    let x = Tensor::new([1, 3, 5, 7], data).unwrap();
+    // Channel 2's centre tap is zero: NaN in the output the infinity is the centre of.
+    let w = Tensor::from_fn([3, 1, 3, 3], |i| if i == 2 * 9 + 4 { 0.0 } else { 1.0 }).unwrap();
+    let p = Conv2dParams::default().with_padding(1).with_groups(3);
+    for (algorithm, y) in on_every_kernel(&x, &w, &p) {
+        let at = |o: usize, r: usize, c: usize| y.data()[(o * 5 + r) * 7 + c];
+        for r in 0..5 {
+            for c in 0..7 {
+                assert!(at(0, r, c).is_finite(), "{algorithm:?}: [0, {r}, {c}]");
+                let in_window = r <= 1 && c <= 1;
+                assert_eq!(
+                    at(1, r, c).is_nan(),
+                    in_window,
+                    "{algorithm:?}: [1, {r}, {c}]"
+                );
+                // Channel 2: infinite where the infinity meets a tap of 1, NaN at its centre.
+                let near = (1..=3).contains(&r) && (2..=4).contains(&c);
+                let got = at(2, r, c);
+                if (r, c) == (2, 3) {
+                    assert!(
+                        got.is_nan(),
+                        "{algorithm:?}: inf * 0 at [2, 2, 3] is NaN, got {got}"
+                    );
+                } else if near {
+                    assert_eq!(got, f32::INFINITY, "{algorithm:?}: [2, {r}, {c}]");
+                } else {
+                    assert!(got.is_finite(), "{algorithm:?}: [2, {r}, {c}] = {got}");
+                }
+            }
+        }
     }
 }

@@ -294,10 +294,7 @@ fn info() -> wgconv::Result<()> {
     for a in &adapters {
         say!("  {a}");
     }
-    say!(
-        "wgconv would use: {}",
-        engine(Algorithm::Auto)?.describe()
-    );
+    say!("wgconv would use: {}", engine(Algorithm::Auto)?.describe());
     Ok(())
 }
 

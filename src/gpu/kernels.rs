@@ -18,6 +18,12 @@ pub enum Kernel {
     RegisterTiled(RegTileSpec),
     /// Implicit GEMM through workgroup memory, 64x64 tiles: for real GPUs.
     SharedTiled,
+    /// Implicit GEMM through double-buffered workgroup memory, 128x128 tiles, 8x8 per invocation:
+    /// for real GPUs.
+    LargeTiled,
+    /// Depthwise (one input channel per group): 16x32 output tiles of one channel from an input
+    /// window staged in workgroup memory.
+    Depthwise,
     /// OIHW weights to the packed layout of the implicit-GEMM kernels.
     PackWeights,
     /// A convolution's input gradient (the transposed convolution) by gathering.
@@ -91,9 +97,25 @@ pub const POINTWISE_TILE: usize = 4;
 /// Twin: `BLOCK` in shaders/conv2d_igemm_tiled.wgsl.
 pub const TILED_BLOCK: usize = 64;
 
+/// Output channels and pixels per workgroup of [`Kernel::LargeTiled`].
+/// Twin: `BLOCK` in shaders/conv2d_igemm_tiled128.wgsl.
+pub const LARGE_TILED_BLOCK: usize = 128;
+
+/// Workgroup memory of [`Kernel::LargeTiled`]: two buffers of a 128x8 weight and an 8x128 input
+/// tile of f32. Twin: `a_tile` and `b_tile` in shaders/conv2d_igemm_tiled128.wgsl.
+pub const LARGE_TILED_WORKGROUP_BYTES: u32 = 2 * (128 * 8 + 8 * 128) * 4;
+
+/// Output rows and columns per workgroup of [`Kernel::Depthwise`].
+/// Twin: `TILE_H` and `TILE_W` in shaders/conv2d_depthwise.wgsl.
+pub const DEPTHWISE_TILE: (usize, usize) = (16, 32);
+
+/// f32 values of the input window (tile and halo) [`Kernel::Depthwise`] stages in workgroup
+/// memory: 16384 bytes. Twin: `HALO_CAPACITY` in shaders/conv2d_depthwise.wgsl.
+pub const DEPTHWISE_HALO_CAPACITY: usize = 4096;
+
 /// Every kernel's shader file with its text, as compiled into the crate (the register-tiled one
 /// is the frame its generator fills); each is completed by [`with_params`].
-pub const SHADER_FILES: [(&str, &str); 13] = [
+pub const SHADER_FILES: [(&str, &str); 15] = [
     (
         "conv2d_direct",
         include_str!("../../shaders/conv2d_direct.wgsl"),
@@ -109,6 +131,14 @@ pub const SHADER_FILES: [(&str, &str); 13] = [
     (
         "conv2d_igemm_tiled",
         include_str!("../../shaders/conv2d_igemm_tiled.wgsl"),
+    ),
+    (
+        "conv2d_igemm_tiled128",
+        include_str!("../../shaders/conv2d_igemm_tiled128.wgsl"),
+    ),
+    (
+        "conv2d_depthwise",
+        include_str!("../../shaders/conv2d_depthwise.wgsl"),
     ),
     (
         "pack_weights",
@@ -170,6 +200,8 @@ impl Kernel {
             Kernel::Pointwise => "conv2d_pointwise",
             Kernel::RegisterTiled(_) => "conv2d_igemm_regtile",
             Kernel::SharedTiled => "conv2d_igemm_tiled",
+            Kernel::LargeTiled => "conv2d_igemm_tiled128",
+            Kernel::Depthwise => "conv2d_depthwise",
             Kernel::PackWeights => "pack_weights",
             Kernel::GradInput => "conv2d_grad_input",
             Kernel::GradWeight(..) => "conv2d_grad_weight",
@@ -227,6 +259,8 @@ impl Kernel {
             | Kernel::Pointwise
             | Kernel::RegisterTiled(_)
             | Kernel::SharedTiled
+            | Kernel::LargeTiled
+            | Kernel::Depthwise
             | Kernel::GradInput
             | Kernel::Custom(_) => Bindings::Conv,
             Kernel::GradWeight(..) | Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => {
@@ -243,7 +277,10 @@ impl Kernel {
 
     /// Whether the kernel reads packed weights (see shaders/pack_weights.wgsl).
     pub fn reads_packed_weights(self) -> bool {
-        matches!(self, Kernel::RegisterTiled(_) | Kernel::SharedTiled)
+        matches!(
+            self,
+            Kernel::RegisterTiled(_) | Kernel::SharedTiled | Kernel::LargeTiled
+        )
     }
 }
 

@@ -214,7 +214,8 @@ struct Trial<'a> {
 
 impl Engine {
     /// The forward candidates for `shape`: the direct and pointwise kernels, the register tiles
-    /// the adapter's profile allows, and the workgroup-memory tiles.
+    /// the adapter's profile allows, the workgroup-memory tiles (64x64 and 128x128) and the
+    /// depthwise kernel (those that do not cover the shape are reported as unavailable).
     pub fn forward_candidates(&self, shape: &Conv2dShape) -> Vec<Algorithm> {
         let profile = self.profile();
         let og = shape.out_channels_per_group();
@@ -227,7 +228,11 @@ impl Engine {
                 }
             }
         }
-        candidates.push(Algorithm::SharedTiled);
+        candidates.extend([
+            Algorithm::SharedTiled,
+            Algorithm::LargeTiled,
+            Algorithm::Depthwise,
+        ]);
         candidates
     }
 

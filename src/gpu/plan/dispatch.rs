@@ -33,6 +33,10 @@ pub enum Algorithm {
     },
     /// Implicit GEMM tiled through workgroup memory.
     SharedTiled,
+    /// Implicit GEMM in 128x128 tiles through double-buffered workgroup memory (real GPUs).
+    LargeTiled,
+    /// Depthwise convolution (groups == in_channels) from input tiles in workgroup memory.
+    Depthwise,
     /// A caller's kernel, dispatched as the direct one (see [`CustomKernel`]).
     Custom(CustomKernel),
 }
@@ -40,12 +44,14 @@ pub enum Algorithm {
 impl Algorithm {
     /// The algorithms a user can name, in the planner's order of simplicity (the register-tiled
     /// kernel also takes a tile, `register-tiled-TMxTN`).
-    pub const NAMED: [Algorithm; 5] = [
+    pub const NAMED: [Algorithm; 7] = [
         Algorithm::Auto,
         Algorithm::Direct,
         Algorithm::Pointwise,
         Algorithm::RegisterTiled,
         Algorithm::SharedTiled,
+        Algorithm::LargeTiled,
+        Algorithm::Depthwise,
     ];
 
     /// The name `--algorithm` takes and reports print, e.g. `direct` or `register-tiled-16x8`.
@@ -57,6 +63,8 @@ impl Algorithm {
             Algorithm::RegisterTiled => "register-tiled".into(),
             Algorithm::RegisterTile { tm, tn } => format!("register-tiled-{tm}x{tn}"),
             Algorithm::SharedTiled => "shared-tiled".into(),
+            Algorithm::LargeTiled => "large-tiled".into(),
+            Algorithm::Depthwise => "depthwise".into(),
             Algorithm::Custom(custom) => format!("custom:{}", custom.name),
         }
     }
@@ -71,6 +79,8 @@ impl Algorithm {
                 tn: spec.tn,
             }),
             Kernel::SharedTiled => Some(Algorithm::SharedTiled),
+            Kernel::LargeTiled => Some(Algorithm::LargeTiled),
+            Kernel::Depthwise => Some(Algorithm::Depthwise),
             Kernel::Custom(custom) => Some(Algorithm::Custom(custom)),
             _ => None,
         }
@@ -104,6 +114,8 @@ impl FromStr for Algorithm {
             "conv2d_direct" => Some(Algorithm::Direct),
             "conv2d_pointwise" => Some(Algorithm::Pointwise),
             "conv2d_igemm_tiled" => Some(Algorithm::SharedTiled),
+            "conv2d_igemm_tiled128" => Some(Algorithm::LargeTiled),
+            "conv2d_depthwise" => Some(Algorithm::Depthwise),
             _ => None,
         };
         let tiled = s

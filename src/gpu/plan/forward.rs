@@ -7,6 +7,7 @@ use crate::gpu::kernels::{packed_weight_len, Kernel, POINTWISE_TILE, TILED_BLOCK
 use crate::gpu::plan::dispatch::{
     base_uniforms, check_buffer, flat, grid, index_u32, Algorithm, Plan, PlanLimits,
 };
+use crate::gpu::plan::gpu_kernels;
 use crate::gpu::plan::split::{self, Piece, Split};
 use crate::spec::Conv2dShape;
 
@@ -33,6 +34,15 @@ pub fn choose_kernel(shape: &Conv2dShape) -> Kernel {
 /// exceeds the workgroup grid; [`Error::DeviceLimit`] when a buffer exceeds the device's limits;
 /// [`Error::UnsupportedAlgorithm`] when a forced algorithm does not cover the shape.
 pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> Result<Plan> {
+    // A forced kernel that covers no size of this shape says so before any size check, so that
+    // a shape both too large for one dispatch and not covered is refused as not covered (no
+    // split can mend it).
+    if algorithm == Algorithm::Depthwise {
+        gpu_kernels::depthwise_window(shape).map_err(|reason| Error::UnsupportedAlgorithm {
+            algorithm: "depthwise",
+            reason,
+        })?;
+    }
     check_buffer("input", shape.input_len(), limits)?;
     check_buffer("weight", shape.weight_len(), limits)?;
     check_buffer("output", shape.output_len(), limits)?;
@@ -235,6 +245,10 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             regtile(Some((tm, tn))).map_err(|why| unsupported("register-tiled", why))
         }
         Algorithm::SharedTiled => shared().map_err(|why| unsupported("shared-tiled", why)),
+        Algorithm::LargeTiled => gpu_kernels::large_tiled(shape, limits, uniforms, &grid_problem)
+            .map_err(|why| unsupported("large-tiled", why)),
+        Algorithm::Depthwise => gpu_kernels::depthwise(shape, limits, uniforms)
+            .map_err(|why| unsupported("depthwise", why)),
         Algorithm::Auto => {
             // Depthwise-like groups (fewer than 4 output channels each) leave the GEMM tiles
             // mostly empty; the direct kernel does better there.

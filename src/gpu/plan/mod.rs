@@ -4,11 +4,13 @@
 //!
 //! - [`forward`]: kernel choice and tiles for one convolution, and the [`Execution`] of a call;
 //! - [`split`]: cutting a problem too large for one dispatch, binding or buffer into pieces;
+//! - `gpu_kernels`: the forced-only kernels for real GPUs (128x128 implicit GEMM, depthwise);
 //! - [`backward`]: the strategies of the transposed convolution and the split reductions.
 
 pub mod backward;
 pub mod dispatch;
 pub mod forward;
+mod gpu_kernels;
 pub mod split;
 
 pub use dispatch::{
