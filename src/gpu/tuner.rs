@@ -11,9 +11,10 @@
 //! by a nonzero integer somewhere (with random data, almost surely).
 //!
 //! Timing: each verified candidate runs twice more, timed; one whose faster run took over 3x the
-//! best candidate's is not timed further. The rest run in [`ROUNDS`] interleaved rounds (each round every candidate once,
-//! so drift in the machine's speed hits all alike), each run ending at `synchronize`; a
-//! candidate's time is its median. The planner's own choice stays the winner unless another is
+//! best candidate's is not timed further. The rest run in interleaved rounds (each round every
+//! candidate once, so drift in the machine's speed hits all alike; [`ROUNDS`] of them, more for
+//! short kernels, up to [`MAX_ROUNDS`]), each run ending at `synchronize`; a candidate's time is
+//! its median. The planner's own choice stays the winner unless another is
 //! faster by more than [`MARGIN`].
 
 use std::fmt;
@@ -29,12 +30,19 @@ use crate::gpu::tuning::{Op, ShapeClass, Winner};
 use crate::spec::{Conv2dParams, Conv2dShape, ConvTranspose2dShape, Padding};
 use crate::tensor::Tensor;
 
-/// Interleaved timing rounds per candidate.
+/// Interleaved timing rounds per candidate, at least.
 pub const ROUNDS: usize = 5;
+
+/// At most this many rounds, for the shortest kernels.
+pub const MAX_ROUNDS: usize = 31;
+
+/// Rounds are added (up to [`MAX_ROUNDS`]) until the best candidate's runs add up to this many
+/// milliseconds.
+pub const TIMED_MS: f64 = 100.0;
 
 /// A candidate replaces the planner's choice only when its median time is below this fraction of
 /// the planner's choice's (timings on a busy machine wander by several percent).
-pub const MARGIN: f64 = 0.9;
+pub const MARGIN: f64 = 0.85;
 
 /// What the tuner found out about one candidate.
 #[derive(Clone, Debug, PartialEq)]
@@ -209,7 +217,9 @@ fn timed(engine: &Engine, run: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
 /// A candidate in a tuning run: its name, and the call that runs it into its output.
 struct Trial<'a> {
     name: String,
-    run: Box<dyn FnMut() -> Result<GpuTensor> + 'a>,
+    /// `run(true)` writes a fresh output (NaN first, so a skipped element shows) and returns it;
+    /// `run(false)`, the timed runs, may reuse one and return nothing.
+    run: Box<dyn FnMut(bool) -> Result<Option<GpuTensor>> + 'a>,
 }
 
 impl Engine {
@@ -258,12 +268,22 @@ impl Engine {
         let (x, w, params) = (&x, &w, &params);
         let trial = |algorithm: Algorithm| Trial {
             name: algorithm.name(),
-            run: Box::new(move || {
-                let mut out =
-                    self.upload(&Tensor::full(shape.output_shape().to_vec(), f32::NAN)?)?;
-                self.conv2d_into_with(algorithm, x, w, bias, params, &mut out)?;
-                Ok(out)
-            }),
+            run: {
+                let mut reused: Option<GpuTensor> = None;
+                Box::new(move |fresh| {
+                    let nan = || Tensor::full(shape.output_shape().to_vec(), f32::NAN);
+                    let mut out = match reused.take() {
+                        Some(out) if !fresh => out,
+                        _ => self.upload(&nan()?)?,
+                    };
+                    self.conv2d_into_with(algorithm, x, w, bias, params, &mut out)?;
+                    if fresh {
+                        return Ok(Some(out));
+                    }
+                    reused = Some(out);
+                    Ok(None)
+                })
+            },
         };
         let mut trials: Vec<Trial> = Vec::new();
         for algorithm in self
@@ -304,7 +324,7 @@ impl Engine {
         let (x, gy) = (&x, &gy);
         let trial = |kernel: Kernel| Trial {
             name: kernel.name(),
-            run: Box::new(move || self.grad_weight_with(kernel, shape, x, gy)),
+            run: Box::new(move |_| self.grad_weight_with(kernel, shape, x, gy).map(Some)),
         };
         let trials = self
             .grad_weight_candidates()
@@ -345,12 +365,18 @@ impl Engine {
         mut reference: Trial<'_>,
         mut trials: Vec<Trial<'_>>,
     ) -> Result<TuneReport> {
-        let want = self.download(&(reference.run)()?)?;
+        let fresh = |trial: &mut Trial<'_>| -> Result<GpuTensor> {
+            (trial.run)(true)?.ok_or_else(|| Error::UnsupportedAlgorithm {
+                algorithm: "tuning",
+                reason: format!("{} returned no output to check", trial.name),
+            })
+        };
+        let want = self.download(&fresh(&mut reference)?)?;
         let mut verdicts: Vec<Option<Verdict>> = Vec::new();
         let mut first = Vec::new();
-        // 1. Build, run and check each candidate; time one more run of those that match.
+        // 1. Build, run and check each candidate; time two more runs of those that match.
         for trial in &mut trials {
-            let outcome = match (trial.run)() {
+            let outcome = match fresh(trial) {
                 Ok(out) => self
                     .download(&out)
                     .map(|got| first_difference(got.data(), want.data())),
@@ -364,8 +390,8 @@ impl Engine {
                 Ok(None) => {
                     // The faster of two runs: a driver may finish its work on a pipeline lazily,
                     // at its first dispatches.
-                    let a = timed(self, &mut || (trial.run)().map(drop))?;
-                    let b = timed(self, &mut || (trial.run)().map(drop))?;
+                    let a = timed(self, &mut || (trial.run)(false).map(drop))?;
+                    let b = timed(self, &mut || (trial.run)(false).map(drop))?;
                     first.push(a.min(b));
                     None
                 }
@@ -392,10 +418,12 @@ impl Engine {
                 }
             }
         }
-        for _ in 1..ROUNDS {
+        // Short kernels get more rounds: a few milliseconds wander by tens of percent.
+        let rounds = ((TIMED_MS / best_first).ceil() as usize).clamp(ROUNDS, MAX_ROUNDS);
+        for _ in 1..rounds {
             for (trial, slot) in trials.iter_mut().zip(&mut times) {
                 if !slot.is_empty() {
-                    slot.push(timed(self, &mut || (trial.run)().map(drop))?);
+                    slot.push(timed(self, &mut || (trial.run)(false).map(drop))?);
                 }
             }
         }

@@ -225,7 +225,7 @@ pub const MAX_PIECES: u64 = 1 << 18;
 /// The pieces of `shape` cut by `split`, groups outermost and rows innermost.
 ///
 /// # Errors
-/// [`Error::TooLarge`](crate::error::Error::TooLarge) past [`MAX_PIECES`] pieces; otherwise only
+/// [`Error::TooLarge`] past [`MAX_PIECES`] pieces; otherwise only
 /// if a piece's shape fails validation, which a split from [`choose_split`] rules out.
 pub fn pieces(shape: &Conv2dShape, split: &Split) -> Result<Vec<Piece>> {
     let (cg, og) = (
@@ -311,7 +311,7 @@ pub const HOST_PIECE_OUTPUT_BYTES: u64 = 256 << 20;
 /// output exceeds [`HOST_PIECE_OUTPUT_BYTES`], or `None` when it runs whole.
 ///
 /// # Errors
-/// [`Error::DeviceLimit`](crate::Error::DeviceLimit) naming the tensor when not even one output row fits.
+/// [`Error::DeviceLimit`] naming the tensor when not even one output row fits.
 pub fn host_pieces(shape: &Conv2dShape, limits: &PlanLimits) -> Result<Option<Vec<Piece>>> {
     let fits = |s: &Conv2dShape| {
         [s.input_len(), s.weight_len(), s.output_len()]
@@ -337,7 +337,7 @@ pub fn host_pieces(shape: &Conv2dShape, limits: &PlanLimits) -> Result<Option<Ve
 /// Whether `tensors` (name, f32 elements) each fit one binding and u32 indexing.
 ///
 /// # Errors
-/// [`Error::DeviceLimit`](crate::Error::DeviceLimit) or [`Error::TooLarge`](crate::Error::TooLarge) naming the first that does not.
+/// [`Error::DeviceLimit`] or [`Error::TooLarge`] naming the first that does not.
 pub fn check_bindings(tensors: &[(&str, usize)], limits: &PlanLimits) -> Result<()> {
     for &(what, len) in tensors {
         check_buffer(what, len, limits)?;
