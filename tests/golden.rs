@@ -149,14 +149,8 @@ fn gpu_matches_pytorch_on_every_kernel() {
             .as_ref()
             .map(|b| engine.upload(b).expect(&case.name));
         let nan = Tensor::full(case.output.shape().to_vec(), f32::NAN).expect(&case.name);
-        for algorithm in [
-            Algorithm::Direct,
-            Algorithm::Pointwise,
-            Algorithm::RegisterTiled,
-            Algorithm::SharedTiled,
-            Algorithm::LargeTiled,
-            Algorithm::Depthwise,
-        ] {
+        // Every named algorithm but Auto, which the loop above runs.
+        for algorithm in Algorithm::NAMED.into_iter().skip(1) {
             let mut out = engine.upload(&nan).expect(&case.name);
             match engine.conv2d_into_with(algorithm, &x, &w, b.as_ref(), &case.params, &mut out) {
                 Ok(()) => {}

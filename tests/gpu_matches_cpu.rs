@@ -62,15 +62,7 @@ fn check_random_configs(seed: u64, count: usize, pointwise_only: bool) {
 }
 
 /// Auto, then each algorithm forced (skipped only where it does not cover the shape).
-const ALGORITHMS: [Algorithm; 7] = [
-    Algorithm::Auto,
-    Algorithm::Direct,
-    Algorithm::Pointwise,
-    Algorithm::RegisterTiled,
-    Algorithm::SharedTiled,
-    Algorithm::LargeTiled,
-    Algorithm::Depthwise,
-];
+const ALGORITHMS: [Algorithm; 7] = Algorithm::NAMED;
 
 #[test]
 fn random_configs_match_reference_part1() {

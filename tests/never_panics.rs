@@ -510,15 +510,7 @@ fn macs(s: &Conv2dShape) -> usize {
 // Properties
 // ---------------------------------------------------------------------------------------------
 
-const ALGORITHMS: [Algorithm; 7] = [
-    Algorithm::Auto,
-    Algorithm::Direct,
-    Algorithm::Pointwise,
-    Algorithm::RegisterTiled,
-    Algorithm::SharedTiled,
-    Algorithm::LargeTiled,
-    Algorithm::Depthwise,
-];
+const ALGORITHMS: [Algorithm; 7] = Algorithm::NAMED;
 
 #[test]
 fn conv2d_shape_follows_pytorch() {

@@ -9,9 +9,10 @@
 //! - `dL/db[o] = sum over n, p, q of g[n, o, p, q]`
 //!
 //! The two sums run as split reductions (see [`plan::backward`]): chunks of output rows in
-//! parallel (the weight gradient register-tiled, 8 output channels (4 when groups have fewer) x
-//! 8 weight entries per invocation, or what the profile or the tuner says), then the chunks added in order by a second kernel. Every
-//! value is written by one invocation: no atomics, and the results do not depend on scheduling.
+//! parallel (the weight gradient register-tiled: 8 output channels, 4 when groups have fewer, x
+//! 8 weight entries per invocation, or what the profile or the tuner says), then the chunks
+//! added in order by a second kernel. Every value is written by one invocation: no atomics, and
+//! the results do not depend on scheduling.
 
 use std::ops::Range;
 

@@ -204,6 +204,9 @@ impl Engine {
 
     /// The tuned choice for `op` on problems of `shape`'s class, if the cache has one.
     pub(crate) fn tuned(&self, op: Op, shape: &Conv2dShape) -> Option<String> {
+        if !self.has_winners() {
+            return None;
+        }
         let class = ShapeClass::of(shape);
         let cache = self.tuning.read().unwrap_or_else(PoisonError::into_inner);
         cache.winner(op, &class).map(|w| w.choice.clone())
@@ -212,6 +215,12 @@ impl Engine {
     /// The algorithm `Auto` runs for `shape` when the cache has a winner for its class.
     pub fn tuned_algorithm(&self, shape: &Conv2dShape) -> Option<Algorithm> {
         self.tuned(Op::Forward, shape)?.parse().ok()
+    }
+
+    /// Whether the tuning cache has any winner (every call asks; most engines have none).
+    pub(crate) fn has_winners(&self) -> bool {
+        let cache = self.tuning.read().unwrap_or_else(PoisonError::into_inner);
+        !cache.winners().is_empty()
     }
 
     /// Records a tuned winner in the cache (memory, and disk unless tuning is off).
@@ -229,6 +238,9 @@ impl Engine {
     /// # Errors
     /// As `PipelineCache::get`, and [`Error::PipelineBuild`] for a remembered failure.
     pub(crate) fn pipeline(&self, plan: &Plan) -> Result<wgpu::ComputePipeline> {
+        if let Some(pipeline) = self.pipelines.cached(plan.kernel, plan.workgroup_size) {
+            return Ok(pipeline);
+        }
         let name = plan.kernel.name();
         if let Some((_, why)) = self
             .tuning

@@ -19,8 +19,8 @@ use crate::gpu::plan::Plan;
 /// buffers (see [`Bindings::storage`]) and the uniform block (`ConvUniforms`) at binding 4.
 pub(crate) struct PipelineCache {
     layouts: HashMap<Bindings, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
-    // Built pipelines, and the builds that failed (remembered, so they are not retried).
-    pipelines: RwLock<HashMap<(Kernel, u32), std::result::Result<wgpu::ComputePipeline, Failed>>>,
+    // Built pipelines (the engine remembers the builds that failed, in its tuning cache).
+    pipelines: RwLock<HashMap<(Kernel, u32), wgpu::ComputePipeline>>,
     slow_builds: SlowBuilds,
 }
 
@@ -70,11 +70,21 @@ impl PipelineCache {
         &self.layouts[&family]
     }
 
+    /// The pipeline of `kernel` with `workgroup_size` if it is built already.
+    pub(crate) fn cached(
+        &self,
+        kernel: Kernel,
+        workgroup_size: u32,
+    ) -> Option<wgpu::ComputePipeline> {
+        self.pipelines
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(kernel, workgroup_size))
+            .cloned()
+    }
+
     /// The pipeline of `kernel` with `workgroup_size`, built on first use on a worker thread
     /// within `limit`, so that a driver stuck compiling cannot take the caller with it.
-    ///
-    /// A build that fails or runs past `limit` is remembered: later calls for the same kernel fail
-    /// at once with the same error (the planner then falls back to a simpler kernel).
     ///
     /// # Errors
     /// [`Error::Timeout`] past `limit`; the shader's validation error, out-of-memory or device
@@ -87,20 +97,15 @@ impl PipelineCache {
         limit: Duration,
     ) -> Result<wgpu::ComputePipeline> {
         let key = (kernel, workgroup_size);
-        if let Some(p) = self
-            .pipelines
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
-            return p.clone().map_err(Failed::error);
+        if let Some(p) = self.cached(kernel, workgroup_size) {
+            return Ok(p);
         }
         let mut cache = self
             .pipelines
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = cache.get(&key) {
-            return p.clone().map_err(Failed::error);
+            return Ok(p.clone());
         }
         log::debug!(
             "wgconv: building pipeline {} with workgroup size {workgroup_size}",
@@ -145,19 +150,10 @@ impl PipelineCache {
             ),
             Err(e) => log::warn!("wgconv: the {} pipeline did not build: {e}", kernel.name()),
         }
-        match result {
-            Ok(pipeline) => {
-                cache.insert(key, Ok(pipeline.clone()));
-                Ok(pipeline)
-            }
-            Err(e) => {
-                // A lost device is not the kernel's fault: only the kernel's own failures stay.
-                if let Some(failed) = Failed::of(&e) {
-                    cache.insert(key, Err(failed));
-                }
-                Err(e)
-            }
+        if let Ok(pipeline) = &result {
+            cache.insert(key, pipeline.clone());
         }
+        result
     }
 
     /// Records one dispatch of `plan` with `buffers` at its family's storage bindings (see
@@ -280,64 +276,6 @@ impl SlowBuilds {
             .iter()
             .find(|(prefix, _)| name.starts_with(prefix.as_str()))
             .map(|&(_, delay)| delay)
-    }
-}
-
-/// A remembered build failure: the error a later request for the same pipeline gets at once.
-#[derive(Clone, Debug)]
-enum Failed {
-    Timeout {
-        during: String,
-        waited_ms: u128,
-        bound: &'static str,
-    },
-    Validation {
-        during: String,
-        message: String,
-    },
-    OutOfMemory {
-        during: String,
-    },
-}
-
-impl Failed {
-    /// The failures that are the kernel's (not the device's).
-    fn of(e: &Error) -> Option<Failed> {
-        match e {
-            Error::Timeout {
-                during,
-                waited_ms,
-                bound,
-            } => Some(Failed::Timeout {
-                during: during.clone(),
-                waited_ms: *waited_ms,
-                bound,
-            }),
-            Error::Validation { during, message } => Some(Failed::Validation {
-                during: during.clone(),
-                message: message.clone(),
-            }),
-            Error::OutOfMemory { during } => Some(Failed::OutOfMemory {
-                during: during.clone(),
-            }),
-            _ => None,
-        }
-    }
-
-    fn error(self) -> Error {
-        match self {
-            Failed::Timeout {
-                during,
-                waited_ms,
-                bound,
-            } => Error::Timeout {
-                during,
-                waited_ms,
-                bound,
-            },
-            Failed::Validation { during, message } => Error::Validation { during, message },
-            Failed::OutOfMemory { during } => Error::OutOfMemory { during },
-        }
     }
 }
 

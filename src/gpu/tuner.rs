@@ -27,7 +27,7 @@ use crate::gpu::pipelines::is_build_failure;
 use crate::gpu::plan::{self, backward::Transposed, Algorithm};
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::tuning::{Op, ShapeClass, Winner};
-use crate::spec::{Conv2dParams, Conv2dShape, ConvTranspose2dShape, Padding};
+use crate::spec::{Conv2dShape, ConvTranspose2dShape};
 use crate::tensor::Tensor;
 
 /// Interleaved timing rounds per candidate, at least.
@@ -154,21 +154,6 @@ impl fmt::Display for TuneReport {
     }
 }
 
-/// The parameters that give `shape` (stride, explicit padding, dilation, groups).
-pub(crate) fn params_of(shape: &Conv2dShape) -> Conv2dParams {
-    Conv2dParams {
-        stride: (shape.stride_h, shape.stride_w),
-        padding: Padding::explicit(
-            shape.pad_top,
-            shape.pad_bottom,
-            shape.pad_left,
-            shape.pad_right,
-        ),
-        dilation: (shape.dilation_h, shape.dilation_w),
-        groups: shape.groups,
-    }
-}
-
 /// Integer tuning data of `shape` in `[-m, m]`, from a fixed seed (xorshift).
 fn integers(shape: &[usize], m: i64, seed: u64) -> Result<Tensor> {
     let mut state = seed | 1;
@@ -259,7 +244,7 @@ impl Engine {
         let weight = self.upload(&integers(&shape.weight_shape(), m, 2)?)?;
         let w = self.pack_weights(weight, shape.groups)?;
         let b = self.upload(&integers(&[shape.out_channels], m, 3)?)?;
-        let params = params_of(shape);
+        let params = shape.params();
         let untuned = plan::plan(shape, &self.limits(), Algorithm::Auto)
             .ok()
             .and_then(|p| Algorithm::of_kernel(p.kernel))

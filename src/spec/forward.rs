@@ -339,6 +339,22 @@ impl Conv2dShape {
         output: "`[N, O, P, Q]`.",
     }
 
+    /// The parameters that give this shape: its stride, its padding (explicit, as resolved),
+    /// dilation and groups.
+    pub fn params(&self) -> Conv2dParams {
+        Conv2dParams {
+            stride: (self.stride_h, self.stride_w),
+            padding: Padding::explicit(
+                self.pad_top,
+                self.pad_bottom,
+                self.pad_left,
+                self.pad_right,
+            ),
+            dilation: (self.dilation_h, self.dilation_w),
+            groups: self.groups,
+        }
+    }
+
     /// Input channels seen by one output channel: `C / groups`.
     pub fn in_channels_per_group(&self) -> usize {
         self.in_channels / self.groups

@@ -66,7 +66,7 @@ fn push_run(runs: &mut Vec<CopyRun>, run: CopyRun) {
 impl Piece {
     /// The parameters that give [`Piece::shape`] (explicit padding).
     pub fn params(&self) -> Conv2dParams {
-        params_of(&self.shape)
+        self.shape.params()
     }
 
     /// Copies from the whole input (`whole`'s `[N, C, H, W]`) into the piece's input: per image
@@ -112,15 +112,6 @@ impl Piece {
     }
 }
 
-fn params_of(s: &Conv2dShape) -> Conv2dParams {
-    Conv2dParams {
-        stride: (s.stride_h, s.stride_w),
-        padding: Padding::explicit(s.pad_top, s.pad_bottom, s.pad_left, s.pad_right),
-        dilation: (s.dilation_h, s.dilation_w),
-        groups: s.groups,
-    }
-}
-
 /// The convolution computing `out_rows` output rows of `images` images and `out_channels` output
 /// channels over `groups` groups, from `in_h` input rows of which the first lies `top` padded rows
 /// below the first row the piece reads.
@@ -140,7 +131,7 @@ fn piece_shape(
     let params = Conv2dParams {
         padding: Padding::explicit(top, bottom, shape.pad_left, shape.pad_right),
         groups,
-        ..params_of(shape)
+        ..shape.params()
     };
     let bias = [out_channels];
     Conv2dShape::new(
