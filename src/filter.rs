@@ -11,6 +11,7 @@
 //! fit in the memory available ([`filter_memory_bytes`] has the formula).
 
 use std::ops::Range;
+#[cfg(any(feature = "image", feature = "ndarray"))]
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -287,7 +288,20 @@ fn to_u8(v: f32) -> u8 {
 ///
 /// # Errors
 /// [`Error::HostMemory`] when that memory is not available; shape errors, GPU errors.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn apply(
+    engine: &Engine,
+    image: &image::RgbImage,
+    choice: &KernelChoice,
+) -> Result<image::RgbImage> {
+    pollster::block_on(apply_async(engine, image, choice))
+}
+
+/// Async twin of [`apply`] (the call the browser's JavaScript API makes).
+///
+/// # Errors
+/// As [`apply`].
+pub async fn apply_async(
     engine: &Engine,
     image: &image::RgbImage,
     choice: &KernelChoice,
@@ -344,7 +358,7 @@ pub fn apply(
             Mapping::PerChannel => rgb_band(image, i0..i1)?,
             Mapping::Magnitude | Mapping::Derivative => luminance_band(image, i0..i1)?,
         };
-        let y = engine.conv2d(&x, &weight, None, &params)?;
+        let y = engine.conv2d_async(&x, &weight, None, &params).await?;
         drop(x);
         let plane = (r1 - r0) * w;
         let y = y.data();
@@ -375,6 +389,7 @@ pub fn apply(
     })
 }
 
+#[cfg(feature = "image")]
 /// `color` in words: `8-bit grayscale`, `16-bit RGBA`.
 fn color_words(color: image::ColorType) -> String {
     let channels = color.channel_count().max(1);
@@ -388,6 +403,7 @@ fn color_words(color: image::ColorType) -> String {
     format!("{bits}-bit {kind}")
 }
 
+#[cfg(feature = "image")]
 /// Reads a PNG or JPEG file as RGB, refusing before it decodes an image whose `filter` run
 /// would not fit in memory.
 ///
@@ -456,6 +472,7 @@ pub fn read_image(path: &Path) -> Result<image::RgbImage> {
     Ok(decoded.into_rgb8())
 }
 
+#[cfg(feature = "image")]
 /// The image format `path`'s extension asks for: PNG or JPEG. Check it before doing the work.
 ///
 /// # Errors
@@ -470,6 +487,7 @@ pub fn output_format(path: &Path) -> Result<image::ImageFormat> {
         })
 }
 
+#[cfg(feature = "image")]
 /// Writes `image` as PNG or JPEG (by extension), through a temporary file renamed into place.
 ///
 /// # Errors

@@ -11,7 +11,7 @@ pub mod cpu;
 pub mod error;
 #[cfg(feature = "files")]
 pub mod files;
-#[cfg(feature = "image")]
+#[cfg(any(feature = "image", feature = "web"))]
 pub mod filter;
 pub mod gpu;
 #[cfg(feature = "ndarray")]
@@ -22,6 +22,8 @@ pub mod lessons;
 pub mod memory;
 pub mod spec;
 pub mod tensor;
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
+pub mod web;
 
 /// The wgpu this crate is built on, so `EngineOptions { backends: Some(wgconv::wgpu::Backends::VULKAN), .. }`
 /// needs no dependency of its own.
@@ -29,7 +31,9 @@ pub use wgpu;
 
 pub use error::{Error, Result};
 pub use gpu::backward::Conv2dGrads;
-pub use gpu::device::{list_adapters, AdapterSummary, EngineOptions};
+#[cfg(not(target_arch = "wasm32"))]
+pub use gpu::device::list_adapters;
+pub use gpu::device::{AdapterSummary, EngineOptions};
 pub use gpu::engine::Engine;
 pub use gpu::forward::Weights;
 pub use gpu::plan::Algorithm;

@@ -17,9 +17,6 @@ use crate::gpu::tuning::Tuning;
 
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Longest single hold of the OpenGL context while waiting (wgpu-hal gives up after 6 s).
-const GL_WAIT_SLICE: Duration = Duration::from_millis(100);
-
 /// How an [`Engine`](crate::Engine) picks its adapter and how long it waits for the GPU.
 ///
 /// Fields left `None` fall back to wgpu's environment variables: `WGPU_BACKEND`
@@ -143,6 +140,7 @@ pub fn parse_backend(s: &str) -> std::result::Result<wgpu::Backends, String> {
 }
 
 /// Every adapter wgpu sees on `backends` (`None`: `WGPU_BACKEND`, else all).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
     let backends = backends_from(&EngineOptions {
         backends,
@@ -167,6 +165,10 @@ pub(crate) struct Device {
     lost: Arc<Mutex<Option<String>>>,
     wait_timeout: Duration,
     pipeline_timeout: Duration,
+    // In the browser error scopes resolve later, as promises: their pops wait here and are
+    // awaited by the next wait or readback (see `Device::settle_scopes`).
+    #[cfg(target_arch = "wasm32")]
+    pending_scopes: Mutex<Vec<crate::gpu::browser::PendingScope>>,
     // On OpenGL, wgpu-hal holds one context lock per call and panics when another thread waits
     // for it longer than a few seconds (a long kernel, a large shader compile). wgconv takes this
     // lock first, so threads queue here, without a deadline, instead.
@@ -176,6 +178,8 @@ pub(crate) struct Device {
 /// How a call waits for the GPU: on the calling thread (the blocking API drives the async one
 /// this way), or on a helper thread so that the caller's executor is never blocked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// In the browser only the async API exists: nothing blocks there.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) enum Wait {
     /// Poll on this thread, within the engine's bound.
     Block,
@@ -190,7 +194,14 @@ impl Device {
         let backends = backends_from(options);
         let instance = new_instance(backends);
         let adapter = pick_adapter(&instance, backends, options).await?;
-        let info = adapter.get_info();
+        #[allow(unused_mut)]
+        let mut info = adapter.get_info();
+        #[cfg(target_arch = "wasm32")]
+        if info.name.is_empty() {
+            info.name = crate::gpu::browser::adapter_name()
+                .await
+                .unwrap_or_default();
+        }
         let compute = adapter
             .get_downlevel_capabilities()
             .flags
@@ -252,6 +263,8 @@ impl Device {
             lost,
             wait_timeout: options.wait_timeout,
             pipeline_timeout: options.pipeline_timeout,
+            #[cfg(target_arch = "wasm32")]
+            pending_scopes: Mutex::new(Vec::new()),
             gl_serial,
         })
     }
@@ -307,10 +320,42 @@ impl Device {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
-        // Native wgpu resolves scopes synchronously, so these futures are ready at once.
-        let validation = pollster::block_on(validation.pop());
-        let oom = pollster::block_on(oom.pop());
-        let gl_oom = self.gl_serial.is_some() && gl_out_of_memory(&self.device);
+        #[cfg(target_arch = "wasm32")]
+        {
+            // The browser answers later: the next wait or readback reports what they caught.
+            self.pending_scopes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((
+                    during.to_string(),
+                    Box::pin(validation.pop()),
+                    Box::pin(oom.pop()),
+                ));
+            Ok(value)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            // Native wgpu resolves scopes synchronously, so these futures are ready at once.
+            let validation = pollster::block_on(validation.pop());
+            let oom = pollster::block_on(oom.pop());
+            self.scope_result(during, validation, oom)?;
+            Ok(value)
+        }
+    }
+
+    /// Turns what one call's error scopes caught into its error.
+    fn scope_result(
+        &self,
+        during: &str,
+        validation: Option<wgpu::Error>,
+        oom: Option<wgpu::Error>,
+    ) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        let gl_oom =
+            self.gl_serial.is_some() && crate::gpu::polling::gl_out_of_memory(&self.device);
+        // No OpenGL in the browser.
+        #[cfg(target_arch = "wasm32")]
+        let gl_oom = false;
         if gl_oom {
             return Err(Error::OutOfMemory {
                 during: during.to_string(),
@@ -333,7 +378,28 @@ impl Device {
                 message: e.to_string(),
             });
         }
-        Ok(value)
+        Ok(())
+    }
+
+    /// Awaits the error scopes of every call since the last settlement (in the browser, where
+    /// they resolve as promises) and returns the first error they caught.
+    #[cfg(target_arch = "wasm32")]
+    async fn settle_scopes(&self) -> Result<()> {
+        let pending = std::mem::take(
+            &mut *self
+                .pending_scopes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut first = Ok(());
+        for (during, validation, oom) in pending {
+            let (validation, oom) = (validation.await, oom.await);
+            let result = self.scope_result(&during, validation, oom);
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
     }
 
     /// A buffer of `bytes` (at least 4: zero-sized bindings are invalid), created zeroed
@@ -409,14 +475,21 @@ impl Device {
             (staging, submission)
         })?;
         self.wait(Some(&submission), "download", wait).await?;
-        self.finish_readback(staging, &rx)
+        #[cfg(target_arch = "wasm32")]
+        let mapped = rx.recv_async().await.map_err(|_| Error::Readback {
+            message: "the buffer mapping was dropped".into(),
+        })?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let mapped = self.mapping_result(&rx)?;
+        self.finish_readback(staging, mapped)
     }
 
-    fn finish_readback(
+    /// The mapping callback's result, polling (without blocking) until it arrives.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn mapping_result(
         &self,
-        staging: wgpu::Buffer,
         rx: &flume::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<std::result::Result<(), wgpu::BufferAsyncError>> {
         // The submission is done, so the mapping callback is due. Another thread's poll may be
         // the one running it right now, so keep polling (without blocking) until it arrives,
         // within the engine's wait bound.
@@ -443,6 +516,14 @@ impl Device {
                 }
             }
         };
+        Ok(mapped)
+    }
+
+    fn finish_readback(
+        &self,
+        staging: wgpu::Buffer,
+        mapped: std::result::Result<(), wgpu::BufferAsyncError>,
+    ) -> Result<Vec<f32>> {
         mapped.map_err(|e| Error::Readback {
             message: e.to_string(),
         })?;
@@ -460,7 +541,30 @@ impl Device {
         Ok(data)
     }
 
+    /// Waits for all work submitted so far, then reports what the error scopes since the last
+    /// wait caught. The browser bounds GPU work itself (a stuck device is lost), so the engine's
+    /// wait bound does not apply there.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) async fn wait(
+        &self,
+        _submission: Option<&wgpu::SubmissionIndex>,
+        during: &str,
+        _wait: Wait,
+    ) -> Result<()> {
+        self.ensure_alive()?;
+        let (tx, rx) = flume::bounded(1);
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        rx.recv_async().await.map_err(|_| Error::Readback {
+            message: format!("the browser dropped the wait for {during}"),
+        })?;
+        self.settle_scopes().await?;
+        self.ensure_alive()
+    }
+
     /// Waits for `submission` (`None`: all work submitted so far) within the engine's bound.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) async fn wait(
         &self,
         submission: Option<&wgpu::SubmissionIndex>,
@@ -469,7 +573,7 @@ impl Device {
     ) -> Result<()> {
         self.ensure_alive()?;
         let result = match wait {
-            Wait::Block => wait_sliced(
+            Wait::Block => crate::gpu::polling::wait_sliced(
                 &self.device,
                 self.gl_serial.as_deref(),
                 submission,
@@ -503,6 +607,7 @@ impl Device {
 
     /// wgpu only makes progress when polled; a helper thread does the blocking poll so the
     /// caller's executor is never blocked by the wait itself.
+    #[cfg(not(target_arch = "wasm32"))]
     async fn wait_on_thread(
         &self,
         submission: wgpu::SubmissionIndex,
@@ -514,7 +619,12 @@ impl Device {
         std::thread::Builder::new()
             .name("wgconv-poll".into())
             .spawn(move || {
-                let result = wait_sliced(&device, gl_serial.as_deref(), Some(&submission), timeout);
+                let result = crate::gpu::polling::wait_sliced(
+                    &device,
+                    gl_serial.as_deref(),
+                    Some(&submission),
+                    timeout,
+                );
                 let _ = tx.send(result);
             })
             .map_err(|e| Error::Readback {
@@ -524,70 +634,6 @@ impl Device {
             message: "the poll thread ended without a result".into(),
         })
     }
-}
-
-/// Waits for `submission` (or all work) for at most `timeout`. On OpenGL (`gl_serial` given) the
-/// wait is cut into slices of [`GL_WAIT_SLICE`], taking the engine's GL lock for each, so other
-/// threads (and async callers) get the context between slices and none waits long for it.
-fn wait_sliced(
-    device: &wgpu::Device,
-    gl_serial: Option<&Mutex<()>>,
-    submission: Option<&wgpu::SubmissionIndex>,
-    timeout: Duration,
-) -> std::result::Result<wgpu::PollStatus, wgpu::PollError> {
-    let deadline = std::time::Instant::now().checked_add(timeout);
-    loop {
-        let slice = match (gl_serial, deadline) {
-            (Some(_), Some(d)) => d
-                .saturating_duration_since(std::time::Instant::now())
-                .min(GL_WAIT_SLICE),
-            (Some(_), None) => GL_WAIT_SLICE,
-            (None, _) => timeout,
-        };
-        let serial = gl_serial.map(|m| m.lock().unwrap_or_else(PoisonError::into_inner));
-        let result = device.poll(wgpu::PollType::Wait {
-            submission_index: submission.cloned(),
-            timeout: Some(slice),
-        });
-        drop(serial);
-        let expired = deadline.is_some_and(|d| std::time::Instant::now() >= d);
-        match result {
-            Err(wgpu::PollError::Timeout) if gl_serial.is_some() && !expired => continue,
-            other => return other,
-        }
-    }
-}
-
-/// Whether OpenGL reported running out of memory since the last call (clearing its error flags).
-///
-/// wgpu 30's GL backend allocates buffer storage without checking `glGetError`, so a failed
-/// allocation would leave a buffer with no storage that silently reads as zeros. The caller holds
-/// the engine's GL lock, so no wgpu call runs on the context meanwhile.
-#[cfg(target_os = "linux")]
-fn gl_out_of_memory(device: &wgpu::Device) -> bool {
-    use glow::HasContext;
-    // SAFETY: only the context is borrowed, to read (and so clear) its error flags; no resource
-    // is created, destroyed or used.
-    let Some(hal) = (unsafe { device.as_hal::<wgpu::hal::api::Gles>() }) else {
-        return false;
-    };
-    let gl = hal.context().lock();
-    let mut oom = false;
-    // One flag per error kind at most; the bound guards against a context that keeps reporting.
-    for _ in 0..16 {
-        // SAFETY: glGetError has no preconditions on a current context, which `lock` makes.
-        match unsafe { gl.get_error() } {
-            glow::NO_ERROR => break,
-            glow::OUT_OF_MEMORY => oom = true,
-            other => log::debug!("wgconv: OpenGL error {other:#x} after a wgpu call"),
-        }
-    }
-    oom
-}
-
-#[cfg(not(target_os = "linux"))]
-fn gl_out_of_memory(_device: &wgpu::Device) -> bool {
-    false
 }
 
 async fn pick_adapter(

@@ -32,6 +32,7 @@ macro_rules! blocking_and_async {
         $name:ident, $async_name:ident => $with:ident($($arg:ident: $ty:ty),*) -> $ret:ty
     ) => {
         $(#[$doc])*
+        #[cfg(not(target_arch = "wasm32"))]
         pub fn $name(&self, $($arg: $ty),*) -> $crate::error::Result<$ret> {
             pollster::block_on(self.$with($($arg,)* $crate::gpu::device::Wait::Block))
         }
@@ -47,6 +48,7 @@ macro_rules! blocking_and_async {
         |$wait:ident| $body:block
     ) => {
         $(#[$doc])*
+        #[cfg(not(target_arch = "wasm32"))]
         pub fn $name(&$this, $($arg: $ty),*) -> $crate::error::Result<$ret> {
             let $wait = $crate::gpu::device::Wait::Block;
             let result: $crate::error::Result<$ret> = pollster::block_on(async move $body);
@@ -91,6 +93,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::NoAdapter`] (with the install hint for software adapters) or [`Error::RequestDevice`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
         Self::with_options(EngineOptions::default())
     }
@@ -107,6 +110,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::new`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_options(options: EngineOptions) -> Result<Self> {
         pollster::block_on(Self::with_options_async(options))
     }
@@ -116,6 +120,9 @@ impl Engine {
     /// # Errors
     /// As [`Engine::new`].
     pub async fn with_options_async(options: EngineOptions) -> Result<Self> {
+        // In the browser wgpu's types are neither Send nor Sync (one thread there): the Arc
+        // that shares the device with native build threads is a plain shared pointer.
+        #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
         let device = Arc::new(Device::open(&options).await?);
         let pipelines = PipelineCache::new(device.wgpu());
         let no_bias = device.wgpu().create_buffer(&wgpu::BufferDescriptor {
@@ -224,6 +231,7 @@ impl Engine {
     }
 
     /// Records a tuned winner in the cache (memory, and disk unless tuning is off).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) fn record_winner(&self, winner: Winner) {
         let mut cache = self.tuning.write().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = cache.record_winner(winner) {
@@ -401,8 +409,17 @@ impl Engine {
     }
 
     /// Waits for `submission` within the engine's bound, on this thread.
+    ///
+    /// In the browser nothing can block: the call returns at once, and the browser frees the
+    /// temporaries when the work that uses them is done.
     pub(crate) fn wait_for(&self, submission: &wgpu::SubmissionIndex, during: &str) -> Result<()> {
-        pollster::block_on(self.device.wait(Some(submission), during, Wait::Block))
+        #[cfg(not(target_arch = "wasm32"))]
+        return pollster::block_on(self.device.wait(Some(submission), during, Wait::Block));
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (submission, during);
+            self.device.ensure_alive()
+        }
     }
 
     /// Copies `len` f32 values from `from` at element `src` to `to` at element `dst`.

@@ -3,6 +3,8 @@
 //! operations come by family: [`forward`], [`transposed`], [`backward`], [`training`].
 
 pub mod backward;
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod browser;
 pub mod codegen;
 pub mod device;
 pub mod engine;
@@ -11,9 +13,13 @@ pub mod info;
 pub mod kernels;
 pub mod pipelines;
 pub mod plan;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod polling;
 pub mod profile;
 pub mod tensor;
 pub mod training;
 pub mod transposed;
+// Blocking and timed with `Instant`: not in the browser (the planner's choices run there).
+#[cfg(not(target_arch = "wasm32"))]
 pub mod tuner;
 pub mod tuning;

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(not(target_arch = "wasm32"))]
+use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
@@ -21,6 +23,7 @@ pub(crate) struct PipelineCache {
     layouts: HashMap<Bindings, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     // Built pipelines (the engine remembers the builds that failed, in its tuning cache).
     pipelines: RwLock<HashMap<(Kernel, u32), wgpu::ComputePipeline>>,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     slow_builds: SlowBuilds,
 }
 
@@ -111,6 +114,35 @@ impl PipelineCache {
             "wgconv: building pipeline {} with workgroup size {workgroup_size}",
             kernel.name()
         );
+        #[cfg(target_arch = "wasm32")]
+        let result = {
+            // The browser compiles off the page's thread by itself; there is no thread to
+            // start, and a build error is reported by the next wait (see `Device::scoped`).
+            let _ = limit;
+            build(
+                device,
+                &self.layout(kernel.bindings()).1,
+                kernel,
+                workgroup_size,
+            )
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let result = self.build_bounded(device, kernel, workgroup_size, limit);
+        if let Ok(pipeline) = &result {
+            cache.insert(key, pipeline.clone());
+        }
+        result
+    }
+
+    /// Builds `kernel` on a worker thread, waiting at most `limit` for it.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn build_bounded(
+        &self,
+        device: &Arc<Device>,
+        kernel: Kernel,
+        workgroup_size: u32,
+        limit: Duration,
+    ) -> Result<wgpu::ComputePipeline> {
         let layout = self.layout(kernel.bindings()).1.clone();
         let (sender, receiver) = flume::bounded(1);
         let worker_device = Arc::clone(device);
@@ -149,9 +181,6 @@ impl PipelineCache {
                 started.elapsed().as_millis()
             ),
             Err(e) => log::warn!("wgconv: the {} pipeline did not build: {e}", kernel.name()),
-        }
-        if let Ok(pipeline) = &result {
-            cache.insert(key, pipeline.clone());
         }
         result
     }
@@ -255,6 +284,7 @@ fn build(
 /// hangs: `WGCONV_SLOW_PIPELINES=<kernel name prefix>:<milliseconds>[,...]` (a test hook; the
 /// variable is read once per engine).
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 struct SlowBuilds(Vec<(String, Duration)>);
 
 impl SlowBuilds {
@@ -270,6 +300,7 @@ impl SlowBuilds {
         )
     }
 
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     fn delay_for(&self, kernel: Kernel) -> Option<Duration> {
         let name = kernel.name();
         self.0

@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 use wgconv::{Conv2dParams, Engine, Padding, Tensor};
 
+mod numeric;
+pub use numeric::*;
 /// The engine every GPU test in this binary uses. No adapter is a failure, never a skip.
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -20,94 +22,6 @@ pub fn engine() -> &'static Engine {
              and run with WGPU_BACKEND=vulkan, or WGPU_BACKEND=gl with Mesa's EGL (llvmpipe)."
         ),
     })
-}
-
-/// Tolerance constant `c` in `|gpu - ref| <= c * K * eps32 * max|x| * max|w| + eps32 * max|b| + tiny`.
-///
-/// Why 1: the GPU sums K products in f32. With zero-mean data (all random data in these tests:
-/// uniform in [-1, 1] or standard normal), the partial sums grow like sqrt(k) * sigma, so the
-/// accumulated rounding error has an rms of about u * sigma * K / sqrt(2), u = eps/2,
-/// sigma = rms(x*w) <= max|x| * max|w| / 3 for uniform data: about 0.12 * K * eps * max|x| * max|w|.
-/// The final rounding of the result adds at most 0.5 * eps * |y| <= 0.5 * K * eps * max|x|*max|w|
-/// in the extreme, so c = 1 is above the worst deterministic part plus 4 standard deviations of the
-/// random part in the worst case, and over 8 in the typical one. The bias adds one rounding
-/// (eps * max|b|). An indexing bug produces errors of order max|x| * max|w|, far above this.
-pub const TOLERANCE_C: f64 = 1.0;
-
-/// The tolerance for one convolution: `c * K * eps * max|x| * max|w| + eps * max|b| + tiny`.
-pub fn tolerance(k: usize, max_x: f64, max_w: f64, max_b: f64) -> f64 {
-    let eps = f64::from(f32::EPSILON);
-    TOLERANCE_C * k as f64 * eps * max_x * max_w + eps * max_b + f64::from(f32::MIN_POSITIVE)
-}
-
-/// Largest absolute value in a tensor.
-pub fn max_abs(t: &Tensor) -> f64 {
-    t.data()
-        .iter()
-        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())))
-}
-
-/// Compares `got` (GPU, f32) with `want` (reference, f64) element by element.
-///
-/// Fails on the first element outside `tol` (NaN included: outputs start as NaN, so a skipped
-/// element fails loudly), naming its `[n, o, p, q]` index, both values, the tolerance and the
-/// worst relative error over the whole tensor.
-pub fn compare(
-    context: &str,
-    shape: [usize; 4],
-    got: &[f32],
-    want: &[f64],
-    tol: f64,
-) -> Result<(), String> {
-    if got.len() != want.len() {
-        return Err(format!(
-            "{context}: got {} elements, want {}",
-            got.len(),
-            want.len()
-        ));
-    }
-    let mut first_bad = None;
-    let mut worst_rel = 0.0f64;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let diff = (f64::from(g) - w).abs();
-        let within = diff <= tol; // false for NaN
-        if !within && first_bad.is_none() {
-            first_bad = Some((i, g, w, diff));
-        }
-        let rel = diff / w.abs().max(f64::from(f32::MIN_POSITIVE));
-        if rel > worst_rel || rel.is_nan() {
-            worst_rel = rel;
-        }
-    }
-    match first_bad {
-        None => Ok(()),
-        Some((i, g, w, diff)) => {
-            let [_, o, p, q] = shape;
-            let idx = [i / (o * p * q), (i / (p * q)) % o, (i / q) % p, i % q];
-            Err(format!(
-                "{context}: first bad element at [n, o, p, q] = {idx:?} (flat {i}): gpu {g:e}, reference {w:e}, \
-                 |diff| {diff:e} > tolerance {tol:e}; worst relative error over the tensor {worst_rel:e}"
-            ))
-        }
-    }
-}
-
-/// A readable one-line description of a convolution configuration.
-pub fn describe(input: &[usize], weight: &[usize], bias: bool, p: &Conv2dParams) -> String {
-    let padding = match p.padding {
-        Padding::Same => "same".to_string(),
-        Padding::Valid => "valid".to_string(),
-        Padding::Explicit {
-            top,
-            bottom,
-            left,
-            right,
-        } => format!("[{top},{bottom},{left},{right}]"),
-    };
-    format!(
-        "input {input:?} weight {weight:?} bias {bias} stride {:?} padding {padding} dilation {:?} groups {}",
-        p.stride, p.dilation, p.groups
-    )
 }
 
 use rand::{RngExt, SeedableRng};
