@@ -3,7 +3,11 @@
 // the convolution and the readback. Protocol: per layer one untimed call (pipeline builds), then
 // REPEAT timed calls; the row shows their median. GFLOP/s = 2 * C * K * R * S * P * Q / time.
 //
-// Usage: node web/e2e/bench.mjs <dist-dir> [repeat]   (dist: web/build.sh's output)
+// Usage: node web/e2e/bench.mjs <dist-dir> [repeat] [--tfjs <node_modules>]   (dist: web/build.sh's
+// output). With --tfjs (a node_modules holding @tensorflow/tfjs-core and tfjs-backend-webgpu, e.g.
+// after `npm install @tensorflow/tfjs-core@4.22.0 @tensorflow/tfjs-backend-webgpu@4.22.0`), each
+// layer also runs through TF.js's WebGPU backend in the same page, the same way (NHWC tensors
+// from Float32Arrays, `await y.data()`), for a same-run comparison.
 
 import path from 'node:path';
 import { launch, serve } from './browser.mjs';
@@ -54,29 +58,87 @@ async function runLayer([name, c, h, w, k, r, stride, pad, repeat]) {
   return { name, ms, gflops: flops / ms / 1e6, adapter: engine.adapterInfo };
 }
 
-const [distArg, repeatArg] = process.argv.slice(2);
-if (!distArg) {
-  console.error('usage: node web/e2e/bench.mjs <dist-dir> [repeat]');
+// In the page: the same layer through TF.js's WebGPU backend.
+async function runLayerTfjs([name, c, h, w, k, r, stride, pad, repeat]) {
+  const tf = window.tf;
+  if (tf.getBackend() !== 'webgpu') {
+    if (!(await tf.setBackend('webgpu'))) throw new Error('TF.js: no webgpu backend');
+    await tf.ready();
+  }
+  const random = (n) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+  const x = random(h * w * c);
+  const wt = random(r * r * c * k);
+  const bias = random(k);
+  const padding = [[0, 0], [pad, pad], [pad, pad], [0, 0]];
+  const once = async () => {
+    const t0 = performance.now();
+    const y = tf.tidy(() => tf.add(
+      tf.conv2d(tf.tensor4d(x, [1, h, w, c]), tf.tensor4d(wt, [r, r, c, k]), stride, padding),
+      tf.tensor1d(bias)));
+    const data = await y.data();
+    const ms = performance.now() - t0;
+    const shape = y.shape;
+    y.dispose();
+    if (data.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`${name}: bad TF.js output`);
+    return { ms, shape };
+  };
+  await once();
+  const times = [];
+  let shape;
+  for (let i = 0; i < repeat; i++) {
+    const run = await once();
+    times.push(run.ms);
+    shape = run.shape;
+  }
+  times.sort((a, b) => a - b);
+  const ms = times[Math.floor(times.length / 2)];
+  return { ms, gflops: (2 * c * k * r * r * shape[1] * shape[2]) / ms / 1e6 };
+}
+
+const args = process.argv.slice(2);
+const tfjsAt = args.indexOf('--tfjs');
+const tfjsDir = tfjsAt >= 0 ? args.splice(tfjsAt, 2)[1] : null;
+const [distArg, repeatArg] = args;
+if (!distArg || (tfjsAt >= 0 && !tfjsDir)) {
+  console.error('usage: node web/e2e/bench.mjs <dist-dir> [repeat] [--tfjs <node_modules>]');
   process.exit(2);
 }
 const repeat = Number(repeatArg ?? 3);
 const server = await serve(path.resolve(distArg));
+const tfjsServer = tfjsDir ? await serve(path.resolve(tfjsDir)) : null;
 const browser = await launch();
 try {
   const page = await browser.newPage();
   page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
   // An empty page of the same origin, so the module and its wasm load from the server.
   await page.goto(`http://127.0.0.1:${server.address().port}/wgconv.d.ts`);
+  if (tfjsServer) {
+    const base = `http://127.0.0.1:${tfjsServer.address().port}/@tensorflow`;
+    await page.addScriptTag({ url: `${base}/tfjs-core/dist/tf-core.min.js` });
+    await page.addScriptTag({ url: `${base}/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js` });
+  }
   console.log(`chromium ${browser.version()}, median of ${repeat} after one warm-up, end to end`);
-  let logSum = 0;
+  const logSum = { wgconv: 0, tfjs: 0 };
   for (const layer of RESNET) {
     const row = await page.evaluate(runLayer, [...layer, repeat]);
-    if (layer === RESNET[0]) console.log(`adapter: ${row.adapter}\n\nlayer        ms       GFLOP/s`);
-    console.log(`${row.name.padEnd(12)} ${row.ms.toFixed(1).padStart(8)} ${row.gflops.toFixed(2).padStart(9)}`);
-    logSum += Math.log(row.gflops);
+    const tf = tfjsServer ? await page.evaluate(runLayerTfjs, [...layer, repeat]) : null;
+    if (layer === RESNET[0]) {
+      console.log(`adapter: ${row.adapter}\n\nlayer        wgconv ms  GFLOP/s${tf ? '    TF.js ms  GFLOP/s   ratio' : ''}`);
+    }
+    let line = `${row.name.padEnd(12)} ${row.ms.toFixed(1).padStart(9)} ${row.gflops.toFixed(2).padStart(8)}`;
+    if (tf) line += ` ${tf.ms.toFixed(1).padStart(11)} ${tf.gflops.toFixed(2).padStart(8)} ${(row.gflops / tf.gflops).toFixed(1).padStart(7)}`;
+    console.log(line);
+    logSum.wgconv += Math.log(row.gflops);
+    if (tf) logSum.tfjs += Math.log(tf.gflops);
   }
-  console.log(`geometric mean       ${Math.exp(logSum / RESNET.length).toFixed(2).padStart(9)} GFLOP/s`);
+  const mean = (s) => Math.exp(s / RESNET.length);
+  let line = `geometric mean ${' '.repeat(8)} ${mean(logSum.wgconv).toFixed(2).padStart(8)}`;
+  if (tfjsServer) {
+    line += ` ${' '.repeat(11)} ${mean(logSum.tfjs).toFixed(2).padStart(8)} ${(mean(logSum.wgconv) / mean(logSum.tfjs)).toFixed(1).padStart(7)}`;
+  }
+  console.log(`${line}  (GFLOP/s)`);
 } finally {
   await browser.close();
   server.close();
+  tfjsServer?.close();
 }
