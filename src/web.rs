@@ -108,15 +108,15 @@ impl WebEngine {
     #[wasm_bindgen(unchecked_return_type = "Promise<Conv2dResult>")]
     pub fn conv2d(
         &self,
-        x: &Float32Array,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] x: JsValue,
         #[wasm_bindgen(js_name = xShape, unchecked_param_type = "number[]")] x_shape: JsValue,
-        w: &Float32Array,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array")] w: JsValue,
         #[wasm_bindgen(js_name = wShape, unchecked_param_type = "number[]")] w_shape: JsValue,
-        bias: Option<Float32Array>,
+        #[wasm_bindgen(unchecked_param_type = "Float32Array | null | undefined")] bias: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Conv2dOptions | undefined")] options: JsValue,
     ) -> Promise {
         let engine = Rc::clone(&self.engine);
-        let operands = operands(x, &x_shape, w, &w_shape, bias.as_ref(), &options);
+        let operands = operands(&x, &x_shape, &w, &w_shape, &bias, &options);
         future_to_promise(async move {
             let (x, w, b, params) = operands?;
             let y = engine
@@ -130,11 +130,23 @@ impl WebEngine {
     /// Filters an RGB picture (`rgb`: `width * height * 3` bytes) with the built-in kernel
     /// `name` (see `filterNames()`): the same computation as `wgconv filter`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array>")]
-    pub fn filter(&self, rgb: &Uint8Array, width: u32, height: u32, name: String) -> Promise {
+    pub fn filter(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] rgb: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] width: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] height: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+    ) -> Promise {
         let engine = Rc::clone(&self.engine);
-        let image = rgb_image(rgb, width, height);
+        let image = rgb_image(&rgb, &width, &height);
         future_to_promise(async move {
             let image = image?;
+            let name = name.as_string().ok_or_else(|| {
+                error(&format!(
+                    "the filter name must be a string, got {}",
+                    describe(&name)
+                ))
+            })?;
             let filter: Filter = name.parse().map_err(|e: String| error(&e))?;
             let out = filter::apply_async(&engine, &image, &KernelChoice::Builtin(filter))
                 .await
@@ -147,14 +159,14 @@ impl WebEngine {
 /// The same convolution on the CPU, accumulated in f64 (wgconv's reference), synchronously.
 #[wasm_bindgen(js_name = conv2dReference, unchecked_return_type = "Conv2dResult")]
 pub fn conv2d_reference(
-    x: &Float32Array,
+    #[wasm_bindgen(unchecked_param_type = "Float32Array")] x: JsValue,
     #[wasm_bindgen(js_name = xShape, unchecked_param_type = "number[]")] x_shape: JsValue,
-    w: &Float32Array,
+    #[wasm_bindgen(unchecked_param_type = "Float32Array")] w: JsValue,
     #[wasm_bindgen(js_name = wShape, unchecked_param_type = "number[]")] w_shape: JsValue,
-    bias: Option<Float32Array>,
+    #[wasm_bindgen(unchecked_param_type = "Float32Array | null | undefined")] bias: JsValue,
     #[wasm_bindgen(unchecked_param_type = "Conv2dOptions | undefined")] options: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let (x, w, b, params) = operands(x, &x_shape, w, &w_shape, bias.as_ref(), &options)?;
+    let (x, w, b, params) = operands(&x, &x_shape, &w, &w_shape, &bias, &options)?;
     let y = crate::cpu::reference::conv2d(&x, &w, b.as_ref(), &params)
         .map_err(|e| error(&e.to_string()))?;
     result(&y)
@@ -199,22 +211,51 @@ type Operands = (Tensor, Tensor, Option<Tensor>, Conv2dParams);
 
 /// The tensors and parameters of a call, checked as wgconv checks them natively.
 fn operands(
-    x: &Float32Array,
+    x: &JsValue,
     x_shape: &JsValue,
-    w: &Float32Array,
+    w: &JsValue,
     w_shape: &JsValue,
-    bias: Option<&Float32Array>,
+    bias: &JsValue,
     options: &JsValue,
 ) -> Result<Operands, JsValue> {
     let x_shape = numbers(x_shape, "xShape")?;
     let w_shape = numbers(w_shape, "wShape")?;
-    let x = Tensor::new(x_shape, x.to_vec()).map_err(|e| error(&e.to_string()))?;
-    let w = Tensor::new(w_shape, w.to_vec()).map_err(|e| error(&e.to_string()))?;
-    let b = bias
-        .map(|b| Tensor::new([b.length() as usize], b.to_vec()))
-        .transpose()
-        .map_err(|e| error(&e.to_string()))?;
+    let x = Tensor::new(x_shape, floats(x, "x")?).map_err(|e| error(&e.to_string()))?;
+    let w = Tensor::new(w_shape, floats(w, "w")?).map_err(|e| error(&e.to_string()))?;
+    let b = if bias.is_null() || bias.is_undefined() {
+        None
+    } else {
+        let b = floats(bias, "bias")?;
+        Some(Tensor::new([b.len()], b).map_err(|e| error(&e.to_string()))?)
+    };
     Ok((x, w, b, params(options)?))
+}
+
+/// The values of a `Float32Array` (anything else is refused, naming what it was).
+fn floats(value: &JsValue, what: &str) -> Result<Vec<f32>, JsValue> {
+    value
+        .dyn_ref::<Float32Array>()
+        .map(Float32Array::to_vec)
+        .ok_or_else(|| {
+            error(&format!(
+                "{what} must be a Float32Array, got {}",
+                kind(value)
+            ))
+        })
+}
+
+/// What kind of JavaScript value `value` is: `null`, `an Array`, `a number`, a constructor name.
+fn kind(value: &JsValue) -> String {
+    if value.is_null() || value.is_undefined() {
+        return describe(value);
+    }
+    if Array::is_array(value) {
+        return "an Array".into();
+    }
+    if let Some(object) = value.dyn_ref::<Object>() {
+        return format!("a {}", String::from(object.constructor().name()));
+    }
+    format!("a {}", value.js_typeof().as_string().unwrap_or_default())
 }
 
 /// A JavaScript array of whole numbers `>= 0`, as sizes.
@@ -328,7 +369,15 @@ fn params(options: &JsValue) -> Result<Conv2dParams, JsValue> {
 }
 
 /// `rgb` as a `width x height` RGB image, its length checked.
-fn rgb_image(rgb: &Uint8Array, width: u32, height: u32) -> Result<image::RgbImage, JsValue> {
+fn rgb_image(rgb: &JsValue, width: &JsValue, height: &JsValue) -> Result<image::RgbImage, JsValue> {
+    let rgb = rgb
+        .dyn_ref::<Uint8Array>()
+        .ok_or_else(|| error(&format!("rgb must be a Uint8Array, got {}", kind(rgb))))?;
+    let size = |v: &JsValue, what: &str| {
+        let n = whole(v, what)?;
+        u32::try_from(n).map_err(|_| error(&format!("{what} {n} is too large")))
+    };
+    let (width, height) = (size(width, "width")?, size(height, "height")?);
     let want = u64::from(width) * u64::from(height) * 3;
     if u64::from(rgb.length()) != want {
         return Err(error(&format!(

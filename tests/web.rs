@@ -879,10 +879,10 @@ async fn javascript_api_matches_the_reference_and_rejects_bad_input() {
     let x = rng.tensor(&[1, 4, 9, 11]);
     let w = rng.tensor(&[6, 2, 3, 3]);
     let b = rng.tensor(&[6]);
-    let (xa, wa, ba) = (
-        Float32Array::from(x.data()),
-        Float32Array::from(w.data()),
-        Float32Array::from(b.data()),
+    let (xa, wa, ba): (JsValue, JsValue, JsValue) = (
+        Float32Array::from(x.data()).into(),
+        Float32Array::from(w.data()).into(),
+        Float32Array::from(b.data()).into(),
     );
     let options = js_options(&[
         ("stride", JsValue::from(2.0)),
@@ -898,11 +898,11 @@ async fn javascript_api_matches_the_reference_and_rejects_bad_input() {
         ("groups", JsValue::from(2.0)),
     ]);
     let got = JsFuture::from(engine.conv2d(
-        &xa,
+        xa.clone(),
         js_shape(x.shape()),
-        &wa,
+        wa.clone(),
         js_shape(w.shape()),
-        Some(ba.clone()),
+        ba.clone(),
         options.clone(),
     ))
     .await
@@ -924,11 +924,11 @@ async fn javascript_api_matches_the_reference_and_rejects_bad_input() {
 
     // The reference through the JS API gives the f64 result rounded once.
     let r = web::conv2d_reference(
-        &xa,
+        xa.clone(),
         js_shape(x.shape()),
-        &wa,
+        wa.clone(),
         js_shape(w.shape()),
-        Some(ba.clone()),
+        ba.clone(),
         options,
     )
     .unwrap();
@@ -943,11 +943,11 @@ async fn javascript_api_matches_the_reference_and_rejects_bad_input() {
             ("groups", JsValue::from(2.0)),
         ]);
         let got = JsFuture::from(engine.conv2d(
-            &xa,
+            xa.clone(),
             js_shape(x.shape()),
-            &wa,
+            wa.clone(),
             js_shape(w.shape()),
-            None,
+            JsValue::NULL,
             o,
         ))
         .await
@@ -961,7 +961,14 @@ async fn javascript_api_matches_the_reference_and_rejects_bad_input() {
 
     // Bad input rejects with wgconv's own message.
     let reject = |options: JsValue, x_shape: JsValue| {
-        let p = engine.conv2d(&xa, x_shape, &wa, js_shape(w.shape()), None, options);
+        let p = engine.conv2d(
+            xa.clone(),
+            x_shape,
+            wa.clone(),
+            js_shape(w.shape()),
+            JsValue::NULL,
+            options,
+        );
         async move { js_error(JsFuture::from(p).await.expect_err("a rejection")) }
     };
     let m = reject(
@@ -994,13 +1001,37 @@ async fn javascript_api_matches_the_reference_and_rejects_bad_input() {
     );
     let m = reject(JsValue::UNDEFINED, JsValue::from_str("1,4,9,11")).await;
     assert!(m.contains("xShape"), "{m}");
+    // Data that is not a Float32Array is refused, naming what it was.
+    let plain: Array = x.data().iter().map(|&v| JsValue::from(v)).collect();
+    let p = engine.conv2d(
+        plain.into(),
+        js_shape(x.shape()),
+        wa.clone(),
+        js_shape(w.shape()),
+        JsValue::NULL,
+        JsValue::UNDEFINED,
+    );
+    let m = js_error(JsFuture::from(p).await.expect_err("an Array for x"));
+    assert!(m.contains("x must be a Float32Array, got an Array"), "{m}");
+    let m = web::conv2d_reference(
+        xa.clone(),
+        js_shape(x.shape()),
+        wa.clone(),
+        js_shape(w.shape()),
+        JsValue::from(3.0),
+        JsValue::UNDEFINED,
+    )
+    .map(|_| String::new())
+    .unwrap_or_else(js_error);
+    assert!(
+        m.contains("bias must be a Float32Array, got a number"),
+        "{m}"
+    );
 
     // The image filter equals the library's own, on the sample picture.
     let sample = web::sample_image().unwrap();
-    let rgb: js_sys::Uint8Array = Reflect::get(&sample, &"rgb".into())
-        .unwrap()
-        .unchecked_into();
-    let out = JsFuture::from(engine.filter(&rgb, 128, 128, "sharpen".into()))
+    let rgb = Reflect::get(&sample, &"rgb".into()).unwrap();
+    let out = JsFuture::from(engine.filter(rgb.clone(), 128.into(), 128.into(), "sharpen".into()))
         .await
         .expect("filter");
     let out: js_sys::Uint8Array = out.unchecked_into();
@@ -1013,15 +1044,21 @@ async fn javascript_api_matches_the_reference_and_rejects_bad_input() {
     .unwrap();
     assert_eq!(out.to_vec(), native.into_raw());
     let m = js_error(
-        JsFuture::from(engine.filter(&rgb, 128, 127, "sharpen".into()))
+        JsFuture::from(engine.filter(rgb.clone(), 128.into(), 127.into(), "sharpen".into()))
             .await
             .expect_err("a short picture"),
     );
     assert!(m.contains("49152") || m.contains("48768"), "{m}");
     let m = js_error(
-        JsFuture::from(engine.filter(&rgb, 128, 128, "blur".into()))
+        JsFuture::from(engine.filter(rgb.clone(), 128.into(), 128.into(), "blur".into()))
             .await
             .expect_err("an unknown filter"),
     );
     assert!(m.contains("unknown kernel 'blur'"), "{m}");
+    let m = js_error(
+        JsFuture::from(engine.filter(rgb, 128.5.into(), 128.into(), "blur".into()))
+            .await
+            .expect_err("a fractional width"),
+    );
+    assert!(m.contains("width") && m.contains("128.5"), "{m}");
 }
