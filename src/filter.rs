@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::gpu::device::Wait;
 use crate::gpu::engine::Engine;
 use crate::spec::{Conv2dParams, Padding};
 use crate::tensor::Tensor;
@@ -294,7 +295,7 @@ pub fn apply(
     image: &image::RgbImage,
     choice: &KernelChoice,
 ) -> Result<image::RgbImage> {
-    pollster::block_on(apply_async(engine, image, choice))
+    pollster::block_on(apply_with(engine, image, choice, Wait::Block))
 }
 
 /// Async twin of [`apply`] (the call the browser's JavaScript API makes).
@@ -305,6 +306,16 @@ pub async fn apply_async(
     engine: &Engine,
     image: &image::RgbImage,
     choice: &KernelChoice,
+) -> Result<image::RgbImage> {
+    apply_with(engine, image, choice, Wait::Async).await
+}
+
+/// [`apply`] waiting for the GPU as `wait` says (see [`Wait`]).
+async fn apply_with(
+    engine: &Engine,
+    image: &image::RgbImage,
+    choice: &KernelChoice,
+    wait: Wait,
 ) -> Result<image::RgbImage> {
     let (width, height) = image.dimensions();
     let (w, h) = (width as usize, height as usize);
@@ -358,7 +369,7 @@ pub async fn apply_async(
             Mapping::PerChannel => rgb_band(image, i0..i1)?,
             Mapping::Magnitude | Mapping::Derivative => luminance_band(image, i0..i1)?,
         };
-        let y = engine.conv2d_async(&x, &weight, None, &params).await?;
+        let y = engine.conv2d_with(&x, &weight, None, &params, wait).await?;
         drop(x);
         let plane = (r1 - r0) * w;
         let y = y.data();

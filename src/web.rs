@@ -4,7 +4,7 @@
 //! import init, { Engine, conv2dReference, filterNames, sampleImage } from './wgconv.js';
 //! await init();
 //! const engine = await Engine.create();   // rejects with a clear message if there is no WebGPU
-//! engine.adapterInfo;                      // "SwiftShader Device (Subzero) (BrowserWebGpu, ...)"
+//! engine.adapterInfo;                      // e.g. "google swiftshader (BrowserWebGpu, Cpu)"
 //! const { data, shape } = await engine.conv2d(x, [N, C, H, W], w, [O, C / groups, kh, kw], bias,
 //!     { stride: 2, padding: 3 /* or [ph, pw], [t, b, l, r], 'same', 'valid' */, dilation: 1, groups: 1 });
 //! ```
@@ -15,11 +15,12 @@
 //! ([`Error`](crate::Error)'s text). Only the async API exists in the browser: nothing blocks
 //! the page's thread.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::{Array, Float32Array, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::filter::{self, Filter, KernelChoice};
 use crate::spec::{Conv2dParams, Padding};
@@ -56,6 +57,10 @@ export interface RgbImage {
 pub struct WebEngine {
     engine: Rc<crate::Engine>,
     adapter: String,
+    // The last call's promise: each call starts when the one before has settled, because in
+    // the browser a call's GPU errors are reported by the engine's next wait (see
+    // `Device::scoped`), which must be that call's own.
+    last: Rc<RefCell<Promise>>,
 }
 
 #[wasm_bindgen(js_class = Engine)]
@@ -91,6 +96,7 @@ impl WebEngine {
             Ok(WebEngine {
                 engine: Rc::new(engine),
                 adapter,
+                last: Rc::new(RefCell::new(Promise::resolve(&JsValue::UNDEFINED))),
             }
             .into())
         })
@@ -117,7 +123,7 @@ impl WebEngine {
     ) -> Promise {
         let engine = Rc::clone(&self.engine);
         let operands = operands(&x, &x_shape, &w, &w_shape, &bias, &options);
-        future_to_promise(async move {
+        self.after_last(async move {
             let (x, w, b, params) = operands?;
             let y = engine
                 .conv2d_async(&x, &w, b.as_ref(), &params)
@@ -139,7 +145,7 @@ impl WebEngine {
     ) -> Promise {
         let engine = Rc::clone(&self.engine);
         let image = rgb_image(&rgb, &width, &height);
-        future_to_promise(async move {
+        self.after_last(async move {
             let image = image?;
             let name = name.as_string().ok_or_else(|| {
                 error(&format!(
@@ -153,6 +159,23 @@ impl WebEngine {
                 .map_err(|e| error(&e.to_string()))?;
             Ok(Uint8Array::from(out.as_raw().as_slice()).into())
         })
+    }
+}
+
+impl WebEngine {
+    /// `call` run once the engine's previous call has settled (fulfilled or rejected).
+    fn after_last(
+        &self,
+        call: impl std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
+    ) -> Promise {
+        let before = self.last.borrow().clone();
+        let promise = future_to_promise(async move {
+            // The previous call's outcome is its own caller's business.
+            let _ = JsFuture::from(before).await;
+            call.await
+        });
+        *self.last.borrow_mut() = promise.clone();
+        promise
     }
 }
 
@@ -220,28 +243,41 @@ fn operands(
 ) -> Result<Operands, JsValue> {
     let x_shape = numbers(x_shape, "xShape")?;
     let w_shape = numbers(w_shape, "wShape")?;
-    let x = Tensor::new(x_shape, floats(x, "x")?).map_err(|e| error(&e.to_string()))?;
-    let w = Tensor::new(w_shape, floats(w, "w")?).map_err(|e| error(&e.to_string()))?;
+    let x = Tensor::new(x_shape, floats(x, "x")?).map_err(|e| error(&format!("x: {e}")))?;
+    let w = Tensor::new(w_shape, floats(w, "w")?).map_err(|e| error(&format!("w: {e}")))?;
     let b = if bias.is_null() || bias.is_undefined() {
         None
     } else {
         let b = floats(bias, "bias")?;
-        Some(Tensor::new([b.len()], b).map_err(|e| error(&e.to_string()))?)
+        Some(Tensor::new([b.len()], b).map_err(|e| error(&format!("bias: {e}")))?)
     };
     Ok((x, w, b, params(options)?))
 }
 
 /// The values of a `Float32Array` (anything else is refused, naming what it was).
 fn floats(value: &JsValue, what: &str) -> Result<Vec<f32>, JsValue> {
-    value
-        .dyn_ref::<Float32Array>()
-        .map(Float32Array::to_vec)
-        .ok_or_else(|| {
-            error(&format!(
-                "{what} must be a Float32Array, got {}",
-                kind(value)
-            ))
-        })
+    if let Some(a) = value.dyn_ref::<Float32Array>() {
+        return Ok(a.to_vec());
+    }
+    // One from another realm (an iframe, a worker's copy) is a Float32Array too.
+    if tag(value) == "[object Float32Array]" {
+        return Ok(Float32Array::new(value).to_vec());
+    }
+    Err(error(&format!(
+        "{what} must be a Float32Array, got {}",
+        kind(value)
+    )))
+}
+
+/// `Object.prototype.toString` of `value`: `[object Float32Array]`, `[object Array]`.
+fn tag(value: &JsValue) -> String {
+    let to_string = Reflect::get(&Object::new(), &"toString".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    to_string
+        .and_then(|f| f.call0(value).ok())
+        .and_then(|s| s.as_string())
+        .unwrap_or_default()
 }
 
 /// What kind of JavaScript value `value` is: `null`, `an Array`, `a number`, a constructor name.
@@ -252,8 +288,14 @@ fn kind(value: &JsValue) -> String {
     if Array::is_array(value) {
         return "an Array".into();
     }
-    if let Some(object) = value.dyn_ref::<Object>() {
-        return format!("a {}", String::from(object.constructor().name()));
+    if value.is_object() || value.is_function() {
+        // The tag, not the constructor's name: reading it cannot throw.
+        let tag = tag(value);
+        let name = tag
+            .strip_prefix("[object ")
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or("Object");
+        return format!("a {name}");
     }
     format!("a {}", value.js_typeof().as_string().unwrap_or_default())
 }
@@ -285,6 +327,9 @@ fn whole(value: &JsValue, what: &str) -> Result<usize, JsValue> {
 fn describe(value: &JsValue) -> String {
     if value.is_undefined() {
         return "undefined".into();
+    }
+    if let Some(e) = value.dyn_ref::<js_sys::Error>() {
+        return format!("an Error: {}", String::from(e.message()));
     }
     js_sys::JSON::stringify(value)
         .ok()
@@ -336,6 +381,7 @@ fn padding(value: &JsValue) -> Result<Padding, JsValue> {
 
 /// The options object (or `undefined`/`null` for PyTorch's defaults); unknown keys are refused.
 fn params(options: &JsValue) -> Result<Conv2dParams, JsValue> {
+    const KNOWN: [&str; 4] = ["stride", "padding", "dilation", "groups"];
     let mut p = Conv2dParams::default();
     if options.is_undefined() || options.is_null() {
         return Ok(p);
@@ -348,21 +394,24 @@ fn params(options: &JsValue) -> Result<Conv2dParams, JsValue> {
     }
     for key in Object::keys(options.unchecked_ref::<Object>()).iter() {
         let name = key.as_string().unwrap_or_default();
-        let value = Reflect::get(options, &key)?;
+        if !KNOWN.contains(&name.as_str()) {
+            return Err(error(&format!(
+                "unknown option '{name}'; the options are stride, padding, dilation and groups"
+            )));
+        }
+    }
+    // Read by name, so that inherited options (a class with getters) count too.
+    for name in KNOWN {
+        let value = Reflect::get(options, &name.into())
+            .map_err(|e| error(&format!("reading option '{name}' threw {}", describe(&e))))?;
         if value.is_undefined() {
             continue;
         }
-        match name.as_str() {
+        match name {
             "stride" => p.stride = per_axis(&value, "stride")?,
             "padding" => p.padding = padding(&value)?,
             "dilation" => p.dilation = per_axis(&value, "dilation")?,
-            "groups" => p.groups = whole(&value, "groups")?,
-            other => {
-                return Err(error(&format!(
-                    "unknown option '{other}'; the options are stride, padding, dilation and \
-                     groups"
-                )))
-            }
+            _ => p.groups = whole(&value, "groups")?,
         }
     }
     Ok(p)

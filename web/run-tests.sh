@@ -12,10 +12,9 @@ source web/tools.sh
 ensure_wasm_tools
 ensure_chromium
 
-export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/web/webdriver.json"
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900}
-export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 
 echo "web/run-tests.sh: 1. the wasm test suite in headless Chromium"
 cargo test --target wasm32-unknown-unknown --no-default-features --features web --test web

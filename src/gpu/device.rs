@@ -197,11 +197,7 @@ impl Device {
         #[allow(unused_mut)]
         let mut info = adapter.get_info();
         #[cfg(target_arch = "wasm32")]
-        if info.name.is_empty() {
-            info.name = crate::gpu::browser::adapter_name()
-                .await
-                .unwrap_or_default();
-        }
+        crate::gpu::browser::name_adapter(&mut info, options.power_preference).await;
         let compute = adapter
             .get_downlevel_capabilities()
             .flags
@@ -250,7 +246,13 @@ impl Device {
             log::error!("wgconv: uncaptured wgpu error: {e}")
         }));
 
-        let mut limits = PlanLimits::new(&device.limits(), summary.device_type, summary.family());
+        // Plans keep to the limits asked for even where the device grants more (WebGPU raises
+        // any limit below its defaults to the default).
+        let granted = device.limits();
+        let planned = (options.limits.clone()).map_or(granted.clone(), |asked| {
+            asked.or_worse_values_from(&granted)
+        });
+        let mut limits = PlanLimits::new(&planned, summary.device_type, summary.family());
         limits.subgroup_size = subgroup_size;
         let gl_serial = (summary.backend == wgpu::Backend::Gl).then(|| Arc::new(Mutex::new(())));
         Ok(Device {
@@ -535,7 +537,9 @@ impl Device {
             bytemuck::pod_collect_to_vec::<u8, f32>(&view)
         };
         staging.unmap();
-        // Freed while the context is held (on OpenGL freeing a buffer takes it too).
+        // Freed while the context is held (on OpenGL freeing a buffer takes it too); in the
+        // browser dropping a buffer leaves it to the garbage collector, so destroy it.
+        staging.destroy();
         drop(staging);
         drop(_serial);
         Ok(data)

@@ -66,7 +66,8 @@ pub(crate) use blocking_and_async;
 
 /// Owns the wgpu device and queue, the compiled pipelines, and the rules for waiting on the GPU.
 ///
-/// `Engine` is `Send + Sync`: share it between threads with `Arc`. Tensors it creates
+/// `Engine` is `Send + Sync` natively: share it between threads with `Arc` (in the browser,
+/// where wgpu's types are neither, it lives on the page's thread). Tensors it creates
 /// ([`GpuTensor`]) can only be used with it.
 pub struct Engine {
     // Shared with pipeline builds on worker threads.

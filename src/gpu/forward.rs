@@ -463,7 +463,7 @@ impl Engine {
                 )
             };
             let during = "dispatching a piece of a split convolution";
-            let (_, submission) = gpu.submit(during, |encoder| {
+            let (temporaries, submission) = gpu.submit(during, |encoder| {
                 // 1. The piece's input rows (with halo), weight rows and bias entries.
                 let x = temp("wgconv piece input", piece.shape.input_len());
                 copy(encoder, input.buffer(), &x, &piece.input_runs(shape));
@@ -493,8 +493,20 @@ impl Engine {
                 copy(encoder, &y, output.buffer(), &piece.output_runs(shape));
                 (x, w, b, y, temp_packed)
             })?;
-            // Temporaries are freed when their piece is done; waiting now and then bounds how
-            // many are alive at once.
+            // Temporaries are freed when their piece is done (in the browser, where dropping
+            // leaves buffers to the garbage collector, once destroyed); waiting now and then
+            // bounds how many are alive at once.
+            #[cfg(target_arch = "wasm32")]
+            {
+                let (x, w, b, y, packed) = &temporaries;
+                for buffer in [Some(x), Some(w), b.as_ref(), Some(y), packed.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    buffer.destroy();
+                }
+            }
+            drop(temporaries);
             in_flight += 4 * (piece.shape.input_len() + piece.shape.weight_len())
                 + 4 * piece.shape.output_len();
             if in_flight > SPLIT_IN_FLIGHT_BYTES {

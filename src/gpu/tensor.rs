@@ -19,6 +19,15 @@ pub struct GpuTensor {
     engine_id: u64,
 }
 
+/// In the browser wgpu 30 leaves a dropped buffer to JavaScript's garbage collector: destroy it
+/// (WebGPU destroys it once the work already submitted with it is done).
+#[cfg(target_arch = "wasm32")]
+impl Drop for GpuTensor {
+    fn drop(&mut self) {
+        self.buffer.destroy();
+    }
+}
+
 impl GpuTensor {
     pub(crate) fn new(buffer: wgpu::Buffer, shape: Vec<usize>, len: usize, engine_id: u64) -> Self {
         GpuTensor {

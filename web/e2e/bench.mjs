@@ -104,6 +104,10 @@ if (!distArg || (tfjsAt >= 0 && !tfjsDir)) {
   process.exit(2);
 }
 const repeat = Number(repeatArg ?? 3);
+if (!Number.isInteger(repeat) || repeat < 1) {
+  console.error(`repeat must be a whole number >= 1, got ${repeatArg}`);
+  process.exit(2);
+}
 const server = await serve(path.resolve(distArg));
 const tfjsServer = tfjsDir ? await serve(path.resolve(tfjsDir)) : null;
 const browser = await launch();
