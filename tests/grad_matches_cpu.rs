@@ -4,7 +4,7 @@
 //!
 //! Tolerance: each gradient element is a sum of `K` products in f32, like a forward output, so
 //! the forward's bound applies with that gradient's `K` and the two factors' largest magnitudes
-//! (tests/common/mod.rs explains the constant): input gradient `K = O/groups * kh * kw` over
+//! (tests/common/numeric.rs explains the constant): input gradient `K = O/groups * kh * kw` over
 //! grad_output and weight; weight gradient `K = N * P * Q` over grad_output and input; bias
 //! gradient `K = N * P * Q` over grad_output (times 1). The weight and bias sums run as split
 //! reductions (chunks, then the chunks added), which reorders the sum but keeps that bound.
@@ -14,7 +14,10 @@ mod common;
 use rand::RngExt;
 use wgconv::{cpu, Conv2dShape, ConvTranspose2dParams, Tensor};
 
-use common::{compare, engine, max_abs, random_config, random_tensor, rng, seed_offset, tolerance};
+use common::{
+    compare, compare_grads, engine, max_abs, random_config, random_tensor, rng, seed_offset,
+    tolerance, Grads,
+};
 
 /// Multiply-adds per configuration (each pass), to keep the suite quick on software adapters.
 const MAX_MACS: usize = 400_000;
@@ -40,48 +43,27 @@ fn check_gradients(seed: u64, count: usize) {
         let got = engine
             .conv2d_backward(&gx, &gw, &ggy, &cfg.params, cfg.bias)
             .unwrap_or_else(|e| panic!("{context}: {e}"));
-        let (mx, mw, mg) = (max_abs(&x), max_abs(&w), max_abs(&gy));
-        let og = s.out_channels_per_group();
-        let rows = s.batch * s.out_h * s.out_w;
-
         let input = engine.download(&got.input).expect(&context);
         assert_eq!(input.shape(), cfg.input);
-        let tol = tolerance(og * s.kernel_h * s.kernel_w, mg, mw, 0.0);
-        compare(
-            &format!("{context}, grad input"),
-            cfg.input,
-            input.data(),
-            &want.input,
-            tol,
-        )
-        .unwrap_or_else(|m| panic!("{m}"));
-
         let weight = engine.download(&got.weight).expect(&context);
         assert_eq!(weight.shape(), cfg.weight);
-        compare(
-            &format!("{context}, grad weight"),
-            cfg.weight,
-            weight.data(),
-            &want.weight,
-            tolerance(rows, mg, mx, 0.0),
+        let bias = match (&got.bias, cfg.bias) {
+            (Some(b), true) => Some(engine.download(b).expect(&context)),
+            (None, false) => None,
+            (b, with) => panic!("{context}: bias gradient {b:?} for a layer with bias {with}"),
+        };
+        let grads = Grads {
+            input: input.data(),
+            weight: weight.data(),
+            bias: bias.as_ref().map(Tensor::data),
+        };
+        compare_grads(
+            &context,
+            &want,
+            grads,
+            (max_abs(&x), max_abs(&w), max_abs(&gy)),
         )
         .unwrap_or_else(|m| panic!("{m}"));
-
-        match (&got.bias, cfg.bias) {
-            (Some(b), true) => {
-                let bias = engine.download(b).expect(&context);
-                compare(
-                    &format!("{context}, grad bias"),
-                    [1, cfg.weight[0], 1, 1],
-                    bias.data(),
-                    &want.bias,
-                    tolerance(rows, mg, 1.0, 0.0),
-                )
-                .unwrap_or_else(|m| panic!("{m}"));
-            }
-            (None, false) => {}
-            (b, with) => panic!("{context}: bias gradient {b:?} for a layer with bias {with}"),
-        }
     }
 }
 

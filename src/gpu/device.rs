@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::gpu::buffer::OwnedBuffer;
 use crate::gpu::plan::{Algorithm, PlanLimits};
 use crate::gpu::profile::DriverFamily;
 use crate::gpu::tuning::Tuning;
@@ -406,18 +407,13 @@ impl Device {
 
     /// A buffer of `bytes` (at least 4: zero-sized bindings are invalid), created zeroed
     /// (wgpu's guarantee); call inside [`Device::scoped`] or [`Device::submit`].
-    pub(crate) fn buffer(
-        &self,
-        label: &str,
-        bytes: u64,
-        usage: wgpu::BufferUsages,
-    ) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+    pub(crate) fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> OwnedBuffer {
+        OwnedBuffer::new(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(4),
             usage,
             mapped_at_creation: false,
-        })
+        }))
     }
 
     /// Records commands with `f` into one encoder and submits them, inside the error scopes.
@@ -523,7 +519,7 @@ impl Device {
 
     fn finish_readback(
         &self,
-        staging: wgpu::Buffer,
+        staging: OwnedBuffer,
         mapped: std::result::Result<(), wgpu::BufferAsyncError>,
     ) -> Result<Vec<f32>> {
         mapped.map_err(|e| Error::Readback {
@@ -537,9 +533,7 @@ impl Device {
             bytemuck::pod_collect_to_vec::<u8, f32>(&view)
         };
         staging.unmap();
-        // Freed while the context is held (on OpenGL freeing a buffer takes it too); in the
-        // browser dropping a buffer leaves it to the garbage collector, so destroy it.
-        staging.destroy();
+        // Freed while the context is held (on OpenGL freeing a buffer takes it too).
         drop(staging);
         drop(_serial);
         Ok(data)

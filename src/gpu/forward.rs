@@ -7,6 +7,7 @@
 //! ([`plan::host_pieces`]) into problems that are each planned the same way.
 
 use crate::error::{Error, Result};
+use crate::gpu::buffer::OwnedBuffer;
 use crate::gpu::device::Wait;
 use crate::gpu::engine::{blocking_and_async, copy, Engine};
 use crate::gpu::pipelines::is_build_failure;
@@ -53,7 +54,7 @@ impl Weights<'_> {
 
     fn packed(&self) -> Option<&wgpu::Buffer> {
         match self {
-            Weights::Packed(p) => p.packed.as_ref(),
+            Weights::Packed(p) => p.packed.as_deref(),
             Weights::Plain(_) => None,
         }
     }
@@ -405,7 +406,7 @@ impl Engine {
         (conv, pack): &(wgpu::ComputePipeline, Option<wgpu::ComputePipeline>),
         [input, weight, bias, output]: [&wgpu::Buffer; 4],
         packed: Option<&wgpu::Buffer>,
-    ) -> Option<wgpu::Buffer> {
+    ) -> Option<OwnedBuffer> {
         let temp_packed =
             dispatch
                 .pack
@@ -463,7 +464,7 @@ impl Engine {
                 )
             };
             let during = "dispatching a piece of a split convolution";
-            let (temporaries, submission) = gpu.submit(during, |encoder| {
+            let (_, submission) = gpu.submit(during, |encoder| {
                 // 1. The piece's input rows (with halo), weight rows and bias entries.
                 let x = temp("wgconv piece input", piece.shape.input_len());
                 copy(encoder, input.buffer(), &x, &piece.input_runs(shape));
@@ -487,26 +488,14 @@ impl Engine {
                 });
                 // 2. The piece's convolution, then its output into place.
                 let y = temp("wgconv piece output", piece.shape.output_len());
-                let b_buffer = b.as_ref().unwrap_or(self.no_bias());
+                let b_buffer = b.as_deref().unwrap_or(self.no_bias());
                 let temp_packed =
                     self.record(encoder, dispatch, &pipelines, [&x, &w, b_buffer, &y], None);
                 copy(encoder, &y, output.buffer(), &piece.output_runs(shape));
                 (x, w, b, y, temp_packed)
             })?;
-            // Temporaries are freed when their piece is done (in the browser, where dropping
-            // leaves buffers to the garbage collector, once destroyed); waiting now and then
-            // bounds how many are alive at once.
-            #[cfg(target_arch = "wasm32")]
-            {
-                let (x, w, b, y, packed) = &temporaries;
-                for buffer in [Some(x), Some(w), b.as_ref(), Some(y), packed.as_ref()]
-                    .into_iter()
-                    .flatten()
-                {
-                    buffer.destroy();
-                }
-            }
-            drop(temporaries);
+            // Temporaries are freed when their piece is done; waiting now and then bounds how
+            // many are alive at once.
             in_flight += 4 * (piece.shape.input_len() + piece.shape.weight_len())
                 + 4 * piece.shape.output_len();
             if in_flight > SPLIT_IN_FLIGHT_BYTES {

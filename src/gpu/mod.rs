@@ -5,6 +5,7 @@
 pub mod backward;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod browser;
+pub(crate) mod buffer;
 pub mod codegen;
 pub mod device;
 pub mod engine;

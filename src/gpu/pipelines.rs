@@ -119,12 +119,7 @@ impl PipelineCache {
             // The browser compiles off the page's thread by itself; there is no thread to
             // start, and a build error is reported by the next wait (see `Device::scoped`).
             let _ = limit;
-            build(
-                device,
-                &self.layout(kernel.bindings()).1,
-                kernel,
-                workgroup_size,
-            )
+            self.build_here(device, kernel, workgroup_size)
         };
         #[cfg(not(target_arch = "wasm32"))]
         let result = self.build_bounded(device, kernel, workgroup_size, limit);
@@ -132,6 +127,21 @@ impl PipelineCache {
             cache.insert(key, pipeline.clone());
         }
         result
+    }
+
+    /// Builds `kernel` on this thread, unbounded.
+    fn build_here(
+        &self,
+        device: &Device,
+        kernel: Kernel,
+        workgroup_size: u32,
+    ) -> Result<wgpu::ComputePipeline> {
+        build(
+            device,
+            &self.layout(kernel.bindings()).1,
+            kernel,
+            workgroup_size,
+        )
     }
 
     /// Builds `kernel` on a worker thread, waiting at most `limit` for it.
@@ -167,12 +177,7 @@ impl PipelineCache {
                 }),
             },
             // No thread to spare: build here, unbounded, rather than fail.
-            Err(_) => build(
-                device,
-                &self.layout(kernel.bindings()).1,
-                kernel,
-                workgroup_size,
-            ),
+            Err(_) => self.build_here(device, kernel, workgroup_size),
         };
         match &result {
             Ok(_) => log::debug!(
@@ -197,6 +202,8 @@ impl PipelineCache {
     ) {
         let family = plan.kernel.bindings();
         debug_assert_eq!(buffers.len(), family.storage().len(), "{family:?} buffers");
+        // A plain buffer, not an OwnedBuffer: it is dropped here, before the submission that
+        // uses it (a hundred bytes or so; the browser's garbage collector frees it).
         let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("wgconv params"),
             contents: bytemuck::bytes_of(&plan.uniforms),

@@ -1,5 +1,6 @@
 //! `GpuTensor`: an f32 tensor living in a GPU storage buffer of one [`Engine`](crate::Engine).
 
+use crate::gpu::buffer::OwnedBuffer;
 use crate::spec::Shaped;
 
 impl Shaped for GpuTensor {
@@ -13,23 +14,14 @@ impl Shaped for GpuTensor {
 /// Keep weights and activations here to chain convolutions without host round trips.
 #[derive(Debug)]
 pub struct GpuTensor {
-    buffer: wgpu::Buffer,
+    buffer: OwnedBuffer,
     shape: Vec<usize>,
     len: usize,
     engine_id: u64,
 }
 
-/// In the browser wgpu 30 leaves a dropped buffer to JavaScript's garbage collector: destroy it
-/// (WebGPU destroys it once the work already submitted with it is done).
-#[cfg(target_arch = "wasm32")]
-impl Drop for GpuTensor {
-    fn drop(&mut self) {
-        self.buffer.destroy();
-    }
-}
-
 impl GpuTensor {
-    pub(crate) fn new(buffer: wgpu::Buffer, shape: Vec<usize>, len: usize, engine_id: u64) -> Self {
+    pub(crate) fn new(buffer: OwnedBuffer, shape: Vec<usize>, len: usize, engine_id: u64) -> Self {
         GpuTensor {
             buffer,
             shape,
@@ -70,7 +62,7 @@ impl GpuTensor {
 #[derive(Debug)]
 pub struct PackedWeights {
     pub(crate) weight: GpuTensor,
-    pub(crate) packed: Option<wgpu::Buffer>,
+    pub(crate) packed: Option<OwnedBuffer>,
     pub(crate) groups: usize,
 }
 

@@ -2,6 +2,7 @@
 //! browser (tests/web.rs includes this file as well).
 #![allow(dead_code)]
 
+use wgconv::cpu::reference::Conv2dGrads64;
 use wgconv::{Conv2dParams, Padding, Tensor};
 
 /// Tolerance constant `c` in `|gpu - ref| <= c * K * eps32 * max|x| * max|w| + eps32 * max|b| + tiny`.
@@ -90,4 +91,50 @@ pub fn describe(input: &[usize], weight: &[usize], bias: bool, p: &Conv2dParams)
         "input {input:?} weight {weight:?} bias {bias} stride {:?} padding {padding} dilation {:?} groups {}",
         p.stride, p.dilation, p.groups
     )
+}
+
+/// The downloaded gradients of one backward pass (`bias` when the layer has one).
+pub struct Grads<'a> {
+    pub input: &'a [f32],
+    pub weight: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+}
+
+/// Compares a backward pass's gradients with the f64 reference's, each within the tolerance of
+/// its own sums: the input gradient adds `O/groups * kh * kw` products of the output gradient
+/// (`max|g| = mg`) and the weight (`mw`); the weight gradient `N * P * Q` products of the output
+/// gradient and the input (`mx`); the bias gradient `N * P * Q` output-gradient values.
+pub fn compare_grads(
+    context: &str,
+    want: &Conv2dGrads64,
+    got: Grads<'_>,
+    (mx, mw, mg): (f64, f64, f64),
+) -> Result<(), String> {
+    let s = &want.shape;
+    let rows = s.batch * s.out_h * s.out_w;
+    let taps = s.out_channels_per_group() * s.kernel_h * s.kernel_w;
+    compare(
+        &format!("{context}, grad input"),
+        s.input_shape(),
+        got.input,
+        &want.input,
+        tolerance(taps, mg, mw, 0.0),
+    )?;
+    compare(
+        &format!("{context}, grad weight"),
+        s.weight_shape(),
+        got.weight,
+        &want.weight,
+        tolerance(rows, mg, mx, 0.0),
+    )?;
+    if let Some(bias) = got.bias {
+        compare(
+            &format!("{context}, grad bias"),
+            [1, s.out_channels, 1, 1],
+            bias,
+            &want.bias,
+            tolerance(rows, mg, 1.0, 0.0),
+        )?;
+    }
+    Ok(())
 }

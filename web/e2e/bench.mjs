@@ -24,75 +24,63 @@ const RESNET = [
   ['vgg', 64, 224, 224, 64, 3, 1, 1],
 ];
 
-// In the page: one layer, timed.
-async function runLayer([name, c, h, w, k, r, stride, pad, repeat]) {
-  const { Engine } = window.wgconv ?? (window.wgconv = await import('./wgconv.js').then(async (m) => {
-    await m.default();
-    return { Engine: m.Engine, engine: await m.Engine.create() };
-  }));
-  void Engine;
-  const engine = window.wgconv.engine;
+// In the page: one layer through `library` ('wgconv', or 'tfjs' for TF.js's WebGPU backend with
+// NHWC tensors), timed the same way for both.
+async function runLayer([name, c, h, w, k, r, stride, pad, repeat, library]) {
   const random = (n) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
   const x = random(c * h * w);
   const wt = random(k * c * r * r);
   const bias = random(k);
-  const options = { stride, padding: pad };
+  let conv; // resolves to { data, shape: [N, P, Q] of the output }
+  let adapter;
+  if (library === 'wgconv') {
+    window.wgconvEngine ??= await import('./wgconv.js').then(async (m) => {
+      await m.default();
+      return m.Engine.create();
+    });
+    const engine = window.wgconvEngine;
+    adapter = engine.adapterInfo;
+    const options = { stride, padding: pad };
+    conv = async () => {
+      const { data, shape } = await engine.conv2d(x, [1, c, h, w], wt, [k, c, r, r], bias, options);
+      return { data, shape, p: shape[2], q: shape[3] };
+    };
+  } else {
+    const tf = window.tf;
+    if (tf.getBackend() !== 'webgpu') {
+      if (!(await tf.setBackend('webgpu'))) throw new Error('TF.js: no webgpu backend');
+      await tf.ready();
+    }
+    const padding = [[0, 0], [pad, pad], [pad, pad], [0, 0]];
+    conv = async () => {
+      const y = tf.tidy(() => tf.add(
+        tf.conv2d(tf.tensor4d(x, [1, h, w, c]), tf.tensor4d(wt, [r, r, c, k]), stride, padding),
+        tf.tensor1d(bias)));
+      const data = await y.data();
+      const shape = y.shape;
+      y.dispose();
+      return { data, shape, p: shape[1], q: shape[2] };
+    };
+  }
   const once = async () => {
     const t0 = performance.now();
-    const { data, shape } = await engine.conv2d(x, [1, c, h, w], wt, [k, c, r, r], bias, options);
+    const out = await conv();
     const ms = performance.now() - t0;
-    if (data.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`${name}: ${data.length} values for shape ${shape}`);
-    return { ms, shape };
+    if (out.data.length !== out.shape.reduce((a, b) => a * b, 1)) {
+      throw new Error(`${name} (${library}): ${out.data.length} values for shape ${out.shape}`);
+    }
+    return { ms, ...out };
   };
   await once();
   const times = [];
-  let shape;
+  let last;
   for (let i = 0; i < repeat; i++) {
-    const run = await once();
-    times.push(run.ms);
-    shape = run.shape;
+    last = await once();
+    times.push(last.ms);
   }
   times.sort((a, b) => a - b);
   const ms = times[Math.floor(times.length / 2)];
-  const flops = 2 * c * k * r * r * shape[2] * shape[3];
-  return { name, ms, gflops: flops / ms / 1e6, adapter: engine.adapterInfo };
-}
-
-// In the page: the same layer through TF.js's WebGPU backend.
-async function runLayerTfjs([name, c, h, w, k, r, stride, pad, repeat]) {
-  const tf = window.tf;
-  if (tf.getBackend() !== 'webgpu') {
-    if (!(await tf.setBackend('webgpu'))) throw new Error('TF.js: no webgpu backend');
-    await tf.ready();
-  }
-  const random = (n) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
-  const x = random(h * w * c);
-  const wt = random(r * r * c * k);
-  const bias = random(k);
-  const padding = [[0, 0], [pad, pad], [pad, pad], [0, 0]];
-  const once = async () => {
-    const t0 = performance.now();
-    const y = tf.tidy(() => tf.add(
-      tf.conv2d(tf.tensor4d(x, [1, h, w, c]), tf.tensor4d(wt, [r, r, c, k]), stride, padding),
-      tf.tensor1d(bias)));
-    const data = await y.data();
-    const ms = performance.now() - t0;
-    const shape = y.shape;
-    y.dispose();
-    if (data.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`${name}: bad TF.js output`);
-    return { ms, shape };
-  };
-  await once();
-  const times = [];
-  let shape;
-  for (let i = 0; i < repeat; i++) {
-    const run = await once();
-    times.push(run.ms);
-    shape = run.shape;
-  }
-  times.sort((a, b) => a - b);
-  const ms = times[Math.floor(times.length / 2)];
-  return { ms, gflops: (2 * c * k * r * r * shape[1] * shape[2]) / ms / 1e6 };
+  return { name, ms, gflops: (2 * c * k * r * r * last.p * last.q) / ms / 1e6, adapter };
 }
 
 const args = process.argv.slice(2);
@@ -124,8 +112,8 @@ try {
   console.log(`chromium ${browser.version()}, median of ${repeat} after one warm-up, end to end`);
   const logSum = { wgconv: 0, tfjs: 0 };
   for (const layer of RESNET) {
-    const row = await page.evaluate(runLayer, [...layer, repeat]);
-    const tf = tfjsServer ? await page.evaluate(runLayerTfjs, [...layer, repeat]) : null;
+    const row = await page.evaluate(runLayer, [...layer, repeat, 'wgconv']);
+    const tf = tfjsServer ? await page.evaluate(runLayer, [...layer, repeat, 'tfjs']) : null;
     if (layer === RESNET[0]) {
       console.log(`adapter: ${row.adapter}\n\nlayer        wgconv ms  GFLOP/s${tf ? '    TF.js ms  GFLOP/s   ratio' : ''}`);
     }
