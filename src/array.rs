@@ -29,7 +29,11 @@ fn to_array4(t: Tensor) -> Result<Array4<f32>> {
     let shape = t.shape().to_vec();
     t.into_ndarray()
         .into_dimensionality::<Ix4>()
-        .map_err(|_| Error::InputRank { shape })
+        .map_err(|_| Error::InputRank {
+            op: "conv2d",
+            expected: "4D (batched)".into(),
+            shape,
+        })
 }
 
 impl Engine {

@@ -12,20 +12,34 @@ use std::path::PathBuf;
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Input tensor is not `[N, C, H, W]`.
-    #[error("expected 4D input [N, C, H, W] to conv2d, but got input of size {shape:?}")]
+    /// The input's rank does not fit the operation (`conv2d` takes `[N, C, H, W]` or `[C, H, W]`).
+    #[error("Expected {expected} input to {op}, but got input of size: {shape:?}")]
     InputRank {
+        /// The operation, e.g. `"conv1d"`.
+        op: &'static str,
+        /// The ranks it takes, e.g. `"2D (unbatched) or 3D (batched)"`.
+        expected: String,
         /// The shape given.
         shape: Vec<usize>,
     },
 
-    /// Weight tensor is not `[O, C/groups, kh, kw]`.
-    #[error(
-        "expected 4D weight [O, C/groups, kh, kw] to conv2d, but got weight of size {shape:?}"
-    )]
+    /// The weight's rank does not fit the operation (`conv2d` takes `[O, C/groups, kh, kw]`).
+    #[error("expected {expected} to {op}, but got weight of size {shape:?}")]
     WeightRank {
+        /// The operation, e.g. `"conv1d"`.
+        op: &'static str,
+        /// The layout it takes, e.g. `"3D weight [O, C/groups, k]"`.
+        expected: &'static str,
         /// The shape given.
         shape: Vec<usize>,
+    },
+
+    /// A convolution over a number of spatial axes other than 1, 2 or 3 (`ConvNdParams<N>` with
+    /// another `N`).
+    #[error("convolutions have 1, 2 or 3 spatial dimensions, but {dims} were asked for")]
+    SpatialDims {
+        /// The `N` asked for.
+        dims: usize,
     },
 
     /// A dimension that must be positive is zero (only an input's batch may be empty).
@@ -87,16 +101,12 @@ pub enum Error {
     },
 
     /// The dilated kernel does not fit in the padded input.
-    #[error("Calculated padded input size per channel: ({padded_h} x {padded_w}). Kernel size: ({kernel_h} x {kernel_w}). Kernel size can't be greater than actual input size")]
+    #[error("Calculated padded input size per channel: ({}). Kernel size: ({}). Kernel size can't be greater than actual input size", by(padded), by(kernel))]
     KernelTooLarge {
-        /// `H + pad_top + pad_bottom`.
-        padded_h: usize,
-        /// `W + pad_left + pad_right`.
-        padded_w: usize,
-        /// `dilation_h * (kh - 1) + 1`.
-        kernel_h: usize,
-        /// `dilation_w * (kw - 1) + 1`.
-        kernel_w: usize,
+        /// Input length plus padding per axis.
+        padded: Vec<usize>,
+        /// `dilation * (k - 1) + 1` per axis.
+        kernel: Vec<usize>,
     },
 
     /// Stride, dilation or groups is zero.
@@ -153,12 +163,13 @@ pub enum Error {
     },
 
     /// `padding = Same` with a stride other than 1, as PyTorch refuses it.
-    #[error("padding='same' is not supported for strided convolutions: got stride=({stride_h}, {stride_w})")]
+    #[error(
+        "padding='same' is not supported for strided convolutions: got stride={}",
+        tuple(stride)
+    )]
     SameWithStride {
-        /// Vertical stride.
-        stride_h: usize,
-        /// Horizontal stride.
-        stride_w: usize,
+        /// The stride per axis.
+        stride: Vec<usize>,
     },
 
     /// A host buffer's length does not match the shape it comes with.
@@ -421,6 +432,24 @@ pub enum Error {
 }
 
 /// " except the batch" for an input (whose batch may be empty), nothing for a weight.
+/// Values as Python prints a tuple: `(2,)`, `(2, 1)`.
+pub(crate) fn tuple(values: &[usize]) -> String {
+    match values {
+        [one] => format!("({one},)"),
+        _ => format!("({})", by_sep(values, ", ")),
+    }
+}
+
+fn by_sep(values: &[usize], sep: &str) -> String {
+    let parts: Vec<String> = values.iter().map(usize::to_string).collect();
+    parts.join(sep)
+}
+
+/// Sizes as PyTorch prints them per channel: `5`, `6 x 7`.
+fn by(sizes: &[usize]) -> String {
+    by_sep(sizes, " x ")
+}
+
 fn except_batch(what: &str) -> &'static str {
     if what == "input" {
         " except the batch"

@@ -146,6 +146,8 @@ impl Conv2d {
     ) -> Result<Self> {
         let &[_, cg, kh, kw] = weight.shape() else {
             return Err(Error::WeightRank {
+                op: "conv2d",
+                expected: "4D weight [O, C/groups, kh, kw]",
                 shape: weight.shape().to_vec(),
             });
         };

@@ -39,7 +39,8 @@ pub use gpu::forward::Weights;
 pub use gpu::plan::Algorithm;
 pub use gpu::tensor::{GpuTensor, PackedWeights};
 pub use spec::{
-    conv_output_len, output_shape, Conv2dParams, Conv2dShape, ConvTranspose2dParams,
-    ConvTranspose2dShape, IntoPair, Padding,
+    conv_output_len, output_shape, Conv1dParams, Conv2dParams, Conv2dShape, Conv3dParams,
+    ConvNdParams, ConvNdShape, ConvTranspose2dParams, ConvTranspose2dShape, IntoPair, Padding,
+    PaddingNd,
 };
 pub use tensor::Tensor;

@@ -499,7 +499,7 @@ fn cli_npy_files_of_the_wrong_rank_are_refused_naming_their_shape() {
         ),
         (
             ["--input", &x2d, "--weight", &w],
-            "expected 4D input [N, C, H, W] to conv2d, but got input of size [8, 8]",
+            "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: [8, 8]",
         ),
     ] {
         for device in ["cpu", "gpu"] {

@@ -286,7 +286,7 @@ fn shape_errors_are_the_reference_errors() {
             p.with_dilation((1, 0)),
         ),
         (vec![1, 3, 8, 8], vec![4, 3, 3, 3], None, p.with_groups(0)),
-        (vec![3, 8, 8], vec![4, 3, 3, 3], None, p),
+        (vec![8, 8], vec![4, 3, 3, 3], None, p),
         (vec![1, 3, 8, 8], vec![4, 3, 3], None, p),
         (vec![1, 0, 8, 8], vec![4, 3, 3, 3], None, p),
         (vec![1, 3, 8, 8], vec![0, 3, 3, 3], None, p),

@@ -14,15 +14,70 @@ fn shape_err(input: &[usize], weight: &[usize], bias: Option<&[usize]>, p: Conv2
 }
 
 #[test]
-fn input_rank_other_than_4_is_refused() {
-    let e = shape_err(&[3, 8, 8], &[4, 3, 3, 3], None, Conv2dParams::default());
+fn input_rank_other_than_3_or_4_is_refused_in_pytorch_words() {
+    let e = shape_err(&[8, 8], &[4, 3, 3, 3], None, Conv2dParams::default());
     assert!(
-        matches!(e, Error::InputRank { ref shape } if shape == &[3, 8, 8]),
+        matches!(e, Error::InputRank { op: "conv2d", ref shape, .. } if shape == &[8, 8]),
         "{e:?}"
     );
     assert_eq!(
         e.to_string(),
-        "expected 4D input [N, C, H, W] to conv2d, but got input of size [3, 8, 8]"
+        "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: [8, 8]"
+    );
+}
+
+#[test]
+fn conv1d_input_rank_error_reads_like_pytorch() {
+    let p = wgconv::Conv1dParams::default();
+    let e = wgconv::ConvNdShape::new(&[2, 3, 4, 5], &[4, 3, 3], None, &p).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Expected 2D (unbatched) or 3D (batched) input to conv1d, but got input of size: [2, 3, 4, 5]"
+    );
+    let e = wgconv::ConvNdShape::new(&[2, 3, 8], &[4, 3, 3, 3], None, &p).unwrap_err();
+    assert!(matches!(e, Error::WeightRank { op: "conv1d", .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "expected 3D weight [O, C/groups, k] to conv1d, but got weight of size [4, 3, 3, 3]"
+    );
+}
+
+#[test]
+fn conv1d_kernel_too_large_and_same_with_stride_read_like_pytorch() {
+    let p = wgconv::Conv1dParams::default().with_padding(1);
+    let e = wgconv::ConvNdShape::new(&[1, 3, 5], &[4, 3, 9], None, &p).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Calculated padded input size per channel: (7). Kernel size: (9). Kernel size can't be greater than actual input size"
+    );
+    let p = wgconv::Conv1dParams::default()
+        .with_padding(wgconv::PaddingNd::Same)
+        .with_stride(2);
+    let e = wgconv::ConvNdShape::new(&[1, 3, 5], &[4, 3, 3], None, &p).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "padding='same' is not supported for strided convolutions: got stride=(2,)"
+    );
+    let p = wgconv::Conv1dParams::default().with_dilation(0);
+    let e = wgconv::ConvNdShape::new(&[1, 3, 5], &[4, 3, 3], None, &p).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "non-positive dilation is not supported: got dilation=(0,)"
+    );
+}
+
+#[test]
+fn conv1d_channel_and_bias_errors_name_the_1d_shapes() {
+    let p = wgconv::Conv1dParams::default();
+    let e = wgconv::ConvNdShape::new(&[2, 4, 10], &[8, 3, 3], None, &p).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Given groups=1, weight of size [8, 3, 3], expected input[2, 4, 10] to have 3 channels, but got 4 channels instead"
+    );
+    let e = wgconv::ConvNdShape::new(&[4, 10], &[8, 4, 3], Some(&[7]), &p).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Given weight of size [8, 4, 3], expected bias to be 1-dimensional with 8 elements, but got bias of size [7] instead"
     );
 }
 
@@ -71,11 +126,9 @@ fn kernel_larger_than_padded_input_reads_like_pytorch() {
         matches!(
             e,
             Error::KernelTooLarge {
-                padded_h: 1,
-                padded_w: 1,
-                kernel_h: 10,
-                kernel_w: 10
-            }
+                ref padded,
+                ref kernel,
+            } if padded == &[1, 1] && kernel == &[10, 10]
         ),
         "{e:?}"
     );
@@ -98,11 +151,9 @@ fn dilated_kernel_size_counts_in_the_too_large_check() {
         matches!(
             e,
             Error::KernelTooLarge {
-                padded_h: 6,
-                padded_w: 11,
-                kernel_h: 7,
-                kernel_w: 7
-            }
+                ref padded,
+                ref kernel,
+            } if padded == &[6, 11] && kernel == &[7, 7]
         ),
         "{e:?}"
     );
@@ -224,10 +275,7 @@ fn same_padding_with_stride_is_refused() {
     assert!(
         matches!(
             e,
-            Error::SameWithStride {
-                stride_h: 2,
-                stride_w: 2
-            }
+            Error::SameWithStride { ref stride } if stride == &[2, 2]
         ),
         "{e:?}"
     );

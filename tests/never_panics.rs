@@ -386,15 +386,18 @@ fn problem() -> impl Strategy<Value = Problem> {
 /// The output shape PyTorch gives, or `None` where PyTorch refuses the problem or a size does not
 /// fit this host: every dimension, padded extent, dilated kernel extent and tensor byte size (the
 /// batch counted as at least 1, so an empty batch does not hide an absurd image) within `usize`.
-fn model_output(p: &Problem) -> Option<[usize; 4]> {
+fn model_output(p: &Problem) -> Option<Vec<usize>> {
     let (sh, sw) = p.params.stride;
     let (dh, dw) = p.params.dilation;
     let g = p.params.groups;
     if [sh, sw, dh, dw, g].contains(&0) {
         return None;
     }
-    let &[n, c, h, w] = &p.input[..] else {
-        return None;
+    // PyTorch takes an unbatched [C, H, W] as a batch of one, and gives an unbatched output.
+    let (n, c, h, w, unbatched) = match p.input[..] {
+        [n, c, h, w] => (n, c, h, w, false),
+        [c, h, w] => (1, c, h, w, true),
+        _ => return None,
     };
     let &[o, cg, kh, kw] = &p.weight[..] else {
         return None;
@@ -451,7 +454,17 @@ fn model_output(p: &Problem) -> Option<[usize; 4]> {
     if !bytes([batch, c, h, w]) || !bytes([o, cg, kh, kw]) || !bytes([batch, o, p_out, q_out]) {
         return None;
     }
-    Some([n, o as usize, p_out as usize, q_out as usize])
+    let out = [n, o as usize, p_out as usize, q_out as usize];
+    Some(out[usize::from(unbatched)..].to_vec())
+}
+
+/// A shape with the batch of one an unbatched `[C, H, W]` is run as.
+fn batched(dims: &[usize]) -> Vec<usize> {
+    if dims.len() == 3 {
+        [&[1][..], dims].concat()
+    } else {
+        dims.to_vec()
+    }
 }
 
 /// The number of elements of `shape`, if it is small enough to hold on the host here.
@@ -525,8 +538,13 @@ fn conv2d_shape_follows_pytorch() {
             let want = model_output(&p);
             match (&got, want) {
                 (Ok(s), Some(out)) => {
-                    prop_assert_eq!(s.output_shape(), out, "{}", p.describe());
-                    prop_assert_eq!(&s.input_shape()[..], &p.input[..]);
+                    prop_assert_eq!(
+                        &s.output_shape()[..],
+                        &batched(&out)[..],
+                        "{}",
+                        p.describe()
+                    );
+                    prop_assert_eq!(&s.input_shape()[..], &batched(&p.input)[..]);
                     prop_assert_eq!(&s.weight_shape()[..], &p.weight[..]);
                     prop_assert_eq!(s.has_bias, p.bias.is_some());
                     prop_assert_eq!(
@@ -619,14 +637,14 @@ fn view4(t: &Tensor) -> Option<ndarray::ArrayView4<'_, f32>> {
 /// The convolution through GPU tensors with `algorithm` forced, into an output that starts as NaN.
 fn conv2d_forced(
     algorithm: Algorithm,
-    s: &Conv2dShape,
     (x, w, b): &HostTensors,
     params: &Conv2dParams,
 ) -> wgconv::Result<Tensor> {
     let engine = engine();
     let (gx, gw) = (engine.upload(x)?, engine.upload(w)?);
     let gb = b.as_ref().map(|b| engine.upload(b)).transpose()?;
-    let mut out = engine.upload(&Tensor::full(s.output_shape(), f32::NAN)?)?;
+    let out_shape = wgconv::output_shape(x.shape(), w.shape(), params)?;
+    let mut out = engine.upload(&Tensor::full(out_shape, f32::NAN)?)?;
     engine.conv2d_into_with(algorithm, &gx, &gw, gb.as_ref(), params, &mut out)?;
     engine.download(&out)
 }
@@ -686,10 +704,12 @@ fn gpu_conv2d_is_an_error_or_matches_the_reference() {
                 }
                 Ok(s) => s,
             };
+            let out_shape = wgconv::output_shape(&p.input, &p.weight, &p.params)
+                .map_err(|e| TestCaseError::fail(format!("{context}: {e}")))?;
             if s.output_len() == 0 {
                 let got = run();
                 prop_assert!(
-                    matches!(&got, Ok(t) if t.shape() == s.output_shape() && t.is_empty()),
+                    matches!(&got, Ok(t) if t.shape() == out_shape && t.is_empty()),
                     "{context}: an empty output, but the engine gave {:?}",
                     outcome(&got)
                 );
@@ -724,11 +744,11 @@ fn gpu_conv2d_is_an_error_or_matches_the_reference() {
             }
             let (want, tol) = reference(&s, x, w, b.as_ref(), &p.params);
             let got = run().map_err(|e| TestCaseError::fail(format!("{context}: {e}")))?;
-            prop_assert_eq!(got.shape(), &s.output_shape()[..]);
+            prop_assert_eq!(got.shape(), &out_shape[..]);
             compare(&context, s.output_shape(), got.data(), &want, tol)
                 .map_err(TestCaseError::fail)?;
             // A forced algorithm runs the shape or says it does not cover it.
-            match conv2d_forced(algorithm, &s, &tensors, &p.params) {
+            match conv2d_forced(algorithm, &tensors, &p.params) {
                 Ok(got) => {
                     let context = format!("{context}, {algorithm:?}");
                     compare(&context, s.output_shape(), got.data(), &want, tol)
@@ -801,7 +821,8 @@ fn cpu_fast_conv2d_is_an_error_or_matches_the_reference() {
                 Ok(t) => t,
                 Err(e) => return Err(TestCaseError::fail(format!("{context}: {e}"))),
             };
-            prop_assert_eq!(got.shape(), &s.output_shape()[..]);
+            prop_assert_eq!(&batched(got.shape())[..], &s.output_shape()[..]);
+            prop_assert_eq!(got.shape().len(), p.input.len());
             if let Err(msg) = compare(&context, s.output_shape(), got.data(), &want, tol) {
                 return Err(TestCaseError::fail(msg));
             }

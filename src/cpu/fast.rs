@@ -26,7 +26,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::spec::{Conv2dParams, Conv2dShape, ConvParams as _};
+use crate::spec::{Conv2dParams, Conv2dShape, ConvNdParams, ConvParams as _};
 use crate::tensor::Tensor;
 
 /// Bytes of one im2col tile (`K x tile` floats); an L2 share that leaves room for the GEMM's
@@ -60,7 +60,8 @@ const DIRECT_MAX_OUT_PER_GROUP: usize = 1;
 /// Multiply-adds a direct-loop task should at least hold, so rayon's per-task cost stays small.
 const DIRECT_MIN_TASK_FMAS: usize = 32 * 1024;
 
-/// `y = conv2d(x, w) + b` in f32 on all cores, with PyTorch's `nn.Conv2d` semantics: `[N, O, P, Q]`.
+/// `y = conv2d(x, w) + b` in f32 on all cores, with PyTorch's `nn.Conv2d` semantics: `[N, O, P, Q]`
+/// (`[O, P, Q]` for an unbatched input `[C, H, W]`).
 ///
 /// For output element `(n, o, p, q)` with `g = o / (O/groups)`:
 /// `y = bias[o] + sum_{ci, i, j} x[n, g*C/groups + ci, p*sh + i*dh - top, q*sw + j*dw - left] * w[o, ci, i, j]`,
@@ -77,7 +78,8 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<Tensor> {
-    let s = params.shape_of(input, weight, bias)?;
+    let shape = ConvNdParams::<2>::from(params).shape_of(input, weight, bias)?;
+    let s = shape.as_conv2d();
     // Every path writes every output element. Debug builds (and so the tests) start from NaN so
     // an element a path skipped fails loudly; release builds take the kernel's free zero pages.
     let fill = if cfg!(debug_assertions) {
@@ -100,7 +102,7 @@ pub fn conv2d(
             conv2d_gemm(&problem, &mut out);
         }
     }
-    Tensor::new(s.output_shape(), out)
+    Tensor::new(shape.output_shape(), out)
 }
 
 /// One validated convolution and its data, shared read-only by every task.

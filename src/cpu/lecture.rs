@@ -30,10 +30,8 @@ pub fn corr2d(x: ArrayView2<f32>, k: ArrayView2<f32>) -> Result<Array2<f32>> {
     let (xh, xw) = x.dim();
     if h > xh || w > xw {
         return Err(Error::KernelTooLarge {
-            padded_h: xh,
-            padded_w: xw,
-            kernel_h: h,
-            kernel_w: w,
+            padded: vec![xh, xw],
+            kernel: vec![h, w],
         });
     }
     let mut y = Array2::zeros((xh - h + 1, xw - w + 1));

@@ -24,7 +24,8 @@
 
 use crate::error::{Error, Result};
 use crate::spec::{
-    Conv2dParams, Conv2dShape, ConvParams as _, ConvTranspose2dParams, ConvTranspose2dShape,
+    Conv1dParams, Conv2dParams, Conv2dShape, ConvNdParams, ConvNdShape, ConvParams as _,
+    ConvTranspose2dParams, ConvTranspose2dShape,
 };
 use crate::tensor::Tensor;
 
@@ -40,74 +41,141 @@ struct Axis {
 }
 
 impl Axis {
-    fn new(k: usize, stride: usize, dilation: usize, pad: usize, len: usize) -> Self {
-        Axis {
-            k,
-            stride,
-            dilation,
-            pad,
-            len,
-        }
+    /// The taps `lo..hi` that read inside the input from output position `t` (contiguous: the
+    /// position `t*stride + i*dilation - pad` grows with `i`); tap `i` reads position
+    /// `t*stride + i*dilation - pad`.
+    fn taps(self, t: usize) -> std::ops::Range<usize> {
+        let at = |i: usize| (t * self.stride + i * self.dilation).checked_sub(self.pad);
+        let lo = (0..self.k).find(|&i| at(i).is_some_and(|p| p < self.len));
+        let Some(lo) = lo else { return 0..0 };
+        let hi = (lo..self.k)
+            .take_while(|&i| at(i).is_some_and(|p| p < self.len))
+            .last()
+            .map_or(lo, |i| i + 1);
+        lo..hi
     }
 
-    /// The taps that read inside the input from output position `t`, each with the input
-    /// position it reads.
-    fn taps(self, t: usize) -> impl Iterator<Item = (usize, usize)> {
-        (0..self.k).filter_map(move |i| {
-            let at = (t * self.stride + i * self.dilation).checked_sub(self.pad)?;
-            (at < self.len).then_some((i, at))
-        })
+    /// The input position tap `i` reads from output position `t` (inside [`Axis::taps`]).
+    fn at(self, t: usize, i: usize) -> usize {
+        t * self.stride + i * self.dilation - self.pad
     }
 }
 
-/// The kernel window of a convolution, between its output `[N, K, P, Q]` and its input
-/// `[N, C, H, W]`, through the weight `[K, C/groups, kh, kw]`. A transposed convolution has the
-/// same window, with its own input on the output's side and its own output on the input's.
+/// The kernel window of a convolution, between its output `[N, K, *out]` and its input
+/// `[N, C, *in]`, through the weight `[K, C/groups, *kernel]`, over any number of spatial axes.
+/// A transposed convolution has the same window, with its own input on the output's side and its
+/// own output on the input's.
 struct Window {
     /// `(K, C)`.
     channels: (usize, usize),
     groups: usize,
-    rows: Axis,
-    cols: Axis,
-}
-
-/// The [`Window`] of a [`Conv2dShape`] or a [`ConvTranspose2dShape`] (the two name these fields
-/// alike), `$input` being the shape on the window's input side.
-macro_rules! window {
-    ($s:expr, input: $input:expr) => {{
-        let [_, c, h, w] = $input;
-        Window {
-            channels: ($s.weight_shape()[0], c),
-            groups: $s.groups,
-            rows: Axis::new($s.kernel_h, $s.stride_h, $s.dilation_h, $s.pad_top, h),
-            cols: Axis::new($s.kernel_w, $s.stride_w, $s.dilation_w, $s.pad_left, w),
-        }
-    }};
+    axes: Vec<Axis>,
 }
 
 impl Window {
-    /// Calls `f(xi, wi)` with the flat indices of each input element `[n, c, row, col]` and weight
-    /// element `[k, c mod C/groups, i, j]` that output element `[n, k, p, q]` meets: the channels
-    /// `c` of `k`'s group and the taps `(i, j)` that land inside the input (the others meet only
-    /// padding), in `(c, i, j)` order.
-    fn each(&self, [n, k, p, q]: [usize; 4], mut f: impl FnMut(usize, usize)) {
+    /// The window of a forward problem over `N` axes, its input of `channels` channels.
+    fn of<const N: usize>(s: &ConvNdShape<N>) -> Self {
+        Window {
+            channels: (s.out_channels, s.in_channels),
+            groups: s.groups,
+            axes: (0..N)
+                .map(|a| Axis {
+                    k: s.kernel[a],
+                    stride: s.stride[a],
+                    dilation: s.dilation[a],
+                    pad: s.padding[a][0],
+                    len: s.input[a],
+                })
+                .collect(),
+        }
+    }
+
+    /// Calls `f(xi, wi)` with the flat indices of each input element `[n, c, *at]` and weight
+    /// element `[k, c mod C/groups, *taps]` that output element `[n, k, *pos]` meets: the
+    /// channels `c` of `k`'s group and the taps that land inside the input on every axis (the
+    /// others meet only padding), in `(c, taps...)` row-major order.
+    fn each(&self, n: usize, k: usize, pos: &[usize], mut f: impl FnMut(usize, usize)) {
         let (big_k, big_c) = self.channels;
         let (kg, cg) = (big_k / self.groups, big_c / self.groups);
-        let (kh, kw) = (self.rows.k, self.cols.k);
-        let (big_h, big_w) = (self.rows.len, self.cols.len);
+        // At most three axes: the in-range taps of each, as fixed arrays (no allocation per
+        // output element).
+        let mut taps = [0..1, 0..1, 0..1];
+        let mut axes = [Axis {
+            k: 1,
+            stride: 1,
+            dilation: 1,
+            pad: 0,
+            len: 1,
+        }; 3];
+        let mut at = [0usize; 3];
+        let skip = 3 - self.axes.len();
+        for (a, (axis, &t)) in self.axes.iter().zip(pos).enumerate() {
+            taps[skip + a] = axis.taps(t);
+            axes[skip + a] = *axis;
+            at[skip + a] = t;
+        }
+        if taps.iter().any(|r| r.is_empty()) {
+            return;
+        }
+        let [d_len, h_len, w_len] = axes.map(|a| a.len);
+        let [_, kh, kw] = axes.map(|a| a.k);
         for ci in 0..cg {
             let c = k / kg * cg + ci;
-            for (i, row) in self.rows.taps(p) {
-                for (j, col) in self.cols.taps(q) {
-                    let xi = ((n * big_c + c) * big_h + row) * big_w + col;
-                    f(xi, ((k * cg + ci) * kh + i) * kw + j);
+            let x_image = (n * big_c + c) * d_len * h_len * w_len;
+            let w_image = (k * cg + ci) * axes[0].k * kh * kw;
+            for a in taps[0].clone() {
+                let d = axes[0].at(at[0], a);
+                for i in taps[1].clone() {
+                    let h = axes[1].at(at[1], i);
+                    for j in taps[2].clone() {
+                        let w = axes[2].at(at[2], j);
+                        let xi = x_image + (d * h_len + h) * w_len + w;
+                        f(xi, w_image + (a * kh + i) * kw + j);
+                    }
                 }
             }
         }
     }
 }
 
-/// The convolution in f64: the validated shape and the output in C order, `[N, O, P, Q]`.
+/// Calls `f` with every position of a grid of `lens`, row-major (once, with no coordinates, when
+/// there are no axes; never when an axis is empty).
+fn for_each_position(lens: &[usize], mut f: impl FnMut(&[usize])) {
+    if lens.contains(&0) {
+        return;
+    }
+    let mut pos = vec![0usize; lens.len()];
+    loop {
+        f(&pos);
+        let Some(a) = (0..lens.len()).rev().find(|&a| pos[a] + 1 < lens[a]) else {
+            return;
+        };
+        pos[a] += 1;
+        pos[a + 1..].iter_mut().for_each(|t| *t = 0);
+    }
+}
+
+/// The [`Window`] of a [`ConvTranspose2dShape`], whose input is on the window's output side.
+fn transposed_window(s: &ConvTranspose2dShape) -> Window {
+    let axis = |k, stride, dilation, pad, len| Axis {
+        k,
+        stride,
+        dilation,
+        pad,
+        len,
+    };
+    Window {
+        channels: (s.in_channels, s.out_channels),
+        groups: s.groups,
+        axes: vec![
+            axis(s.kernel_h, s.stride_h, s.dilation_h, s.pad_top, s.out_h),
+            axis(s.kernel_w, s.stride_w, s.dilation_w, s.pad_left, s.out_w),
+        ],
+    }
+}
+
+/// The convolution in f64: the validated shape (an unbatched input a batch of one) and the
+/// output in C order, `[N, O, P, Q]`.
 ///
 /// # Errors
 /// Every shape or parameter error of [`Conv2dShape::new`], and
@@ -118,42 +186,56 @@ pub fn conv2d_f64(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<(Conv2dShape, Vec<f64>)> {
+    let (s, out) = convolve(input, weight, bias, &params.into(), |v| v)?;
+    Ok((s.as_conv2d(), out))
+}
+
+/// The convolution over `N` spatial axes in f64: the validated shape and the output in C order,
+/// `[N, O, *out]` (or `[O, *out]` unbatched).
+///
+/// # Errors
+/// Every shape or parameter error of [`ConvNdShape::new`].
+pub fn conv_nd_f64<const N: usize>(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &ConvNdParams<N>,
+) -> Result<(ConvNdShape<N>, Vec<f64>)> {
     convolve(input, weight, bias, params, |v| v)
 }
 
 /// The validated shape and the output in C order, each element accumulated in f64 and passed
 /// through `round` as it is made (so an f32 output never has an f64 twin in memory).
-fn convolve<T>(
+fn convolve<const N: usize, T>(
     input: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-    params: &Conv2dParams,
+    params: &ConvNdParams<N>,
     round: impl Fn(f64) -> T,
-) -> Result<(Conv2dShape, Vec<T>)> {
+) -> Result<(ConvNdShape<N>, Vec<T>)> {
     let s = params.shape_of(input, weight, bias)?;
     let mut out = crate::memory::try_with_capacity(s.output_len(), || {
         format!("the output {:?}", s.output_shape())
     })?;
     let (x, w) = (input.data(), weight.data());
-    let window = window!(s, input: s.input_shape());
+    let window = Window::of(&s);
     for n in 0..s.batch {
         for o in 0..s.out_channels {
             let b = bias.map_or(0.0, |b| f64::from(b.data()[o]));
-            for p in 0..s.out_h {
-                for q in 0..s.out_w {
-                    let mut acc = b;
-                    window.each([n, o, p, q], |xi, wi| {
-                        acc += f64::from(x[xi]) * f64::from(w[wi]);
-                    });
-                    out.push(round(acc));
-                }
-            }
+            for_each_position(&s.output, |pos| {
+                let mut acc = b;
+                window.each(n, o, pos, |xi, wi| {
+                    acc += f64::from(x[xi]) * f64::from(w[wi]);
+                });
+                out.push(round(acc));
+            });
         }
     }
     Ok((s, out))
 }
 
-/// The convolution on the CPU, accumulated in f64 and rounded once to f32: `[N, O, P, Q]`.
+/// The convolution on the CPU, accumulated in f64 and rounded once to f32: `[N, O, P, Q]`, or
+/// `[O, P, Q]` for an unbatched input `[C, H, W]`.
 ///
 /// # Errors
 /// As [`conv2d_f64`].
@@ -162,6 +244,33 @@ pub fn conv2d(
     weight: &Tensor,
     bias: Option<&Tensor>,
     params: &Conv2dParams,
+) -> Result<Tensor> {
+    conv_nd(input, weight, bias, &params.into())
+}
+
+/// The 1D convolution on the CPU (PyTorch's `conv1d`), accumulated in f64 and rounded once to
+/// f32: `[N, O, L_out]`, or `[O, L_out]` for an unbatched input `[C, L]`.
+///
+/// # Errors
+/// As [`conv_nd_f64`].
+pub fn conv1d(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &Conv1dParams,
+) -> Result<Tensor> {
+    conv_nd(input, weight, bias, params)
+}
+
+/// The convolution over `N` spatial axes on the CPU, accumulated in f64, rounded once to f32.
+///
+/// # Errors
+/// As [`conv_nd_f64`].
+pub fn conv_nd<const N: usize>(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &ConvNdParams<N>,
 ) -> Result<Tensor> {
     let (s, out) = convolve(input, weight, bias, params, |v| v as f32)?;
     Tensor::new(s.output_shape(), out)
@@ -182,51 +291,86 @@ pub struct Conv2dGrads64 {
     pub bias: Vec<f64>,
 }
 
+/// Gradients of a convolution over `N` spatial axes ([`conv_nd_backward_f64`]), each in C order
+/// with the shape of what it differentiates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvNdGrads64<const N: usize> {
+    /// The validated convolution.
+    pub shape: ConvNdShape<N>,
+    /// `dL/dinput`, the input's shape.
+    pub input: Vec<f64>,
+    /// `dL/dweight`, `[O, C/groups, *kernel]`.
+    pub weight: Vec<f64>,
+    /// `dL/dbias`, `[O]` (computed whether or not the forward pass had a bias).
+    pub bias: Vec<f64>,
+}
+
 /// The backward pass of [`conv2d_f64`] in f64, scattered term by term (see the module docs):
-/// `dL/dx`, `dL/dw` and `dL/db` for `L = sum G * y`, `G = grad_output` `[N, O, P, Q]`.
+/// `dL/dx`, `dL/dw` and `dL/db` for `L = sum G * y`, `G = grad_output` `[N, O, P, Q]` (`[O, P, Q]`
+/// for an unbatched input).
 ///
 /// # Errors
 /// Every shape or parameter error of [`Conv2dShape::new`] (with no bias), and
-/// [`Error::GradOutputShape`] when `grad_output` is not `[N, O, P, Q]`.
+/// [`Error::GradOutputShape`] when `grad_output` is not the output's shape.
 pub fn conv2d_backward_f64(
     input: &Tensor,
     weight: &Tensor,
     grad_output: &Tensor,
     params: &Conv2dParams,
 ) -> Result<Conv2dGrads64> {
-    let s = Conv2dShape::new(input.shape(), weight.shape(), None, params)?;
+    let g = conv_nd_backward_f64(input, weight, grad_output, &params.into())?;
+    Ok(Conv2dGrads64 {
+        shape: g.shape.as_conv2d(),
+        input: g.input,
+        weight: g.weight,
+        bias: g.bias,
+    })
+}
+
+/// The backward pass of [`conv_nd_f64`] in f64, scattered term by term as for 2D (see the module
+/// docs).
+///
+/// # Errors
+/// Every shape or parameter error of [`ConvNdShape::new`] (with no bias), and
+/// [`Error::GradOutputShape`] when `grad_output` is not the output's shape.
+pub fn conv_nd_backward_f64<const N: usize>(
+    input: &Tensor,
+    weight: &Tensor,
+    grad_output: &Tensor,
+    params: &ConvNdParams<N>,
+) -> Result<ConvNdGrads64<N>> {
+    let s = ConvNdShape::new(input.shape(), weight.shape(), None, params)?;
     if grad_output.shape() != s.output_shape() {
         return Err(Error::GradOutputShape {
-            expected: s.output_shape().to_vec(),
+            expected: s.output_shape(),
             got: grad_output.shape().to_vec(),
         });
     }
     let (x, w, gy) = (input.data(), weight.data(), grad_output.data());
-    let big_o = s.out_channels;
-    let window = window!(s, input: s.input_shape());
-    let mut grad_x = crate::memory::try_vec(s.input_len(), 0.0f64, || {
+    let window = Window::of(&s);
+    let mut grad_x = crate::memory::try_vec(input.len(), 0.0f64, || {
         format!("the f64 input gradient of {:?}", s.input_shape())
     })?;
-    let mut grad_w = crate::memory::try_vec(s.weight_len(), 0.0f64, || {
+    let mut grad_w = crate::memory::try_vec(weight.len(), 0.0f64, || {
         format!("the f64 weight gradient of {:?}", s.weight_shape())
     })?;
-    let mut grad_b = vec![0.0f64; big_o];
-    // The forward pass's terms; each product x * w in y[n, o, p, q] hands G * w to x and G * x to w.
+    let mut grad_b = vec![0.0f64; s.out_channels];
+    // The forward pass's terms; each product x * w in y[n, o, *pos] hands G * w to x and G * x
+    // to w. grad_output is walked in its C order, which is the loop order.
+    let mut gy = gy.iter();
     for n in 0..s.batch {
-        for o in 0..big_o {
-            for p in 0..s.out_h {
-                for q in 0..s.out_w {
-                    let gv = f64::from(gy[((n * big_o + o) * s.out_h + p) * s.out_w + q]);
-                    grad_b[o] += gv;
-                    window.each([n, o, p, q], |xi, wi| {
-                        grad_x[xi] += gv * f64::from(w[wi]);
-                        grad_w[wi] += gv * f64::from(x[xi]);
-                    });
-                }
-            }
+        for (o, gb) in grad_b.iter_mut().enumerate() {
+            for_each_position(&s.output, |pos| {
+                let gv = gy.next().map_or(0.0, |&v| f64::from(v));
+                *gb += gv;
+                window.each(n, o, pos, |xi, wi| {
+                    grad_x[xi] += gv * f64::from(w[wi]);
+                    grad_w[wi] += gv * f64::from(x[xi]);
+                });
+            });
         }
     }
-    Ok(Conv2dGrads64 {
+    Ok(ConvNdGrads64 {
         shape: s,
         input: grad_x,
         weight: grad_w,
@@ -251,7 +395,7 @@ pub fn conv_transpose2d_f64(
     let (big_ci, big_p, big_q) = (s.in_channels, s.in_h, s.in_w);
     let (big_co, big_hw) = (s.out_channels, s.out_h * s.out_w);
     // Input element [n, ci, p, q] scatters as a convolution's output element gathers.
-    let window = window!(s, input: s.output_shape());
+    let window = transposed_window(&s);
     let mut out = crate::memory::try_vec(s.output_len(), 0.0f64, || {
         format!("the f64 output {:?}", s.output_shape())
     })?;
@@ -265,7 +409,7 @@ pub fn conv_transpose2d_f64(
             for p in 0..big_p {
                 for q in 0..big_q {
                     let xv = f64::from(x[((n * big_ci + ci) * big_p + p) * big_q + q]);
-                    window.each([n, ci, p, q], |oi, wi| out[oi] += xv * f64::from(w[wi]));
+                    window.each(n, ci, &[p, q], |oi, wi| out[oi] += xv * f64::from(w[wi]));
                 }
             }
         }

@@ -235,6 +235,8 @@ impl Engine {
         self.check_owner("grad_output", grad_output)?;
         let &[n, o, p, q] = grad_output.shape() else {
             return Err(Error::InputRank {
+                op: "conv2d_grad_bias",
+                expected: "4D [N, O, P, Q]".into(),
                 shape: grad_output.shape().to_vec(),
             });
         };

@@ -14,7 +14,7 @@ use crate::gpu::pipelines::is_build_failure;
 use crate::gpu::plan::{self, Algorithm, ConvDispatch, Execution, Plan, Split};
 use crate::gpu::tensor::{GpuTensor, PackedWeights};
 use crate::memory::try_vec;
-use crate::spec::{Conv2dParams, Conv2dShape, ConvParams as _};
+use crate::spec::{Conv2dParams, Conv2dShape, ConvNdParams, ConvNdShape, ConvParams as _};
 use crate::tensor::Tensor;
 
 /// Bytes of split pieces' temporary buffers submitted before the engine waits for the GPU to
@@ -84,19 +84,35 @@ impl Engine {
         params: &Conv2dParams,
         wait: Wait,
     ) -> Result<Tensor> {
-        let shape = params.shape_of(input, weight, bias)?;
-        let Some(pieces) = plan::host_pieces(&shape, &self.limits())? else {
-            return self.conv2d_whole(&shape, input, weight, bias, wait).await;
+        let shape = ConvNdParams::<2>::from(params).shape_of(input, weight, bias)?;
+        let y = self
+            .conv_lowered(&shape.as_conv2d(), input, weight, bias, wait)
+            .await?;
+        Tensor::new(shape.output_shape(), y.into_data())
+    }
+
+    /// The one-shot convolution of host tensors whose data is laid out as `shape`'s (the
+    /// tensors' own shapes are not read): `shape`'s output `[N, O, P, Q]`.
+    pub(crate) async fn conv_lowered(
+        &self,
+        shape: &Conv2dShape,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        wait: Wait,
+    ) -> Result<Tensor> {
+        let Some(pieces) = plan::host_pieces(shape, &self.limits())? else {
+            return self.conv2d_whole(shape, input, weight, bias, wait).await;
         };
         let mut output = try_vec(shape.output_len(), 0.0, || {
             format!("the output {:?}", shape.output_shape())
         })?;
         for piece in &pieces {
-            let (x, w, b) = piece_tensors(&shape, piece, input, weight, bias)?;
+            let (x, w, b) = piece_tensors(shape, piece, input, weight, bias)?;
             let y = self
                 .conv2d_whole(&piece.shape, &x, &w, b.as_ref(), wait)
                 .await?;
-            for r in piece.output_runs(&shape) {
+            for r in piece.output_runs(shape) {
                 output[r.dst..r.dst + r.len].copy_from_slice(&y.data()[r.src..r.src + r.len]);
             }
         }
@@ -132,9 +148,9 @@ impl Engine {
         self.download_with(&output, wait).await
     }
 
-    /// Convolution of GPU tensors into a new GPU tensor `[N, O, P, Q]`; returns once the work is
-    /// submitted (download or [`Engine::synchronize`] to wait for it). `weights`: a
-    /// [`GpuTensor`] or [`PackedWeights`].
+    /// Convolution of GPU tensors into a new GPU tensor `[N, O, P, Q]` (`[O, P, Q]` for an
+    /// unbatched input `[C, H, W]`); returns once the work is submitted (download or
+    /// [`Engine::synchronize`] to wait for it). `weights`: a [`GpuTensor`] or [`PackedWeights`].
     ///
     /// # Errors
     /// Every shape or parameter error of [`Conv2dShape::new`], the plan's size errors
@@ -148,9 +164,10 @@ impl Engine {
         params: &Conv2dParams,
     ) -> Result<GpuTensor> {
         let weights = weights.into();
-        let shape = self.validate(input, weights, bias, params)?;
+        let shape = self.call_shape(input, weights, bias, &params.into())?;
         let output = self.alloc(&shape.output_shape())?;
-        self.plan_and_record(&shape, input, weights, bias, &output, self.algorithm())?;
+        let lowered = shape.as_conv2d();
+        self.plan_and_record(&lowered, input, weights, bias, &output, self.algorithm())?;
         Ok(output)
     }
 
@@ -184,18 +201,25 @@ impl Engine {
         output: &mut GpuTensor,
     ) -> Result<()> {
         let weights = weights.into();
-        let shape = self.validate(input, weights, bias, params)?;
+        let shape = self.call_shape(input, weights, bias, &params.into())?;
+        self.check_output(output, &shape.output_shape())?;
+        self.plan_and_record(&shape.as_conv2d(), input, weights, bias, output, algorithm)
+    }
+
+    /// `output` belongs to this engine and has the call's output shape.
+    pub(crate) fn check_output(&self, output: &GpuTensor, expected: &[usize]) -> Result<()> {
         self.check_owner("output", output)?;
-        if output.shape() != shape.output_shape() {
+        if output.shape() != expected {
             return Err(Error::OutputShape {
-                expected: shape.output_shape().to_vec(),
+                expected: expected.to_vec(),
                 got: output.shape().to_vec(),
             });
         }
-        self.plan_and_record(&shape, input, weights, bias, output, algorithm)
+        Ok(())
     }
 
-    /// Packs `weight` (`[O, C/groups, kh, kw]`) for convolutions with `groups` groups, once.
+    /// Packs `weight` (`[O, C/groups, kh, kw]`, or a conv1d's `[O, C/groups, k]`) for convolutions
+    /// with `groups` groups, once.
     ///
     /// # Errors
     /// Shape errors ([`Error::OutChannelsNotDivisible`], ...), size errors, GPU errors.
@@ -258,13 +282,13 @@ impl Engine {
     }
 
     /// Checks ownership, the packing's groups and the shapes of a call on GPU tensors.
-    fn validate(
+    pub(crate) fn call_shape<const N: usize>(
         &self,
         input: &GpuTensor,
         weights: Weights<'_>,
         bias: Option<&GpuTensor>,
-        params: &Conv2dParams,
-    ) -> Result<Conv2dShape> {
+        params: &ConvNdParams<N>,
+    ) -> Result<ConvNdShape<N>> {
         let weight = weights.plain();
         self.check_owner("input", input)?;
         self.check_owner("weight", weight)?;
@@ -283,7 +307,7 @@ impl Engine {
     }
 
     /// Plans the validated `shape` once on the host, then records what was planned.
-    fn plan_and_record(
+    pub(crate) fn plan_and_record(
         &self,
         shape: &Conv2dShape,
         input: &GpuTensor,
@@ -540,10 +564,17 @@ fn piece_tensors(
 /// The shape whose packing plan packs `weight` for `groups` groups: an input exactly the size of
 /// the kernel, so every weight shape that can convolve anything is accepted.
 fn packing_shape(weight: &[usize], groups: usize) -> Result<Conv2dShape> {
-    let &[o, cg, kh, kw] = weight else {
-        return Err(Error::WeightRank {
-            shape: weight.to_vec(),
-        });
+    // A conv1d's weight [O, C/groups, k] packs as the conv2d weight [O, C/groups, 1, k] it runs as.
+    let (o, cg, kh, kw) = match *weight {
+        [o, cg, k] => (o, cg, 1, k),
+        [o, cg, kh, kw] => (o, cg, kh, kw),
+        _ => {
+            return Err(Error::WeightRank {
+                op: "pack_weights",
+                expected: "3D weight [O, C/groups, k] or 4D weight [O, C/groups, kh, kw]",
+                shape: weight.to_vec(),
+            })
+        }
     };
     let channels = cg.checked_mul(groups).ok_or_else(|| Error::SizeOverflow {
         what: "C/groups * groups".into(),

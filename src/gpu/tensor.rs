@@ -1,5 +1,7 @@
 //! `GpuTensor`: an f32 tensor living in a GPU storage buffer of one [`Engine`](crate::Engine).
 
+use std::sync::Arc;
+
 use crate::gpu::buffer::OwnedBuffer;
 use crate::spec::Shaped;
 
@@ -14,7 +16,9 @@ impl Shaped for GpuTensor {
 /// Keep weights and activations here to chain convolutions without host round trips.
 #[derive(Debug)]
 pub struct GpuTensor {
-    buffer: OwnedBuffer,
+    // Shared only with the views wgconv makes of it for one call (a conv1d's input seen as a
+    // conv2d's of height 1), so the buffer lives until the last of them is dropped.
+    buffer: Arc<OwnedBuffer>,
     shape: Vec<usize>,
     len: usize,
     engine_id: u64,
@@ -23,7 +27,7 @@ pub struct GpuTensor {
 impl GpuTensor {
     pub(crate) fn new(buffer: OwnedBuffer, shape: Vec<usize>, len: usize, engine_id: u64) -> Self {
         GpuTensor {
-            buffer,
+            buffer: Arc::new(buffer),
             shape,
             len,
             engine_id,
@@ -33,6 +37,18 @@ impl GpuTensor {
     /// The shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape
+    }
+
+    /// The same elements under another shape of as many elements (`[N, C, L]` as
+    /// `[N, C, 1, L]`), sharing the buffer: what the lowered calls hand to the conv2d paths.
+    pub(crate) fn view(&self, shape: &[usize]) -> GpuTensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), self.len);
+        GpuTensor {
+            buffer: Arc::clone(&self.buffer),
+            shape: shape.to_vec(),
+            len: self.len,
+            engine_id: self.engine_id,
+        }
     }
 
     /// Number of elements.

@@ -96,7 +96,8 @@ impl IntoPair for [usize; 2] {
     }
 }
 
-/// PyTorch's first checks: stride and dilation positive on both axes, then groups positive.
+/// A transposed convolution's first checks, as PyTorch's: stride and dilation positive on both
+/// axes, then groups positive.
 pub(super) fn check_positive(
     stride: (usize, usize),
     dilation: (usize, usize),
@@ -119,18 +120,23 @@ pub(super) fn check_positive(
     Ok(())
 }
 
-/// Input and weight as 4-D shapes, neither with an empty dimension (but for the input's batch).
+/// A transposed convolution's input and weight as 4-D shapes, neither with an empty dimension
+/// (but for the input's batch).
 pub(super) fn check_operands(
     input: &[usize],
     weight: &[usize],
 ) -> Result<([usize; 4], [usize; 4])> {
     let Ok(input4) = <[usize; 4]>::try_from(input) else {
         return Err(Error::InputRank {
+            op: "conv_transpose2d",
+            expected: "4D (batched)".into(),
             shape: input.to_vec(),
         });
     };
     let Ok(weight4) = <[usize; 4]>::try_from(weight) else {
         return Err(Error::WeightRank {
+            op: "conv_transpose2d",
+            expected: "4D weight [Ci, Co/groups, kh, kw]",
             shape: weight.to_vec(),
         });
     };

@@ -1,10 +1,8 @@
 //! The forward convolution: [`Padding`], [`Conv2dParams`] and the validated [`Conv2dShape`].
 
-use super::common::{
-    check_bias, check_groups_divide_weight, check_operands, check_positive, overflow, ConvParams,
-    IntoPair, Shaped,
-};
-use crate::error::{Error, Result};
+use super::common::{ConvParams, IntoPair, Shaped};
+use super::nd::{ConvNdParams, ConvNdShape, PaddingNd};
+use crate::error::Result;
 
 /// Zero padding around the input, PyTorch's `padding=` argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -158,28 +156,8 @@ impl Conv2dParams {
     }
 }
 
-/// Output length along one axis: `floor((n + pad_total - dilation*(k-1) - 1) / stride) + 1`.
-///
-/// `None` when the dilated kernel is longer than the padded input, or `stride`, `dilation` or `k`
-/// is zero.
-pub fn conv_output_len(
-    n: usize,
-    pad_total: usize,
-    k: usize,
-    stride: usize,
-    dilation: usize,
-) -> Option<usize> {
-    if stride == 0 || dilation == 0 || k == 0 {
-        return None;
-    }
-    let padded = n.checked_add(pad_total)?;
-    let span = dilation.checked_mul(k - 1)?.checked_add(1)?;
-    let room = padded.checked_sub(span)?;
-    Some(room / stride + 1)
-}
-
 /// Output shape `[N, O, P, Q]` of a convolution of `input` `[N, C, H, W]` with `weight`
-/// `[O, C/groups, kh, kw]`.
+/// `[O, C/groups, kh, kw]` (`[O, P, Q]` for an unbatched input `[C, H, W]`).
 ///
 /// # Errors
 /// Every shape or parameter error of [`Conv2dShape::new`].
@@ -187,8 +165,8 @@ pub fn output_shape(
     input: &[usize],
     weight: &[usize],
     params: &Conv2dParams,
-) -> Result<[usize; 4]> {
-    Ok(Conv2dShape::new(input, weight, None, params)?.output_shape())
+) -> Result<Vec<usize>> {
+    Ok(ConvNdShape::<2>::new(input, weight, None, &params.into())?.output_shape())
 }
 
 /// A validated convolution problem with every size resolved.
@@ -235,7 +213,8 @@ pub struct Conv2dShape {
 }
 
 impl Conv2dShape {
-    /// Validates shapes and parameters, in PyTorch's order, and resolves padding and output size.
+    /// Validates shapes and parameters, in PyTorch's order, and resolves padding and output size,
+    /// as [`ConvNdShape::new`] does; an unbatched input `[C, H, W]` is a batch of one.
     ///
     /// `bias` is the bias tensor's shape, if there is one.
     ///
@@ -250,87 +229,9 @@ impl Conv2dShape {
         bias: Option<&[usize]>,
         params: &Conv2dParams,
     ) -> Result<Self> {
-        let (sh, sw) = params.stride;
-        let (dh, dw) = params.dilation;
-        let groups = params.groups;
-        check_positive(params.stride, params.dilation, groups)?;
-        let ([n, c, h, w], [o, cg, kh, kw]) = check_operands(input, weight)?;
-        if params.padding == Padding::Same && (sh != 1 || sw != 1) {
-            return Err(Error::SameWithStride {
-                stride_h: sh,
-                stride_w: sw,
-            });
-        }
-        check_groups_divide_weight(weight, groups)?;
-        if c % groups != 0 {
-            return Err(Error::InChannelsNotDivisible {
-                groups,
-                input: input.to_vec(),
-                channels: c,
-            });
-        }
-        let expected = cg
-            .checked_mul(groups)
-            .ok_or_else(|| overflow(&format!("weight[1] * groups = {cg} * {groups}")))?;
-        if c != expected {
-            return Err(Error::ChannelMismatch {
-                groups,
-                weight: weight.to_vec(),
-                input: input.to_vec(),
-                expected,
-                got: c,
-            });
-        }
-        check_bias(bias, o, |got| Error::BiasShape {
-            weight: weight.to_vec(),
-            expected: o,
-            got,
-        })?;
-        let (top, bottom, left, right) = params.padding.resolve((kh, kw), (dh, dw));
-        let padded_h = h.checked_add(top).and_then(|v| v.checked_add(bottom));
-        let padded_w = w.checked_add(left).and_then(|v| v.checked_add(right));
-        let span_h = dh.checked_mul(kh - 1).and_then(|v| v.checked_add(1));
-        let span_w = dw.checked_mul(kw - 1).and_then(|v| v.checked_add(1));
-        let (Some(padded_h), Some(padded_w), Some(span_h), Some(span_w)) =
-            (padded_h, padded_w, span_h, span_w)
-        else {
-            return Err(overflow(&format!(
-                "padded input size (H {h} + padding {top} + {bottom}, W {w} + padding {left} + {right}) \
-                 or dilated kernel size (kernel {kh}x{kw}, dilation ({dh}, {dw}))"
-            )));
-        };
-        let out_h = conv_output_len(h, top + bottom, kh, sh, dh);
-        let out_w = conv_output_len(w, left + right, kw, sw, dw);
-        let (Some(out_h), Some(out_w)) = (out_h, out_w) else {
-            return Err(Error::KernelTooLarge {
-                padded_h,
-                padded_w,
-                kernel_h: span_h,
-                kernel_w: span_w,
-            });
-        };
-        Conv2dShape {
-            batch: n,
-            in_channels: c,
-            in_h: h,
-            in_w: w,
-            out_channels: o,
-            kernel_h: kh,
-            kernel_w: kw,
-            stride_h: sh,
-            stride_w: sw,
-            pad_top: top,
-            pad_bottom: bottom,
-            pad_left: left,
-            pad_right: right,
-            dilation_h: dh,
-            dilation_w: dw,
-            groups,
-            has_bias: bias.is_some(),
-            out_h,
-            out_w,
-        }
-        .with_checked_sizes()
+        ConvNdShape::<2>::new(input, weight, bias, &params.into())?
+            .as_conv2d()
+            .with_checked_sizes()
     }
 
     tensor_shapes! {
@@ -405,5 +306,88 @@ impl ConvParams for Conv2dParams {
     type Shape = Conv2dShape;
     fn shape_of<T: Shaped>(&self, x: &T, w: &T, b: Option<&T>) -> Result<Conv2dShape> {
         Conv2dShape::new(x.dims(), w.dims(), b.map(T::dims), self)
+    }
+}
+
+impl From<Padding> for PaddingNd<2> {
+    fn from(p: Padding) -> Self {
+        match p {
+            Padding::Explicit {
+                top,
+                bottom,
+                left,
+                right,
+            } => PaddingNd::Explicit([[top, bottom], [left, right]]),
+            Padding::Same => PaddingNd::Same,
+            Padding::Valid => PaddingNd::Valid,
+        }
+    }
+}
+
+impl From<&Conv2dParams> for ConvNdParams<2> {
+    fn from(p: &Conv2dParams) -> Self {
+        ConvNdParams {
+            stride: [p.stride.0, p.stride.1],
+            padding: p.padding.into(),
+            dilation: [p.dilation.0, p.dilation.1],
+            groups: p.groups,
+        }
+    }
+}
+
+impl ConvNdShape<1> {
+    /// The same problem as a 2D convolution of height 1 (`[N, C, 1, L]` by `[O, C/groups, 1, k]`),
+    /// which is how the GPU runs it: every 2D kernel, split and gradient serves a 1D one.
+    pub fn as_conv2d(&self) -> Conv2dShape {
+        let [[before, after]] = self.padding;
+        Conv2dShape {
+            batch: self.batch,
+            in_channels: self.in_channels,
+            in_h: 1,
+            in_w: self.input[0],
+            out_channels: self.out_channels,
+            kernel_h: 1,
+            kernel_w: self.kernel[0],
+            stride_h: 1,
+            stride_w: self.stride[0],
+            pad_top: 0,
+            pad_bottom: 0,
+            pad_left: before,
+            pad_right: after,
+            dilation_h: 1,
+            dilation_w: self.dilation[0],
+            groups: self.groups,
+            has_bias: self.has_bias,
+            out_h: 1,
+            out_w: self.output[0],
+        }
+    }
+}
+
+impl ConvNdShape<2> {
+    /// The batched 2D problem (an unbatched input is a batch of one).
+    pub fn as_conv2d(&self) -> Conv2dShape {
+        let [[top, bottom], [left, right]] = self.padding;
+        Conv2dShape {
+            batch: self.batch,
+            in_channels: self.in_channels,
+            in_h: self.input[0],
+            in_w: self.input[1],
+            out_channels: self.out_channels,
+            kernel_h: self.kernel[0],
+            kernel_w: self.kernel[1],
+            stride_h: self.stride[0],
+            stride_w: self.stride[1],
+            pad_top: top,
+            pad_bottom: bottom,
+            pad_left: left,
+            pad_right: right,
+            dilation_h: self.dilation[0],
+            dilation_w: self.dilation[1],
+            groups: self.groups,
+            has_bias: self.has_bias,
+            out_h: self.output[0],
+            out_w: self.output[1],
+        }
     }
 }

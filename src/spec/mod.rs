@@ -5,15 +5,20 @@
 //! CPU reference and the GPU path consume; [`ConvTranspose2dShape::new`] does the same for
 //! [`ConvTranspose2dParams`].
 //!
-//! The forward convolution (with [`Padding`]) lives in `forward.rs`, the transposed one in
+//! The forward convolution (with [`Padding`]) lives in `forward.rs`, its checks over 1 to 3
+//! spatial axes in `nd.rs` ([`ConvNdShape`], which conv1d and conv2d share), the transposed one in
 //! `transposed.rs`; what both check the same way, in `common.rs`.
 
 #[macro_use]
 mod common;
 mod forward;
+mod nd;
 mod transposed;
 
 pub use common::{parse_finite_f32, parse_numbers, parse_pair, parse_positive, IntoPair};
 pub(crate) use common::{ConvParams, Shaped};
-pub use forward::{conv_output_len, output_shape, Conv2dParams, Conv2dShape, Padding};
+pub use forward::{output_shape, Conv2dParams, Conv2dShape, Padding};
+pub use nd::{
+    conv_output_len, Conv1dParams, Conv3dParams, ConvNdParams, ConvNdShape, IntoAxes, PaddingNd,
+};
 pub use transposed::{ConvTranspose2dParams, ConvTranspose2dShape};

@@ -1,0 +1,126 @@
+//! 1D convolutions (PyTorch's `conv1d`): input `[N, C, L]` (or unbatched `[C, L]`), weight
+//! `[O, C/groups, k]`, output `[N, O, L_out]`.
+//!
+//! Each runs as the 2D convolution of height 1 it equals (`[N, C, 1, L]` by `[O, C/groups, 1, k]`,
+//! see [`ConvNdShape::as_conv2d`]), so every 2D kernel, split and gradient serves it: the shapes
+//! are checked and worded as conv1d's, the work is planned and recorded as conv2d's.
+
+use crate::error::{Error, Result};
+use crate::gpu::backward::Conv2dGrads;
+use crate::gpu::device::Wait;
+use crate::gpu::engine::{blocking_and_async, Engine};
+use crate::gpu::forward::Weights;
+use crate::gpu::plan::Algorithm;
+use crate::gpu::tensor::GpuTensor;
+use crate::spec::{Conv1dParams, ConvNdShape, ConvParams as _};
+use crate::tensor::Tensor;
+
+impl Engine {
+    blocking_and_async! {
+        /// One-shot 1D convolution: host tensors in (`[N, C, L]` or `[C, L]`, `[O, C/groups, k]`,
+        /// bias `[O]`), host tensor `[N, O, L_out]` (or `[O, L_out]`) out, split like
+        /// [`Engine::conv2d`] where the device needs it.
+        ///
+        /// # Errors
+        /// Every shape or parameter error of [`ConvNdShape::new`], and as [`Engine::conv2d`].
+        conv1d, conv1d_async => conv1d_with(
+            input: &Tensor,
+            weight: &Tensor,
+            bias: Option<&Tensor>,
+            params: &Conv1dParams
+        ) -> Tensor
+    }
+
+    async fn conv1d_with(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &Conv1dParams,
+        wait: Wait,
+    ) -> Result<Tensor> {
+        let shape = params.shape_of(input, weight, bias)?;
+        let y = self
+            .conv_lowered(&shape.as_conv2d(), input, weight, bias, wait)
+            .await?;
+        Tensor::new(shape.output_shape(), y.into_data())
+    }
+
+    /// 1D convolution of GPU tensors into a new GPU tensor `[N, O, L_out]` (`[O, L_out]`
+    /// unbatched); returns once the work is submitted. `weights`: a [`GpuTensor`] or
+    /// [`PackedWeights`](crate::PackedWeights) packed from `[O, C/groups, k]`.
+    ///
+    /// # Errors
+    /// Every shape or parameter error of [`ConvNdShape::new`], and as [`Engine::conv2d_gpu`].
+    pub fn conv1d_gpu<'w>(
+        &self,
+        input: &GpuTensor,
+        weights: impl Into<Weights<'w>>,
+        bias: Option<&GpuTensor>,
+        params: &Conv1dParams,
+    ) -> Result<GpuTensor> {
+        let weights = weights.into();
+        let shape = self.call_shape(input, weights, bias, params)?;
+        let output = self.alloc(&shape.output_shape())?;
+        let lowered = shape.as_conv2d();
+        self.plan_and_record(&lowered, input, weights, bias, &output, self.algorithm())?;
+        Ok(output)
+    }
+
+    /// 1D convolution of GPU tensors written into `output`, which must have the output's shape,
+    /// with `algorithm` (the engine's own with [`Engine::algorithm`]).
+    ///
+    /// # Errors
+    /// As [`Engine::conv1d_gpu`], [`Error::OutputShape`] and [`Error::UnsupportedAlgorithm`].
+    pub fn conv1d_into_with<'w>(
+        &self,
+        algorithm: Algorithm,
+        input: &GpuTensor,
+        weights: impl Into<Weights<'w>>,
+        bias: Option<&GpuTensor>,
+        params: &Conv1dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
+        let weights = weights.into();
+        let shape = self.call_shape(input, weights, bias, params)?;
+        self.check_output(output, &shape.output_shape())?;
+        self.plan_and_record(&shape.as_conv2d(), input, weights, bias, output, algorithm)
+    }
+
+    /// All gradients of `y = conv1d(input, weight, bias)` given `grad_output = dL/dy`, in the
+    /// shapes of what they differentiate: input (`[N, C, L]` or `[C, L]`), weight
+    /// `[O, C/groups, k]`, and bias `[O]` when `with_bias`.
+    ///
+    /// # Errors
+    /// Every shape or parameter error of [`ConvNdShape::new`], [`Error::GradOutputShape`], and
+    /// as [`Engine::conv2d_backward`].
+    pub fn conv1d_backward(
+        &self,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        grad_output: &GpuTensor,
+        params: &Conv1dParams,
+        with_bias: bool,
+    ) -> Result<Conv2dGrads> {
+        let shape = ConvNdShape::new(input.shape(), weight.shape(), None, params)?;
+        if grad_output.shape() != shape.output_shape() {
+            return Err(Error::GradOutputShape {
+                expected: shape.output_shape(),
+                got: grad_output.shape().to_vec(),
+            });
+        }
+        let s = shape.as_conv2d();
+        let grads = self.conv2d_backward(
+            &input.view(&s.input_shape()),
+            &weight.view(&s.weight_shape()),
+            &grad_output.view(&s.output_shape()),
+            &s.params(),
+            with_bias,
+        )?;
+        Ok(Conv2dGrads {
+            input: grads.input.view(&shape.input_shape()),
+            weight: grads.weight.view(&shape.weight_shape()),
+            bias: grads.bias,
+        })
+    }
+}

@@ -1,0 +1,388 @@
+//! PyTorch golden files over 1 to 3 spatial axes (tests/golden_nd, made by
+//! tests/golden_nd/generate.py) against the CPU reference and the GPU.
+//!
+//! The files cover every feature of the convolution family. The cases these tests run are those
+//! of the features wgconv has (`implemented`): zero padding, channels-first, no fused epilogue,
+//! no kernel flip; every one of them runs, and each test asserts how many it ran, so a case that
+//! goes missing fails. conv1d and conv2d (batched and unbatched) run on the GPU; conv3d on the
+//! reference.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use wgconv::cpu::reference;
+use wgconv::{io, Algorithm, ConvNdParams, Error, PaddingNd, Tensor};
+
+use common::{compare, engine, max_abs, tolerance};
+
+struct Case {
+    name: String,
+    dims: usize,
+    meta: Value,
+    input: Tensor,
+    weight: Tensor,
+    bias: Option<Tensor>,
+    output: Tensor,
+    /// `grad_output, grad_input, grad_weight, grad_bias` when the case has gradients.
+    grads: Option<(Tensor, Tensor, Tensor, Option<Tensor>)>,
+}
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden_nd")
+}
+
+fn numbers(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .expect("a list")
+        .iter()
+        .map(|n| n.as_u64().expect("an integer") as usize)
+        .collect()
+}
+
+fn load_cases() -> Vec<Case> {
+    let text = std::fs::read_to_string(dir().join("cases.json"))
+        .expect("tests/golden_nd/cases.json is readable");
+    let cases: Vec<Value> = serde_json::from_str(&text).expect("cases.json is a JSON list");
+    cases
+        .into_iter()
+        .map(|c| {
+            let name = c["name"].as_str().expect("name").to_string();
+            let file = |part: &str| {
+                io::read_npy(dir().join(format!("{name}.{part}.npy"))).expect("golden .npy reads")
+            };
+            let has_bias = c["bias"].as_bool().expect("bias flag");
+            let grads = c["grad"].as_bool().expect("grad flag").then(|| {
+                (
+                    file("grad_output"),
+                    file("grad_input"),
+                    file("grad_weight"),
+                    has_bias.then(|| file("grad_bias")),
+                )
+            });
+            Case {
+                dims: c["dims"].as_u64().expect("dims") as usize,
+                input: file("input"),
+                weight: file("weight"),
+                bias: has_bias.then(|| file("bias")),
+                output: file("output"),
+                grads,
+                meta: c,
+                name,
+            }
+        })
+        .collect()
+}
+
+impl Case {
+    /// Whether the case uses only features wgconv has so far.
+    fn implemented(&self) -> bool {
+        self.meta["padding_mode"] == "zeros"
+            && self.meta["layout"] == "channels_first"
+            && self.meta["activation"].is_null()
+            && self.meta["residual"] == false
+            && self.meta["flip_kernel"] == false
+    }
+
+    fn params<const N: usize>(&self) -> ConvNdParams<N> {
+        let axes = |key: &str| -> [usize; N] {
+            numbers(&self.meta[key])
+                .try_into()
+                .expect("one value per axis")
+        };
+        let padding = match &self.meta["padding"] {
+            Value::String(s) if s == "same" => PaddingNd::Same,
+            Value::String(s) if s == "valid" => PaddingNd::Valid,
+            Value::Array(pairs) => {
+                let pairs: Vec<[usize; 2]> = pairs
+                    .iter()
+                    .map(|p| numbers(p).try_into().expect("a [before, after] pair"))
+                    .collect();
+                PaddingNd::Explicit(pairs.try_into().expect("one pair per axis"))
+            }
+            other => panic!("{}: bad padding {other}", self.name),
+        };
+        ConvNdParams {
+            stride: axes("stride"),
+            padding,
+            dilation: axes("dilation"),
+            groups: self.meta["groups"].as_u64().expect("groups") as usize,
+        }
+    }
+
+    /// The GPU's tolerance: the derived one for `C/groups * prod(k)` products, plus the golden
+    /// value's own rounding to f32.
+    fn tolerance(&self) -> f64 {
+        let k = self.weight.shape()[1..].iter().product();
+        let max_b = self.bias.as_ref().map_or(0.0, max_abs);
+        tolerance(k, max_abs(&self.input), max_abs(&self.weight), max_b)
+            + f64::from(f32::EPSILON) * max_abs(&self.output)
+    }
+}
+
+/// A `dims`-D convolution's tensor shape as the 4-D `[n, o, rows, cols]` the comparison names
+/// indices by (an unbatched one with a batch of one, 1D with one row, 3D with `D*H` rows).
+fn as4(dims: usize, shape: &[usize]) -> [usize; 4] {
+    let mut s = shape.to_vec();
+    if s.len() == dims + 1 {
+        s.insert(0, 1);
+    }
+    match s[..] {
+        [n, o, l] => [n, o, 1, l],
+        [n, o, h, w] => [n, o, h, w],
+        [n, o, d, h, w] => [n, o, d * h, w],
+        _ => panic!("no 4-D view of {shape:?}"),
+    }
+}
+
+fn f64s(t: &Tensor) -> Vec<f64> {
+    t.data().iter().map(|&v| f64::from(v)).collect()
+}
+
+/// The reference's f64 result against PyTorch's f64 result rounded to f32: one rounding apart.
+fn assert_close_to_golden(context: &str, got: &[f64], want: &Tensor) {
+    assert_eq!(got.len(), want.len(), "{context}: element count");
+    for (i, (&g, &w)) in got.iter().zip(want.data()).enumerate() {
+        let tol = f64::from(f32::EPSILON) * f64::from(w.abs()) + f64::from(f32::MIN_POSITIVE);
+        assert!(
+            (g - f64::from(w)).abs() <= tol,
+            "{context}: element {i}: reference {g:e}, PyTorch {w:e}"
+        );
+    }
+}
+
+#[test]
+fn golden_nd_set_covers_every_feature_of_the_family() {
+    let cases = load_cases();
+    assert!(cases.len() >= 100, "only {} cases", cases.len());
+    let count = |f: &dyn Fn(&Case) -> bool| cases.iter().filter(|c| f(c)).count();
+    for dims in 1..=3 {
+        assert!(count(&|c| c.dims == dims) >= 20, "conv{dims}d cases");
+        assert!(count(&|c| c.dims == dims && c.grads.is_some()) >= 5);
+        for mode in ["reflect", "replicate", "circular"] {
+            assert!(count(&|c| c.dims == dims && c.meta["padding_mode"] == mode) >= 1);
+        }
+    }
+    assert!(count(&|c| c.meta["unbatched"] == true) >= 10);
+    assert!(count(&|c| c.meta["padding"] == "same") >= 10);
+    assert!(count(&|c| c.meta["groups"].as_u64() > Some(1)) >= 10);
+    assert!(count(&|c| !c.meta["activation"].is_null()) >= 30);
+    assert!(count(&|c| c.meta["residual"] == true) >= 10);
+    assert!(count(&|c| c.meta["layout"] == "channels_last") >= 10);
+    assert!(count(&|c| c.meta["flip_kernel"] == true) >= 10);
+}
+
+/// Runs `check` on every implemented case of `dims` and returns how many there were.
+fn each_implemented(dims: usize, mut check: impl FnMut(&Case)) -> usize {
+    let cases: Vec<Case> = load_cases()
+        .into_iter()
+        .filter(|c| c.dims == dims && c.implemented())
+        .collect();
+    cases.iter().for_each(&mut check);
+    cases.len()
+}
+
+#[test]
+fn reference_matches_pytorch_in_1d_2d_and_3d() {
+    let mut ran = [0; 3];
+    ran[0] = each_implemented(1, |c| {
+        let (s, got) =
+            reference::conv_nd_f64(&c.input, &c.weight, c.bias.as_ref(), &c.params::<1>())
+                .expect(&c.name);
+        assert_eq!(s.output_shape(), c.output.shape(), "{}", c.name);
+        assert_close_to_golden(&c.name, &got, &c.output);
+    });
+    ran[1] = each_implemented(2, |c| {
+        let (s, got) =
+            reference::conv_nd_f64(&c.input, &c.weight, c.bias.as_ref(), &c.params::<2>())
+                .expect(&c.name);
+        assert_eq!(s.output_shape(), c.output.shape(), "{}", c.name);
+        assert_close_to_golden(&c.name, &got, &c.output);
+    });
+    ran[2] = each_implemented(3, |c| {
+        let (s, got) =
+            reference::conv_nd_f64(&c.input, &c.weight, c.bias.as_ref(), &c.params::<3>())
+                .expect(&c.name);
+        assert_eq!(s.output_shape(), c.output.shape(), "{}", c.name);
+        assert_close_to_golden(&c.name, &got, &c.output);
+    });
+    eprintln!("golden_nd reference cases (1d, 2d, 3d): {ran:?}");
+    assert!(ran.iter().all(|&n| n >= 5), "{ran:?}");
+}
+
+#[test]
+fn reference_gradients_match_pytorch_in_1d_2d_and_3d() {
+    fn check<const N: usize>(c: &Case) {
+        let Some((gy, gx, gw, gb)) = &c.grads else {
+            return;
+        };
+        let g = reference::conv_nd_backward_f64(&c.input, &c.weight, gy, &c.params::<N>())
+            .expect(&c.name);
+        assert_close_to_golden(&format!("{}, grad input", c.name), &g.input, gx);
+        assert_close_to_golden(&format!("{}, grad weight", c.name), &g.weight, gw);
+        if let Some(gb) = gb {
+            assert_close_to_golden(&format!("{}, grad bias", c.name), &g.bias, gb);
+        }
+    }
+    let with_grads = load_cases()
+        .iter()
+        .filter(|c| c.implemented() && c.grads.is_some())
+        .count();
+    each_implemented(1, check::<1>);
+    each_implemented(2, check::<2>);
+    each_implemented(3, check::<3>);
+    assert!(with_grads >= 5, "{with_grads} gradient cases");
+}
+
+#[test]
+fn gpu_conv1d_matches_pytorch_on_every_kernel() {
+    let engine = engine();
+    let ran = each_implemented(1, |c| {
+        let (tol, want) = (c.tolerance(), f64s(&c.output));
+        let params = c.params::<1>();
+        let got = engine
+            .conv1d(&c.input, &c.weight, c.bias.as_ref(), &params)
+            .expect(&c.name);
+        assert_eq!(got.shape(), c.output.shape(), "{}: output shape", c.name);
+        compare(
+            &c.name,
+            as4(c.dims, c.output.shape()),
+            got.data(),
+            &want,
+            tol,
+        )
+        .unwrap_or_else(|m| panic!("{m}"));
+        let x = engine.upload(&c.input).expect(&c.name);
+        let w = engine.upload(&c.weight).expect(&c.name);
+        let b = c.bias.as_ref().map(|b| engine.upload(b).expect(&c.name));
+        let nan = Tensor::full(c.output.shape().to_vec(), f32::NAN).expect(&c.name);
+        for algorithm in Algorithm::NAMED.into_iter().skip(1) {
+            let mut out = engine.upload(&nan).expect(&c.name);
+            match engine.conv1d_into_with(algorithm, &x, &w, b.as_ref(), &params, &mut out) {
+                Ok(()) => {}
+                Err(Error::UnsupportedAlgorithm { .. }) if algorithm != Algorithm::Direct => {
+                    continue
+                }
+                Err(e) => panic!("{}, {algorithm:?}: {e}", c.name),
+            }
+            let got = engine.download(&out).expect(&c.name);
+            let context = format!("{}, {algorithm:?}", c.name);
+            compare(
+                &context,
+                as4(c.dims, c.output.shape()),
+                got.data(),
+                &want,
+                tol,
+            )
+            .unwrap_or_else(|m| panic!("{m}"));
+        }
+    });
+    assert!(ran >= 15, "{ran} conv1d cases");
+}
+
+#[test]
+fn gpu_conv2d_matches_pytorch_batched_and_unbatched() {
+    let engine = engine();
+    let mut unbatched = 0;
+    let ran = each_implemented(2, |c| {
+        let p = c.params::<2>();
+        let params = wgconv::Conv2dParams {
+            stride: (p.stride[0], p.stride[1]),
+            padding: match p.padding {
+                PaddingNd::Explicit([[t, b], [l, r]]) => wgconv::Padding::explicit(t, b, l, r),
+                PaddingNd::Same => wgconv::Padding::Same,
+                PaddingNd::Valid => wgconv::Padding::Valid,
+            },
+            dilation: (p.dilation[0], p.dilation[1]),
+            groups: p.groups,
+        };
+        unbatched += usize::from(c.input.shape().len() == 3);
+        let got = engine
+            .conv2d(&c.input, &c.weight, c.bias.as_ref(), &params)
+            .expect(&c.name);
+        assert_eq!(got.shape(), c.output.shape(), "{}: output shape", c.name);
+        let (tol, want) = (c.tolerance(), f64s(&c.output));
+        compare(
+            &c.name,
+            as4(c.dims, c.output.shape()),
+            got.data(),
+            &want,
+            tol,
+        )
+        .unwrap_or_else(|m| panic!("{m}"));
+        let x = engine.upload(&c.input).expect(&c.name);
+        let w = engine.upload(&c.weight).expect(&c.name);
+        let b = c.bias.as_ref().map(|b| engine.upload(b).expect(&c.name));
+        let y = engine
+            .conv2d_gpu(&x, &w, b.as_ref(), &params)
+            .expect(&c.name);
+        assert_eq!(y.shape(), c.output.shape(), "{}: conv2d_gpu shape", c.name);
+    });
+    assert!(
+        ran >= 5 && unbatched >= 1,
+        "{ran} conv2d cases, {unbatched} unbatched"
+    );
+}
+
+#[test]
+fn gpu_conv1d_gradients_match_pytorch() {
+    let engine = engine();
+    let mut ran = 0;
+    each_implemented(1, |c| {
+        let Some((gy, gx, gw, gb)) = &c.grads else {
+            return;
+        };
+        ran += 1;
+        let params = c.params::<1>();
+        let up = |t: &Tensor| engine.upload(t).expect(&c.name);
+        let grads = engine
+            .conv1d_backward(
+                &up(&c.input),
+                &up(&c.weight),
+                &up(gy),
+                &params,
+                gb.is_some(),
+            )
+            .expect(&c.name);
+        assert_eq!(grads.input.shape(), gx.shape(), "{}", c.name);
+        assert_eq!(grads.weight.shape(), gw.shape(), "{}", c.name);
+        let down = |t: &wgconv::GpuTensor| engine.download(t).expect(&c.name);
+        let s = wgconv::ConvNdShape::new(c.input.shape(), c.weight.shape(), None, &params)
+            .expect(&c.name);
+        // Each gradient within the derived tolerance of its own sums (see
+        // common::compare_grads), plus the golden value's rounding to f32.
+        let (mx, mw, mg) = (max_abs(&c.input), max_abs(&c.weight), max_abs(gy));
+        let rows = s.batch * s.output[0];
+        let taps = s.out_channels / s.groups * s.kernel[0];
+        let eps = f64::from(f32::EPSILON);
+        let mut checks = vec![
+            (
+                "grad input",
+                down(&grads.input),
+                gx,
+                tolerance(taps, mg, mw, 0.0),
+            ),
+            (
+                "grad weight",
+                down(&grads.weight),
+                gw,
+                tolerance(rows, mg, mx, 0.0),
+            ),
+        ];
+        if let (Some(got), Some(want)) = (&grads.bias, gb) {
+            checks.push(("grad bias", down(got), want, tolerance(rows, mg, 1.0, 0.0)));
+        }
+        for (what, got, want, tol) in checks {
+            let context = format!("{}, {what}", c.name);
+            let tol = tol + eps * max_abs(want);
+            let shape = match want.shape() {
+                [o] => [1, *o, 1, 1],
+                dims => as4(c.dims, dims),
+            };
+            compare(&context, shape, got.data(), &f64s(want), tol)
+                .unwrap_or_else(|m| panic!("{m}"));
+        }
+    });
+    assert!(ran >= 2, "{ran} conv1d gradient cases");
+}
