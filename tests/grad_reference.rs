@@ -4,14 +4,16 @@
 
 mod common;
 
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use wgconv::cpu::reference::{conv2d_backward_f64, conv2d_f64, conv_transpose2d_f64};
 use wgconv::{
     Conv2dParams, Conv2dShape, ConvTranspose2dParams, ConvTranspose2dShape, Error, Padding, Tensor,
 };
 
-use common::{random_config, random_tensor, rng, Config};
+use common::{
+    abs_plus, check_against_central_differences, dot, random_config, random_tensor, rng, to_f64,
+    Config,
+};
 
 /// Multiply-adds per random configuration: small, so that dozens of them run in well under a
 /// second, yet large enough for multi-channel, strided, dilated and grouped shapes.
@@ -63,130 +65,20 @@ fn fixed_configs() -> Vec<Config> {
     ]
 }
 
-/// `sum_k a_k * b_k` in f64.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn to_f64(t: &Tensor) -> Vec<f64> {
-    t.data().iter().map(|&v| f64::from(v)).collect()
-}
-
-/// `t` with every element replaced by `|v| + add`.
-fn abs_plus(t: &Tensor, add: f32) -> Tensor {
-    Tensor::new(t.shape(), t.data().iter().map(|v| v.abs() + add).collect()).expect("same shape")
-}
-
-/// `t` with element `k` replaced by `v`.
-fn with_element(t: &Tensor, k: usize, v: f32) -> Tensor {
-    let mut data = t.data().to_vec();
-    data[k] = v;
-    Tensor::new(t.shape(), data).expect("same shape")
-}
-
-/// `L = sum(G * conv2d(x, w, b))` with the f64 forward reference.
-fn loss(x: &Tensor, w: &Tensor, b: &Tensor, g: &[f64], params: &Conv2dParams) -> f64 {
-    let (_, y) = conv2d_f64(x, w, Some(b), params).expect("valid configuration");
-    dot(&y, g)
-}
-
-/// Step of the central differences, a power of two. `v +- STEP` may round in f32 (by half an ulp),
-/// so the quotient divides by the step actually taken, `f64(v + STEP) - f64(v - STEP)`, which is
-/// exact in f64; the rounding then changes nothing. Large, because `L` is affine in each
-/// element: the difference quotient has no truncation error at any step, and its f64 rounding
-/// error is divided by the step.
-const STEP: f32 = 1.0 / 16.0;
-
-/// Checks each gradient entry (all of a tensor's, or 32 random ones of a larger tensor) against
-/// the central difference `(L(t + h e_k) - L(t - h e_k)) / (2h)` of the forward reference, with
-/// a bias always present (its gradient is always computed).
-///
-/// Tolerance: `L` is affine in each element, so the quotient has no truncation error, only f64
-/// rounding. Each evaluation of `L` sums products along paths of at most `n_fwd = K + 2 + M`
-/// additions (K per output, the bias, then the M outputs weighted by G), so it is within
-/// `n_fwd * eps64/2 * bound` of exact, where `bound = sum |G| * conv2d(|x|, |w|, |b|)` with every
-/// element of the perturbed tensor enlarged by the step covers both evaluations: the quotient is
-/// within `n_fwd * eps64 * bound / 2h`. The analytic entry sums at most
-/// `n_grad = max(O/groups*kh*kw, N*P*Q)` terms whose absolute values add up to at most
-/// `bound / h` (`bound` grows by `h` times that sum when the element is enlarged), so it is within
-/// `n_grad * eps64 * bound / 2h`. The check allows 4 times the sum of the two. A wrong index
-/// changes an entry by a whole product `G * w` or `G * x` (of order 0.1 to 1 here); the tolerance
-/// is at most about 2e-8 in these configurations, and the errors seen are below 1e-12.
-fn check_against_central_differences(cfg: &Config, rng: &mut ChaCha8Rng) {
-    let context = cfg.describe();
-    let x = random_tensor(rng, &cfg.input);
-    let w = random_tensor(rng, &cfg.weight);
-    let b = random_tensor(rng, &[cfg.weight[0]]);
-    let s = Conv2dShape::new(&cfg.input, &cfg.weight, None, &cfg.params).expect(&context);
-    let g_tensor = random_tensor(rng, &s.output_shape());
-    let g = to_f64(&g_tensor);
-    let grads = conv2d_backward_f64(&x, &w, &g_tensor, &cfg.params).expect(&context);
-    assert_eq!(grads.shape, s, "{context}");
-    assert_eq!(grads.input.len(), s.input_len(), "{context}");
-    assert_eq!(grads.weight.len(), s.weight_len(), "{context}");
-    assert_eq!(grads.bias.len(), s.out_channels, "{context}");
-
-    let n_fwd = s.reduction_len() + 2 + s.output_len();
-    let n_grad =
-        (s.out_channels_per_group() * s.kernel_h * s.kernel_w).max(s.batch * s.out_h * s.out_w);
-    let abs_g: Vec<f64> = g.iter().map(|v| v.abs()).collect();
-    let tensors = [x, w, b];
-    for (which, (name, analytic)) in [
-        ("input", &grads.input),
-        ("weight", &grads.weight),
-        ("bias", &grads.bias),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let enlarged: Vec<Tensor> = tensors
-            .iter()
-            .enumerate()
-            .map(|(k, t)| abs_plus(t, if k == which { STEP } else { 0.0 }))
-            .collect();
-        let bound = loss(
-            &enlarged[0],
-            &enlarged[1],
-            &enlarged[2],
-            &abs_g,
-            &cfg.params,
-        );
-
-        let t = &tensors[which];
-        let mut entries: Vec<usize> = (0..t.len()).collect();
-        if entries.len() > 32 {
-            entries.shuffle(rng);
-            entries.truncate(32);
-        }
-        for k in entries {
-            let v = t.data()[k];
-            let (plus, minus) = (v + STEP, v - STEP);
-            let loss_with = |value: f32| {
-                let mut ts = tensors.clone();
-                ts[which] = with_element(t, k, value);
-                loss(&ts[0], &ts[1], &ts[2], &g, &cfg.params)
-            };
-            let step = f64::from(plus) - f64::from(minus); // exact: both are f32 near 1
-            let fd = (loss_with(plus) - loss_with(minus)) / step;
-            let tol = 4.0 * (n_fwd + n_grad) as f64 * f64::EPSILON * bound / step;
-            assert!(
-                (fd - analytic[k]).abs() <= tol,
-                "{context}: grad_{name}[{k}]: analytic {:e}, central difference {fd:e}, \
-                 tolerance {tol:e}",
-                analytic[k]
-            );
-        }
-    }
-}
-
 #[test]
 fn gradients_match_central_differences_on_random_configurations() {
     let mut rng = rng(0x6772_6164);
     let mut configs = fixed_configs();
     configs.extend((0..64).map(|_| small_config(&mut rng)));
     for cfg in &configs {
-        check_against_central_differences(cfg, &mut rng);
+        let params = (&cfg.params).into();
+        check_against_central_differences(
+            &cfg.describe(),
+            &cfg.input,
+            &cfg.weight,
+            &params,
+            &mut rng,
+        );
     }
 }
 

@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 
 use wgconv::{Conv2dParams, Engine, Padding, Tensor};
 
+mod differences;
 mod numeric;
+#[allow(unused_imports)]
+pub use differences::*;
 pub use numeric::*;
 /// The engine every GPU test in this binary uses. No adapter is a failure, never a skip.
 pub fn engine() -> &'static Engine {
