@@ -42,6 +42,20 @@ pub enum Error {
         dims: usize,
     },
 
+    /// A per-axis value of the command line has a count of numbers the convolution's axes do not
+    /// take.
+    #[error("--{what} of a {dims}-D convolution takes {allowed}, but got {got} numbers")]
+    AxisCount {
+        /// `"stride"`, `"padding"` or `"dilation"`.
+        what: &'static str,
+        /// The convolution's spatial axes.
+        dims: usize,
+        /// The counts it takes, e.g. `"1 or 2 numbers"`.
+        allowed: String,
+        /// The count given.
+        got: usize,
+    },
+
     /// A dimension that must be positive is zero (only an input's batch may be empty).
     #[error(
         "expected non-zero size for every dimension of {what}{}, but got {what} of size {shape:?}",

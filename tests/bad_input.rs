@@ -495,7 +495,7 @@ fn cli_npy_files_of_the_wrong_rank_are_refused_naming_their_shape() {
     for (args, message) in [
         (
             ["--input", &x, "--weight", &w2d],
-            "expected 4D weight [O, C/groups, kh, kw] to conv2d, but got weight of size [3, 3]",
+            "expected 3D weight [O, C/groups, k] (conv1d) or 4D weight [O, C/groups, kh, kw] (conv2d) to wgconv run, but got weight of size [3, 3]",
         ),
         (
             ["--input", &x2d, "--weight", &w],
@@ -647,27 +647,27 @@ fn cli_negative_nan_inf_fractional_or_zero_count_numbers_are_usage_errors() {
     for (option, message) in [
         (
             "--stride=-1",
-            "invalid value '-1' for '--stride <S|SH,SW>': '-1' is not a non-negative integer",
+            "invalid value '-1' for '--stride <S|S,..>': '-1' is not a non-negative integer",
         ),
         (
             "--stride=1.5",
-            "invalid value '1.5' for '--stride <S|SH,SW>': '1.5' is not a non-negative integer",
+            "invalid value '1.5' for '--stride <S|S,..>': '1.5' is not a non-negative integer",
         ),
         (
             "--padding=nan",
-            "invalid value 'nan' for '--padding <P|PH,PW|T,B,L,R|same|valid>': 'nan' is not a non-negative integer",
+            "invalid value 'nan' for '--padding <P|P,..|B,A,..|same|valid>': 'nan' is not a non-negative integer",
         ),
         (
-            "--padding=1,2,3",
-            "invalid value '1,2,3' for '--padding <P|PH,PW|T,B,L,R|same|valid>': expected 1, 2 or 4 numbers, 'same' or 'valid', got 3 numbers",
+            "--padding=1,2,3,4,5,6,7",
+            "invalid value '1,2,3,4,5,6,7' for '--padding <P|P,..|B,A,..|same|valid>': expected one number, one per axis, two per axis (before,after), 'same' or 'valid', got 7 numbers",
         ),
         (
             "--dilation=inf",
-            "invalid value 'inf' for '--dilation <D|DH,DW>': 'inf' is not a non-negative integer",
+            "invalid value 'inf' for '--dilation <D|D,..>': 'inf' is not a non-negative integer",
         ),
         (
-            "--dilation=1,2,3",
-            "invalid value '1,2,3' for '--dilation <D|DH,DW>': expected one number or two separated by a comma, got 3 numbers",
+            "--dilation=1,2,3,4",
+            "invalid value '1,2,3,4' for '--dilation <D|D,..>': expected one number, or one per axis (at most 3), got 4 numbers",
         ),
         (
             "--groups=-2",

@@ -71,6 +71,81 @@ fn run_matches_the_cpu_reference_on_gpu_and_cpu() {
     }
 }
 
+/// A 3-D weight makes `run` a conv1d: `--padding 1,3` is before,after, and an unbatched
+/// `[C, L]` input gives an unbatched output; a per-axis count a conv1d does not take is refused.
+#[test]
+fn run_with_a_3d_weight_is_a_conv1d_batched_or_unbatched() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = npy_file(dir.path(), "w.npy", &[4, 3, 5], |i| {
+        ((i * 13) % 17) as f32 / 8.0 - 1.0
+    });
+    let params = wgconv::Conv1dParams::default()
+        .with_stride(2)
+        .with_padding([[1, 3]])
+        .with_dilation(2);
+    for (name, shape) in [("x.npy", &[2, 3, 50][..]), ("x1.npy", &[3, 50][..])] {
+        let x = npy_file(dir.path(), name, shape, |i| {
+            ((i * 37) % 23) as f32 / 11.0 - 1.0
+        });
+        let want = cpu::reference::conv1d(
+            &io::read_npy(&x).unwrap(),
+            &io::read_npy(&w).unwrap(),
+            None,
+            &params,
+        )
+        .unwrap();
+        for device in ["gpu", "cpu"] {
+            let y = dir.path().join(format!("y_{device}_{name}"));
+            let out = wgconv(&[
+                "run",
+                "--input",
+                &x,
+                "--weight",
+                &w,
+                "--stride",
+                "2",
+                "--padding",
+                "1,3",
+                "--dilation",
+                "2",
+                "--device",
+                device,
+                "--output",
+                y.to_str().unwrap(),
+            ]);
+            assert!(out.status.success(), "{device}: {}", stderr(&out));
+            let got = io::read_npy(&y).unwrap();
+            assert_eq!(got.shape(), want.shape(), "{device} {name}");
+            for (g, r) in got.data().iter().zip(want.data()) {
+                assert!(
+                    (g - r).abs() <= 1e-5 * r.abs().max(1.0),
+                    "{device}: {g} vs {r}"
+                );
+            }
+        }
+    }
+    let x = dir.path().join("x.npy");
+    let y = dir.path().join("y.npy");
+    let before = files_in(dir.path());
+    let out = wgconv(&[
+        "run",
+        "--input",
+        x.to_str().unwrap(),
+        "--weight",
+        &w,
+        "--stride",
+        "1,2",
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "wgconv: error: --stride of a 1-D convolution takes 1 number, but got 2 numbers"
+    );
+    assert_eq!(files_in(dir.path()), before, "no output file");
+}
+
 #[test]
 fn run_accepts_same_and_valid_padding() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,9 +234,12 @@ fn zero_stride_and_bad_padding_fail_cleanly() {
         "--output",
         y,
     ]);
-    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    // Three numbers parse (one per axis of a 3-D convolution), but a 2-D weight takes 1, 2 or 4.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("expected 1, 2 or 4 numbers"),
+        stderr(&out).contains(
+            "--padding of a 2-D convolution takes 1, 2 (one per axis) or 4 (before,after per axis) numbers, but got 3 numbers"
+        ),
         "{}",
         stderr(&out)
     );

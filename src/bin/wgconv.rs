@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use wgconv::gpu::tuning::Tuning;
-use wgconv::{cpu, io, Algorithm, Conv2dParams, Engine, EngineOptions, Padding};
+use wgconv::spec::{spatial_dims_of, AxisValues, ConvArgs, PaddingArg};
+use wgconv::{cpu, io, Algorithm, Engine, EngineOptions};
 
 /// `println!` that ends the program quietly when standard output is closed (`wgconv bench |
 /// head`), where `println!` would panic.
@@ -65,7 +66,7 @@ enum Command {
     Demo,
     /// List every adapter wgpu sees and the one wgconv would pick.
     Info,
-    /// Convolve float32 .npy files: input [N,C,H,W], weight [O,C/groups,kh,kw], bias [O].
+    /// Convolve float32 .npy files: weight [O,C/groups,k] (conv1d) or [O,C/groups,kh,kw] (conv2d).
     Run(RunArgs),
     /// Time convolution layers on the GPU and the CPU baseline; every run is also a correctness check.
     Bench(BenchArgs),
@@ -142,28 +143,28 @@ struct FilterArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Input tensor, float32 .npy, shape [N, C, H, W].
+    /// Input tensor, float32 .npy: [N, C, *spatial] or unbatched [C, *spatial].
     #[arg(long)]
     input: PathBuf,
-    /// Weight tensor, float32 .npy, shape [O, C/groups, kh, kw].
+    /// Weight tensor, float32 .npy: [O, C/groups, k] (conv1d) or [O, C/groups, kh, kw] (conv2d).
     #[arg(long)]
     weight: PathBuf,
     /// Optional bias, float32 .npy, shape [O].
     #[arg(long)]
     bias: Option<PathBuf>,
-    /// Stride: S or SH,SW.
-    #[arg(long, value_name = "S|SH,SW", default_value = "1", value_parser = wgconv::spec::parse_pair)]
-    stride: (usize, usize),
-    /// Zero padding: P, PH,PW, T,B,L,R, same or valid.
-    #[arg(long, value_name = "P|PH,PW|T,B,L,R|same|valid", default_value = "0", value_parser = clap::value_parser!(Padding))]
-    padding: Padding,
-    /// Dilation: D or DH,DW.
-    #[arg(long, value_name = "D|DH,DW", default_value = "1", value_parser = wgconv::spec::parse_pair)]
-    dilation: (usize, usize),
+    /// Stride: one number, or one per axis (2D: SH,SW).
+    #[arg(long, value_name = "S|S,..", default_value = "1", value_parser = clap::value_parser!(AxisValues))]
+    stride: AxisValues,
+    /// Zero padding: one number, one per axis, before,after per axis (2D: T,B,L,R), same or valid.
+    #[arg(long, value_name = "P|P,..|B,A,..|same|valid", default_value = "0", value_parser = clap::value_parser!(PaddingArg))]
+    padding: PaddingArg,
+    /// Dilation: one number, or one per axis (2D: DH,DW).
+    #[arg(long, value_name = "D|D,..", default_value = "1", value_parser = clap::value_parser!(AxisValues))]
+    dilation: AxisValues,
     /// Groups.
     #[arg(long, default_value_t = 1)]
     groups: usize,
-    /// Where to write the output, float32 .npy, shape [N, O, P, Q].
+    /// Where to write the output, float32 .npy: [N, O, *spatial] ([O, *spatial] unbatched).
     #[arg(long)]
     output: PathBuf,
     /// Where to compute.
@@ -345,14 +346,19 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
     let input = io::read_npy(&args.input)?;
     let weight = io::read_npy(&args.weight)?;
     let bias = args.bias.as_ref().map(io::read_npy).transpose()?;
-    let params = Conv2dParams::default()
-        .with_stride(args.stride)
-        .with_padding(args.padding)
-        .with_dilation(args.dilation)
-        .with_groups(args.groups);
-    let output = match args.device {
-        Device::Gpu => engine(args.algorithm)?.conv2d(&input, &weight, bias.as_ref(), &params)?,
-        Device::Cpu => cpu::reference::conv2d(&input, &weight, bias.as_ref(), &params)?,
+    let conv = ConvArgs {
+        stride: args.stride.clone(),
+        padding: args.padding.clone(),
+        dilation: args.dilation.clone(),
+        groups: args.groups,
+    };
+    let (x, w, b) = (&input, &weight, bias.as_ref());
+    // The weight's rank picks the operation: [O, C/groups, k] conv1d, [O, C/groups, kh, kw] conv2d.
+    let output = match (spatial_dims_of(weight.shape())?, args.device) {
+        (1, Device::Gpu) => engine(args.algorithm)?.conv1d(x, w, b, &conv.params()?)?,
+        (1, Device::Cpu) => cpu::reference::conv1d(x, w, b, &conv.params()?)?,
+        (_, Device::Gpu) => engine(args.algorithm)?.conv2d(x, w, b, &(&conv.params()?).into())?,
+        (_, Device::Cpu) => cpu::reference::conv2d(x, w, b, &(&conv.params()?).into())?,
     };
     io::write_npy(&args.output, &output)?;
     note!(

@@ -391,3 +391,20 @@ impl ConvNdShape<2> {
         }
     }
 }
+
+impl From<&ConvNdParams<2>> for Conv2dParams {
+    fn from(p: &ConvNdParams<2>) -> Self {
+        Conv2dParams {
+            stride: (p.stride[0], p.stride[1]),
+            padding: match p.padding {
+                PaddingNd::Explicit([[top, bottom], [left, right]]) => {
+                    Padding::explicit(top, bottom, left, right)
+                }
+                PaddingNd::Same => Padding::Same,
+                PaddingNd::Valid => Padding::Valid,
+            },
+            dilation: (p.dilation[0], p.dilation[1]),
+            groups: p.groups,
+        }
+    }
+}

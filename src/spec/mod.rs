@@ -9,12 +9,14 @@
 //! spatial axes in `nd.rs` ([`ConvNdShape`], which conv1d and conv2d share), the transposed one in
 //! `transposed.rs`; what both check the same way, in `common.rs`.
 
+mod args;
 #[macro_use]
 mod common;
 mod forward;
 mod nd;
 mod transposed;
 
+pub use args::{spatial_dims_of, AxisValues, ConvArgs, PaddingArg};
 pub use common::{parse_finite_f32, parse_numbers, parse_pair, parse_positive, IntoPair};
 pub(crate) use common::{ConvParams, Shaped};
 pub use forward::{output_shape, Conv2dParams, Conv2dShape, Padding};
