@@ -94,7 +94,7 @@ fn suite_file_with_comments_blank_lines_and_defaults_parses_every_layer() {
 }
 
 #[test]
-fn built_in_suites_are_the_resnet_and_quick_layers() {
+fn built_in_suites_are_the_resnet_quick_and_family_layers() {
     assert_eq!(
         resnet_suite(),
         vec![
@@ -117,6 +117,31 @@ fn built_in_suites_are_the_resnet_and_quick_layers() {
             Layer::new("stem_small", 3, 64, 64, 16, 7, 7, 2, 3),
         ]
     );
+    assert_eq!(
+        wgconv::bench::family_suite(),
+        vec![
+            Layer::conv1d("conv1d_audio", 32, 16000, 64, 9, 4, 4),
+            Layer::new("conv2d_audio", 32, 160, 400, 64, 3, 3, 4, 1),
+            Layer::conv1d("conv1d_k9", 64, 4096, 64, 9, 1, 4),
+            Layer::new("conv2d_3x3", 64, 64, 64, 64, 3, 3, 1, 1),
+        ]
+    );
+    // Each conv1d row has its conv2d neighbour's multiply-adds, and runs as a conv2d of height 1.
+    let family = wgconv::bench::family_suite();
+    for pair in family.chunks(2) {
+        let (one, two) = (pair[0].shape(1).unwrap(), pair[1].shape(1).unwrap());
+        assert_eq!(
+            one.flops(),
+            two.flops(),
+            "{} vs {}",
+            pair[0].name,
+            pair[1].name
+        );
+        assert_eq!(
+            (one.in_h, one.kernel_h, one.stride_h, one.pad_top),
+            (1, 1, 1, 0)
+        );
+    }
 }
 
 #[test]
@@ -177,7 +202,23 @@ fn suite_kernel_not_r_by_s_is_a_parse_error() {
 #[test]
 fn suite_wrong_number_of_input_sizes_is_a_parse_error() {
     let (_, message) = parse_error("c 64 56 -> 64 3x3\n");
-    assert_contains(&message, &["expected 3 sizes 'C H W'", "got 2: '64 56'"]);
+    assert_contains(
+        &message,
+        &[
+            "a conv1d layer ('C L ->') takes its kernel as one length 'k'",
+            "'3x3'",
+        ],
+    );
+    let (_, message) = parse_error("c 64 56 56 56 -> 64 3x3\n");
+    assert_contains(
+        &message,
+        &[
+            "expected 3 sizes 'C H W' (or 2, 'C L', for a conv1d)",
+            "got 4",
+        ],
+    );
+    let (_, message) = parse_error("c 64 56 56 -> 64 9\n");
+    assert_contains(&message, &["expected the kernel as 'RxS'"]);
     let (_, message) = parse_error("c 64 56 56 ->\n");
     assert_contains(&message, &["expected 'K RxS' after '->'"]);
 }

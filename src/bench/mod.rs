@@ -42,9 +42,13 @@
 //!
 //! ```text
 //! name C H W -> K RxS [stride S] [pad P]
+//! name C L -> K k [stride S] [pad P]
 //! ```
 //!
 //! - `name` is any text without spaces or `#`, unique within the file;
+//! - two sizes `C L` and a kernel length `k` (`9`) make a conv1d layer, timed as the conv2d of
+//!   height 1 that [`Engine::conv1d`](crate::Engine::conv1d) runs (stride and pad apply to the
+//!   length; FLOPs `2 * N * K * L_out * C/groups * k`);
 //! - `C H W` are the input channels, height and width, `K` the output channels and `RxS` the kernel
 //!   height and width (`3x3`, `1x7`); all are positive integers;
 //! - `stride S` (positive, default 1) and `pad P` (zero or more, default 0) may follow in either
@@ -64,7 +68,8 @@
 //! Every layer must also be a valid convolution (the kernel fits in the padded input); a file
 //! without any layer is an error. A suite file is UTF-8 text of at most [`MAX_SUITE_BYTES`]
 //! (1 MiB), and a regular file (not a FIFO or a device such as `/dev/zero`). The built-in suites
-//! are [`RESNET_SUITE`] and [`QUICK_SUITE`].
+//! are [`RESNET_SUITE`], [`QUICK_SUITE`] and [`FAMILY_SUITE`] (the family's rows beside conv2d
+//! rows of the same multiply-adds).
 //!
 //! ```
 //! use std::path::Path;
@@ -98,7 +103,7 @@ pub use suite_run::{
     engines, run_suite, short_benchmark, EngineRun, Passes, Progress, SuiteResults,
 };
 pub use suites::{
-    parse_suite, parse_suite_str, quick_suite, resnet_suite, suite, Layer, MAX_SUITE_BYTES,
-    MAX_SUITE_NUMBER, QUICK_SUITE, RESNET_SUITE,
+    family_suite, parse_suite, parse_suite_str, quick_suite, resnet_suite, suite, Layer,
+    FAMILY_SUITE, MAX_SUITE_BYTES, MAX_SUITE_NUMBER, QUICK_SUITE, RESNET_SUITE,
 };
 pub use tune::tune_layer;

@@ -7,13 +7,17 @@ use std::path::Path;
 
 use super::error::BenchError;
 use crate::error::Result;
-use crate::spec::{Conv2dParams, Conv2dShape};
+use crate::spec::{Conv1dParams, Conv2dParams, Conv2dShape, ConvNdShape};
 
-/// One convolution layer of a suite: `C, H, W -> K, R x S, stride, pad` (square stride and pad).
+/// One convolution layer of a suite: `C, H, W -> K, R x S, stride, pad` (square stride and pad),
+/// or a conv1d's `C, L -> K, k, stride, pad`, kept as the conv2d of height 1 it runs as (`h` and
+/// `r` are 1, stride and pad apply to the length).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layer {
     /// Name shown in tables.
     pub name: String,
+    /// Spatial axes: 1 (conv1d) or 2 (conv2d).
+    pub dims: usize,
     /// Input channels.
     pub c: usize,
     /// Input height.
@@ -48,6 +52,7 @@ impl Layer {
     ) -> Self {
         Layer {
             name: name.to_string(),
+            dims: 2,
             c,
             h,
             w,
@@ -59,18 +64,49 @@ impl Layer {
         }
     }
 
-    /// The convolution parameters.
-    pub fn params(&self) -> Conv2dParams {
-        Conv2dParams::default()
-            .with_stride(self.stride)
-            .with_padding(self.pad)
+    /// A conv1d layer `C, L -> K, k` with its stride and padding.
+    pub fn conv1d(
+        name: &str,
+        c: usize,
+        l: usize,
+        k: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Self {
+        Layer {
+            dims: 1,
+            ..Layer::new(name, c, 1, l, k, 1, kernel, stride, pad)
+        }
     }
 
-    /// The validated problem for a batch of `n`.
+    /// The parameters of the conv2d the layer runs as (for conv1d, of height 1).
+    pub fn params(&self) -> Conv2dParams {
+        match self.dims {
+            1 => Conv2dParams::default()
+                .with_stride((1, self.stride))
+                .with_padding((0, self.pad)),
+            _ => Conv2dParams::default()
+                .with_stride(self.stride)
+                .with_padding(self.pad),
+        }
+    }
+
+    /// The validated problem for a batch of `n`, as the conv2d it runs as (a conv1d checked as
+    /// one, then [`ConvNdShape::as_conv2d`]).
     ///
     /// # Errors
-    /// Shape errors of [`Conv2dShape::new`].
+    /// Shape errors of [`Conv2dShape::new`] or [`ConvNdShape::new`].
     pub fn shape(&self, n: usize) -> Result<Conv2dShape> {
+        if self.dims == 1 {
+            let params = Conv1dParams::default()
+                .with_stride(self.stride)
+                .with_padding(self.pad);
+            let input = [n, self.c, self.w];
+            let shape =
+                ConvNdShape::new(&input, &[self.k, self.c, self.s], Some(&[self.k]), &params)?;
+            return Ok(shape.as_conv2d());
+        }
         Conv2dShape::new(
             &[n, self.c, self.h, self.w],
             &[self.k, self.c, self.r, self.s],
@@ -101,6 +137,23 @@ deep          512  7  7 -> 512 3x3 pad 1
 stem_small      3 64 64 -> 16 7x7 stride 2 pad 3
 ";
 
+/// The layers of `wgconv bench --suite family`, as a suite file: the convolution family's rows
+/// beside conv2d rows of the same multiply-adds, to compare their GFLOP/s in one run. The audio
+/// conv1d (32 -> 64 channels, kernel 9, stride 4, 16000 samples: 4000 outputs of 288 products
+/// per channel) has the same multiply-adds as the 3x3 conv2d on 40x100 (4000 outputs of 288), the
+/// kernel-9 conv1d over 4096 samples as the 3x3 conv2d on 64x64 (4096 outputs of 576).
+pub const FAMILY_SUITE: &str = "\
+conv1d_audio  32 16000 -> 64 9 stride 4 pad 4
+conv2d_audio  32 160 400 -> 64 3x3 stride 4 pad 1
+conv1d_k9     64  4096 -> 64 9 pad 4
+conv2d_3x3    64 64 64 -> 64 3x3 pad 1
+";
+
+/// The layers of [`FAMILY_SUITE`].
+pub fn family_suite() -> Vec<Layer> {
+    built_in(FAMILY_SUITE)
+}
+
 /// The layers of [`RESNET_SUITE`].
 pub fn resnet_suite() -> Vec<Layer> {
     built_in(RESNET_SUITE)
@@ -111,8 +164,8 @@ pub fn quick_suite() -> Vec<Layer> {
     built_in(QUICK_SUITE)
 }
 
-/// The layers of the suite `name`: `resnet` ([`resnet_suite`]), `quick` ([`quick_suite`]), or
-/// else the path of a suite file ([`parse_suite`]).
+/// The layers of the suite `name`: `resnet` ([`resnet_suite`]), `quick` ([`quick_suite`]),
+/// `family` ([`family_suite`]), or else the path of a suite file ([`parse_suite`]).
 ///
 /// # Errors
 /// As [`parse_suite`].
@@ -120,6 +173,7 @@ pub fn suite(name: &str) -> Result<Vec<Layer>, BenchError> {
     match name {
         "resnet" => Ok(resnet_suite()),
         "quick" => Ok(quick_suite()),
+        "family" => Ok(family_suite()),
         file => parse_suite(Path::new(file)),
     }
 }
@@ -252,16 +306,28 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
     let Some((&name, sizes)) = before.split_first() else {
         return Err("missing the layer name before the sizes 'C H W ->'".to_string());
     };
-    let [c, h, w] = sizes else {
-        return Err(format!(
-            "expected 3 sizes 'C H W' between the name '{name}' and '->', but got {}: '{}'",
-            sizes.len(),
-            sizes.join(" ")
-        ));
+    let (c, h, w) = match sizes {
+        [c, h, w] => (c, Some(h), w),
+        [c, l] => (c, None, l),
+        _ => {
+            return Err(format!(
+                "expected 3 sizes 'C H W' (or 2, 'C L', for a conv1d) between the name '{name}' \
+                 and '->', but got {}: '{}'",
+                sizes.len(),
+                sizes.join(" ")
+            ))
+        }
     };
     let c = positive(c, "C (input channels)")?;
-    let h = positive(h, "H (input height)")?;
-    let w = positive(w, "W (input width)")?;
+    let h = h.map(|h| positive(h, "H (input height)")).transpose()?;
+    let w = positive(
+        w,
+        if h.is_some() {
+            "W (input width)"
+        } else {
+            "L (input length)"
+        },
+    )?;
 
     let (k, kernel, options) = match after {
         [k, kernel, options @ ..] => (k, kernel, options),
@@ -273,11 +339,24 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
         }
     };
     let k = positive(k, "K (output channels)")?;
-    let (r, s) = kernel
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("expected the kernel as 'RxS' (e.g. 3x3), but got '{kernel}'"))?;
-    let r = positive(r, &format!("kernel height R in '{kernel}'"))?;
-    let s = positive(s, &format!("kernel width S in '{kernel}'"))?;
+    let (r, s) = match (h, kernel.split_once(['x', 'X'])) {
+        (Some(_), Some((r, s))) => (
+            positive(r, &format!("kernel height R in '{kernel}'"))?,
+            positive(s, &format!("kernel width S in '{kernel}'"))?,
+        ),
+        (Some(_), None) => {
+            return Err(format!(
+                "expected the kernel as 'RxS' (e.g. 3x3), but got '{kernel}'"
+            ))
+        }
+        (None, None) => (1, positive(kernel, "kernel length k")?),
+        (None, Some(_)) => {
+            return Err(format!(
+                "a conv1d layer ('C L ->') takes its kernel as one length 'k' (e.g. 9), but got \
+                 '{kernel}'"
+            ))
+        }
+    };
 
     let (mut stride, mut pad) = (None, None);
     let mut rest = options.iter();
@@ -304,7 +383,11 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
         });
     }
     let pad = pad.unwrap_or(0);
-    for (what, size) in [("height H", h), ("width W", w)] {
+    let sizes = match h {
+        Some(h) => vec![("height H", h), ("width W", w)],
+        None => vec![("length L", w)],
+    };
+    for (what, size) in sizes {
         // Each number is at most i32::MAX, so the sum fits u64 (usize may be 32 bits).
         let padded = size as u64 + 2 * pad as u64;
         if padded > MAX_SUITE_NUMBER as u64 {
@@ -314,7 +397,11 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
             ));
         }
     }
-    Ok(Layer::new(name, c, h, w, k, r, s, stride.unwrap_or(1), pad))
+    let stride = stride.unwrap_or(1);
+    Ok(match h {
+        Some(h) => Layer::new(name, c, h, w, k, r, s, stride, pad),
+        None => Layer::conv1d(name, c, w, k, s, stride, pad),
+    })
 }
 
 fn non_negative(text: &str, what: &str) -> Result<usize, String> {
