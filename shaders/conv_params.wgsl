@@ -28,5 +28,12 @@ struct Params {
     reduce_len: u32,
     // A kernel's f32 operand as bits (the SGD learning rate).
     scalar_bits: u32,
+    // The depth axis of a 3D convolution (shaders/fold_depth.wgsl).
+    in_d: u32,
+    out_d: u32,
+    kernel_d: u32,
+    stride_d: u32,
+    pad_front: u32,
+    dilation_d: u32,
     _pad: u32,
 }

@@ -4,8 +4,7 @@
 //! The files cover every feature of the convolution family. The cases these tests run are those
 //! of the features wgconv has (`implemented`): zero padding, channels-first, no fused epilogue,
 //! no kernel flip; every one of them runs, and each test asserts how many it ran, so a case that
-//! goes missing fails. conv1d and conv2d (batched and unbatched) run on the GPU; conv3d on the
-//! reference.
+//! goes missing fails, on the reference and on the GPU (conv1d on every kernel).
 
 mod common;
 
@@ -279,6 +278,40 @@ fn gpu_conv1d_matches_pytorch_on_every_kernel() {
         }
     });
     assert!(ran >= 15, "{ran} conv1d cases");
+}
+
+#[test]
+fn gpu_conv3d_matches_pytorch_on_every_kernel() {
+    let engine = engine();
+    let ran = each_implemented(3, |c| {
+        let (tol, want) = (c.tolerance(), f64s(&c.output));
+        let params = c.params::<3>();
+        let got = engine
+            .conv3d(&c.input, &c.weight, c.bias.as_ref(), &params)
+            .expect(&c.name);
+        assert_eq!(got.shape(), c.output.shape(), "{}: output shape", c.name);
+        compare(&c.name, as4(c.dims, c.output.shape()), got.data(), &want, tol)
+            .unwrap_or_else(|m| panic!("{m}"));
+        let x = engine.upload(&c.input).expect(&c.name);
+        let w = engine.upload(&c.weight).expect(&c.name);
+        let b = c.bias.as_ref().map(|b| engine.upload(b).expect(&c.name));
+        let nan = Tensor::full(c.output.shape().to_vec(), f32::NAN).expect(&c.name);
+        for algorithm in Algorithm::NAMED.into_iter().skip(1) {
+            let mut out = engine.upload(&nan).expect(&c.name);
+            match engine.conv3d_into_with(algorithm, &x, &w, b.as_ref(), &params, &mut out) {
+                Ok(()) => {}
+                Err(Error::UnsupportedAlgorithm { .. }) if algorithm != Algorithm::Direct => {
+                    continue
+                }
+                Err(e) => panic!("{}, {algorithm:?}: {e}", c.name),
+            }
+            let got = engine.download(&out).expect(&c.name);
+            let context = format!("{}, {algorithm:?}", c.name);
+            compare(&context, as4(c.dims, c.output.shape()), got.data(), &want, tol)
+                .unwrap_or_else(|m| panic!("{m}"));
+        }
+    });
+    assert!(ran >= 15, "{ran} conv3d cases");
 }
 
 #[test]

@@ -45,6 +45,12 @@ pub enum Kernel {
     SgdStep,
     /// Zeros between a tensor's values (a strided input gradient as a stride-1 one).
     ZeroUpsample,
+    /// A 3D convolution's input with its depth folded into batch and channels.
+    FoldInput,
+    /// A 3D convolution's weight with its depth folded into the channels.
+    FoldWeight,
+    /// The folded 2D convolution's output as the 3D one's.
+    UnfoldOutput,
     /// A caller's forward convolution kernel (see [`CustomKernel`]).
     Custom(CustomKernel),
 }
@@ -115,7 +121,7 @@ pub const DEPTHWISE_HALO_CAPACITY: usize = 4096;
 
 /// Every kernel's shader file with its text, as compiled into the crate (the register-tiled one
 /// is the frame its generator fills); each is completed by [`with_params`].
-pub const SHADER_FILES: [(&str, &str); 15] = [
+pub const SHADER_FILES: [(&str, &str); 16] = [
     (
         "conv2d_direct",
         include_str!("../../shaders/conv2d_direct.wgsl"),
@@ -173,6 +179,7 @@ pub const SHADER_FILES: [(&str, &str); 15] = [
         "zero_upsample",
         include_str!("../../shaders/zero_upsample.wgsl"),
     ),
+    ("fold_depth", include_str!("../../shaders/fold_depth.wgsl")),
 ];
 
 fn file(name: &str) -> &'static str {
@@ -211,6 +218,7 @@ impl Kernel {
             Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => "squared_error",
             Kernel::SgdStep => "sgd_step",
             Kernel::ZeroUpsample => "zero_upsample",
+            Kernel::FoldInput | Kernel::FoldWeight | Kernel::UnfoldOutput => "fold_depth",
             Kernel::Custom(custom) => custom.name,
         }
     }
@@ -238,6 +246,9 @@ impl Kernel {
             }
             Kernel::SquaredErrorGrad => "squared_error_grad".into(),
             Kernel::SquaredErrorSum => "squared_error_sum".into(),
+            Kernel::FoldInput | Kernel::FoldWeight | Kernel::UnfoldOutput => {
+                format!("{}_{}", self.file_name(), self.entry_point())
+            }
             Kernel::Custom(custom) => format!("custom:{}", custom.name),
             other => other.file_name().into(),
         }
@@ -248,6 +259,9 @@ impl Kernel {
         match self {
             Kernel::SquaredErrorGrad => "grad",
             Kernel::SquaredErrorSum => "partial",
+            Kernel::FoldInput => "fold_input",
+            Kernel::FoldWeight => "fold_weight",
+            Kernel::UnfoldOutput => "unfold_output",
             _ => "main",
         }
     }
@@ -271,7 +285,10 @@ impl Kernel {
             | Kernel::ReducePartials
             | Kernel::FlipWeights
             | Kernel::SgdStep
-            | Kernel::ZeroUpsample => Bindings::Unary,
+            | Kernel::ZeroUpsample
+            | Kernel::FoldInput
+            | Kernel::FoldWeight
+            | Kernel::UnfoldOutput => Bindings::Unary,
         }
     }
 
@@ -331,5 +348,17 @@ pub struct ConvUniforms {
     pub reduce_len: u32,
     /// A kernel's f32 operand as bits (the SGD learning rate).
     pub scalar_bits: u32,
+    /// A 3D convolution's input depth (the folding kernels).
+    pub in_d: u32,
+    /// Its output depth.
+    pub out_d: u32,
+    /// Its kernel depth.
+    pub kernel_d: u32,
+    /// Its depth stride.
+    pub stride_d: u32,
+    /// Its zero planes in front.
+    pub pad_front: u32,
+    /// Its depth dilation.
+    pub dilation_d: u32,
     pub _pad: u32,
 }

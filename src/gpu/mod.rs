@@ -1,6 +1,6 @@
 //! The GPU path, one way down: [`plan`] decides (kernels, dispatches, pieces) on the host;
 //! [`engine`] records what was planned on its [`device`] with the [`pipelines`] it caches; the
-//! operations come by family: [`forward`], [`conv1d`], [`transposed`], [`backward`], [`training`].
+//! operations come by family: [`forward`], [`conv1d`], [`conv3d`], [`transposed`], [`backward`], [`training`].
 
 pub mod backward;
 #[cfg(target_arch = "wasm32")]
@@ -8,6 +8,7 @@ pub(crate) mod browser;
 pub(crate) mod buffer;
 pub mod codegen;
 pub mod conv1d;
+pub mod conv3d;
 pub mod device;
 pub mod engine;
 pub mod forward;

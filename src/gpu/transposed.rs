@@ -117,7 +117,7 @@ impl Engine {
     }
 
     /// A new tensor of `shape` written by the flat kernel `plan` reading `source`.
-    fn flat_into(
+    pub(crate) fn flat_into(
         &self,
         during: &str,
         plan: Plan,

@@ -408,3 +408,37 @@ impl From<&ConvNdParams<2>> for Conv2dParams {
         }
     }
 }
+
+impl ConvNdShape<3> {
+    /// The 2D convolution the 3D one is run as, its depth folded into the batch and the channels:
+    /// input `[N*OD, KD*C, H, W]`, weight `[O, KD*C/groups, kh, kw]`, output `[N*OD, O, P, Q]`,
+    /// where image `n*OD + od`, channel `g*KD*C/groups + a*C/groups + ci` holds input depth
+    /// `od*sd + a*dd - front` of channel `g*C/groups + ci` (zeros outside the input). The sum over
+    /// its channels and taps is the 3D sum over channels and taps (shaders/fold_depth.wgsl).
+    ///
+    /// `None` when `N*OD` or `KD*C` overflows.
+    pub fn folded(&self) -> Option<Conv2dShape> {
+        let [_, [top, bottom], [left, right]] = self.padding;
+        Some(Conv2dShape {
+            batch: self.batch.checked_mul(self.output[0])?,
+            in_channels: self.kernel[0].checked_mul(self.in_channels)?,
+            in_h: self.input[1],
+            in_w: self.input[2],
+            out_channels: self.out_channels,
+            kernel_h: self.kernel[1],
+            kernel_w: self.kernel[2],
+            stride_h: self.stride[1],
+            stride_w: self.stride[2],
+            pad_top: top,
+            pad_bottom: bottom,
+            pad_left: left,
+            pad_right: right,
+            dilation_h: self.dilation[1],
+            dilation_w: self.dilation[2],
+            groups: self.groups,
+            has_bias: self.has_bias,
+            out_h: self.output[1],
+            out_w: self.output[2],
+        })
+    }
+}

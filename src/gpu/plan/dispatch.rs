@@ -291,6 +291,12 @@ pub(crate) fn base_uniforms(shape: &Conv2dShape) -> Result<ConvUniforms> {
         chunk_len: 0,
         reduce_len: 0,
         scalar_bits: 0,
+        in_d: 1,
+        out_d: 1,
+        kernel_d: 1,
+        stride_d: 1,
+        pad_front: 0,
+        dilation_d: 1,
         _pad: 0,
     })
 }

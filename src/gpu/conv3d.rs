@@ -1,0 +1,182 @@
+//! 3D convolutions (PyTorch's `conv3d`): input `[N, C, D, H, W]` (or unbatched `[C, D, H, W]`),
+//! weight `[O, C/groups, kd, kh, kw]`, output `[N, O, OD, P, Q]`.
+//!
+//! Each runs as a 2D convolution with the depth folded into the batch and the channels
+//! ([`ConvNdShape::folded`], shaders/fold_depth.wgsl): one pass gathers the input's depth taps
+//! into channels (zeros where a tap falls in the depth padding), one reorders the weight, the 2D
+//! convolution runs on the planner's kernel of choice (every 2D kernel and split serves it), and
+//! one pass puts the output's depth back in place.
+
+use crate::error::{Error, Result};
+use crate::gpu::engine::{blocking_and_async, Engine};
+use crate::gpu::forward::Weights;
+use crate::gpu::kernels::{ConvUniforms, Kernel};
+use crate::gpu::plan::{self, index_u32, Algorithm};
+use crate::gpu::tensor::GpuTensor;
+use crate::spec::{Conv3dParams, ConvNdShape, ConvParams as _};
+use crate::tensor::Tensor;
+
+impl Engine {
+    blocking_and_async! {
+        /// One-shot 3D convolution: host tensors in (`[N, C, D, H, W]` or `[C, D, H, W]`,
+        /// `[O, C/groups, kd, kh, kw]`, bias `[O]`), host tensor `[N, O, OD, P, Q]` (or
+        /// `[O, OD, P, Q]`) out.
+        ///
+        /// # Errors
+        /// As [`Engine::conv3d_gpu`] and [`Engine::download`].
+        self.conv3d, conv3d_async(
+            input: &Tensor,
+            weight: &Tensor,
+            bias: Option<&Tensor>,
+            params: &Conv3dParams
+        ) -> Tensor,
+        |wait| {
+            // Validated and planned before anything is uploaded.
+            let shape = params.shape_of(input, weight, bias)?;
+            self.conv3d_plan(&shape, self.algorithm())?;
+            let x = self.upload(input)?;
+            let w = self.upload(weight)?;
+            let b = bias.map(|b| self.upload(b)).transpose()?;
+            let y = self.conv3d_gpu(&x, &w, b.as_ref(), params)?;
+            self.download_with(&y, wait).await
+        }
+    }
+
+    /// 3D convolution of GPU tensors into a new GPU tensor `[N, O, OD, P, Q]` (`[O, OD, P, Q]`
+    /// unbatched); returns once the work is submitted.
+    ///
+    /// # Errors
+    /// Every shape or parameter error of [`ConvNdShape::new`]; [`Error::DeviceLimit`] when the
+    /// folded input, weight or output does not fit one storage binding (3D convolutions are not
+    /// split yet); the folded 2D convolution's errors, as [`Engine::conv2d_gpu`]'s.
+    pub fn conv3d_gpu(
+        &self,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        params: &Conv3dParams,
+    ) -> Result<GpuTensor> {
+        let shape = self.call_shape(input, Weights::Plain(weight), bias, params)?;
+        let output = self.alloc(&shape.output_shape())?;
+        self.record_conv3d(&shape, input, weight, bias, &output, self.algorithm())?;
+        Ok(output)
+    }
+
+    /// 3D convolution of GPU tensors written into `output`, which must have the output's shape,
+    /// with `algorithm` for the folded 2D convolution.
+    ///
+    /// # Errors
+    /// As [`Engine::conv3d_gpu`], [`Error::OutputShape`] and [`Error::UnsupportedAlgorithm`].
+    pub fn conv3d_into_with(
+        &self,
+        algorithm: Algorithm,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        params: &Conv3dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
+        let shape = self.call_shape(input, Weights::Plain(weight), bias, params)?;
+        self.check_output(output, &shape.output_shape())?;
+        self.record_conv3d(&shape, input, weight, bias, output, algorithm)
+    }
+
+    /// The three folding passes of `shape` and its folded 2D problem, each checked against the
+    /// device's limits, and the 2D problem planned.
+    fn conv3d_plan(
+        &self,
+        shape: &ConvNdShape<3>,
+        algorithm: Algorithm,
+    ) -> Result<([plan::Plan; 3], crate::spec::Conv2dShape)> {
+        let folded = shape.folded().ok_or_else(|| Error::SizeOverflow {
+            what: format!("the folded 2D problem of {:?}", shape.input_shape()),
+        })?;
+        let limits = self.limits();
+        let input_len = shape.input_shape().iter().product();
+        self.check_bindings(&[
+            ("input", input_len),
+            ("output", shape.output_len()),
+            ("folded input", folded.input_len()),
+            ("folded weight", folded.weight_len()),
+            ("folded output", folded.output_len()),
+        ])?;
+        index_u32("input elements", input_len)?;
+        let uniforms = fold_uniforms(shape)?;
+        let steps = [
+            plan::flat(Kernel::FoldInput, folded.input_len(), uniforms, &limits)?,
+            plan::flat(Kernel::FoldWeight, folded.weight_len(), uniforms, &limits)?,
+            plan::flat(Kernel::UnfoldOutput, shape.output_len(), uniforms, &limits)?,
+        ];
+        if algorithm != Algorithm::Auto {
+            // A forced kernel that does not cover the folded problem is refused before any work.
+            plan::plan(&folded, &limits, algorithm)?;
+        }
+        Ok((steps, folded))
+    }
+
+    /// Folds `input` and `weight`, runs the folded 2D convolution with `algorithm`, and unfolds
+    /// its result into `output`.
+    fn record_conv3d(
+        &self,
+        shape: &ConvNdShape<3>,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        output: &GpuTensor,
+        algorithm: Algorithm,
+    ) -> Result<()> {
+        let ([fold_input, fold_weight, unfold], folded) = self.conv3d_plan(shape, algorithm)?;
+        let x = self.flat_into(
+            "folding a 3D input",
+            fold_input,
+            input,
+            &folded.input_shape(),
+        )?;
+        let w = self.flat_into(
+            "folding a 3D weight",
+            fold_weight,
+            weight,
+            &folded.weight_shape(),
+        )?;
+        let y = self.alloc(&folded.output_shape())?;
+        self.plan_and_record(&folded, &x, Weights::Plain(&w), bias, &y, algorithm)?;
+        self.submit_steps(
+            "unfolding a 3D output",
+            &[(unfold, &[y.buffer(), output.buffer()])],
+        )?;
+        Ok(())
+    }
+}
+
+/// The uniform block of the folding kernels: the 3D problem's sizes.
+/// Twin: the sizes named in shaders/fold_depth.wgsl.
+fn fold_uniforms(s: &ConvNdShape<3>) -> Result<ConvUniforms> {
+    let u = |what: &str, v: usize| index_u32(what, v);
+    let [[front, _], [top, _], [left, _]] = s.padding;
+    Ok(ConvUniforms {
+        batch: u("batch", s.batch)?,
+        in_channels: u("in_channels", s.in_channels)?,
+        groups: u("groups", s.groups)?,
+        in_d: u("in_d", s.input[0])?,
+        in_h: u("in_h", s.input[1])?,
+        in_w: u("in_w", s.input[2])?,
+        out_channels: u("out_channels", s.out_channels)?,
+        out_d: u("out_d", s.output[0])?,
+        out_h: u("out_h", s.output[1])?,
+        out_w: u("out_w", s.output[2])?,
+        kernel_d: u("kernel_d", s.kernel[0])?,
+        kernel_h: u("kernel_h", s.kernel[1])?,
+        kernel_w: u("kernel_w", s.kernel[2])?,
+        stride_d: u("stride_d", s.stride[0])?,
+        stride_h: u("stride_h", s.stride[1])?,
+        stride_w: u("stride_w", s.stride[2])?,
+        pad_front: u("pad_front", front)?,
+        pad_top: u("pad_top", top)?,
+        pad_left: u("pad_left", left)?,
+        dilation_d: u("dilation_d", s.dilation[0])?,
+        dilation_h: u("dilation_h", s.dilation[1])?,
+        dilation_w: u("dilation_w", s.dilation[2])?,
+        has_bias: u32::from(s.has_bias),
+        ..ConvUniforms::default()
+    })
+}

@@ -1,0 +1,241 @@
+//! conv3d against the independent f64 reference: hundreds of random configurations on every
+//! kernel the folded 2D problem runs on, unbatched inputs, a hand-checked example, and the
+//! reference's gradients against central differences.
+//!
+//! Seeded and reproducible: `WGCONV_TEST_SEED=N` shifts every seed by N.
+
+mod common;
+
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use wgconv::cpu::reference;
+use wgconv::{Algorithm, Conv3dParams, ConvNdShape, Error, PaddingNd, Tensor};
+
+use common::{
+    check_against_central_differences, compare, engine, max_abs, random_tensor, rng, seed_offset,
+    tolerance,
+};
+
+/// Random configurations per run (the family's bar is at least 300).
+const CONFIGS: usize = 320;
+
+/// Upper bound on multiply-adds per configuration, to keep the suite quick on software adapters.
+const MAX_MACS: usize = 150_000;
+
+/// One random conv3d problem.
+struct Config {
+    input: Vec<usize>,
+    weight: Vec<usize>,
+    bias: bool,
+    params: Conv3dParams,
+}
+
+impl Config {
+    fn describe(&self) -> String {
+        let p = &self.params;
+        format!(
+            "conv3d input {:?} weight {:?} bias {} stride {:?} padding {:?} dilation {:?} groups {}",
+            self.input, self.weight, self.bias, p.stride, p.padding, p.dilation, p.groups
+        )
+    }
+
+    fn shape(&self) -> wgconv::Result<ConvNdShape<3>> {
+        let bias = [self.weight[0]];
+        ConvNdShape::new(
+            &self.input,
+            &self.weight,
+            self.bias.then_some(&bias[..]),
+            &self.params,
+        )
+    }
+}
+
+fn log_uniform(rng: &mut ChaCha8Rng, lo: usize, hi: usize) -> usize {
+    let v = (lo as f64).ln() + rng.random::<f64>() * ((hi as f64 + 1.0).ln() - (lo as f64).ln());
+    (v.exp() as usize).clamp(lo, hi)
+}
+
+/// Draws one valid configuration with at most `max_macs` multiply-adds: batch 1-3 or unbatched,
+/// channels 1-24, groups incl. depthwise, kernels 1-4 per axis, stride 1-3, asymmetric padding
+/// or same/valid, dilation 1-2, sizes 1 to 16 per axis, with or without bias.
+fn random_config(rng: &mut ChaCha8Rng, max_macs: usize) -> Config {
+    loop {
+        let (groups, c, o) = match rng.random_range(0..10) {
+            0..=5 => (1, log_uniform(rng, 1, 24), log_uniform(rng, 1, 24)),
+            6..=7 => {
+                let g = rng.random_range(2..=3);
+                (g, g * rng.random_range(1..=6), g * rng.random_range(1..=6))
+            }
+            _ => {
+                let c = log_uniform(rng, 1, 12);
+                (c, c, c * rng.random_range(1..=2))
+            }
+        };
+        let kernel: [usize; 3] = std::array::from_fn(|_| rng.random_range(1..=4));
+        let mut stride: [usize; 3] = std::array::from_fn(|_| rng.random_range(1..=3));
+        let dilation: [usize; 3] = std::array::from_fn(|_| rng.random_range(1..=2));
+        let padding = match rng.random_range(0..10) {
+            0..=1 => {
+                stride = [1; 3];
+                PaddingNd::Same
+            }
+            2 => PaddingNd::Valid,
+            _ => PaddingNd::Explicit(std::array::from_fn(|_| {
+                [rng.random_range(0..=2), rng.random_range(0..=2)]
+            })),
+        };
+        let pads = padding.resolve(kernel, dilation);
+        let spatial: [usize; 3] = std::array::from_fn(|a| {
+            let span = dilation[a] * (kernel[a] - 1) + 1;
+            log_uniform(rng, 1, 16).max(span.saturating_sub(pads[a][0] + pads[a][1]))
+        });
+        let mut input = vec![c];
+        input.extend(spatial);
+        if rng.random_bool(0.85) {
+            input.insert(0, rng.random_range(1..=3));
+        }
+        let mut weight = vec![o, c / groups];
+        weight.extend(kernel);
+        let config = Config {
+            input,
+            weight,
+            bias: rng.random_bool(0.5),
+            params: Conv3dParams {
+                stride,
+                padding,
+                dilation,
+                groups,
+            },
+        };
+        let Ok(shape) = config.shape() else {
+            continue;
+        };
+        if shape.flops() / 2 <= max_macs as u64 {
+            return config;
+        }
+    }
+}
+
+/// A 3D shape as the 4-D `[n, o, d*h, w]` the comparison names indices by.
+fn rows(shape: &[usize]) -> [usize; 4] {
+    match *shape {
+        [o, d, h, w] => [1, o, d * h, w],
+        [n, o, d, h, w] => [n, o, d * h, w],
+        _ => panic!("not a conv3d output: {shape:?}"),
+    }
+}
+
+#[test]
+fn random_conv3d_configs_match_the_reference_on_every_kernel() {
+    let engine = engine();
+    let offset = seed_offset();
+    let mut rng = rng(0x0c0d_3d00);
+    let mut forced = 0;
+    for case in 0..CONFIGS {
+        let cfg = random_config(&mut rng, MAX_MACS);
+        let context = format!("case {case}: {}", cfg.describe());
+        let x = random_tensor(&mut rng, &cfg.input);
+        let w = random_tensor(&mut rng, &cfg.weight);
+        let b = cfg.bias.then(|| random_tensor(&mut rng, &cfg.weight[..1]));
+        let (shape, want) =
+            reference::conv_nd_f64(&x, &w, b.as_ref(), &cfg.params).expect(&context);
+        let k = cfg.weight[1..].iter().product();
+        let tol = tolerance(k, max_abs(&x), max_abs(&w), b.as_ref().map_or(0.0, max_abs));
+        let out_shape = shape.output_shape();
+        let got = engine
+            .conv3d(&x, &w, b.as_ref(), &cfg.params)
+            .expect(&context);
+        assert_eq!(got.shape(), &out_shape[..], "{context}");
+        compare(&context, rows(&out_shape), got.data(), &want, tol)
+            .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
+        // Every algorithm that covers the folded problem, each into an output that starts as NaN.
+        let (gx, gw) = (engine.upload(&x).unwrap(), engine.upload(&w).unwrap());
+        let gb = b.as_ref().map(|b| engine.upload(b).unwrap());
+        let nan = Tensor::full(out_shape.clone(), f32::NAN).unwrap();
+        for algorithm in Algorithm::NAMED.into_iter().skip(1) {
+            let mut out = engine.upload(&nan).unwrap();
+            let run =
+                engine.conv3d_into_with(algorithm, &gx, &gw, gb.as_ref(), &cfg.params, &mut out);
+            match run {
+                Ok(()) => forced += 1,
+                Err(Error::UnsupportedAlgorithm { .. }) if algorithm != Algorithm::Direct => {
+                    continue
+                }
+                Err(e) => panic!("{context}, {algorithm:?}: {e}"),
+            }
+            let got = engine.download(&out).expect(&context);
+            let context = format!("{context}, {algorithm:?}");
+            compare(&context, rows(&out_shape), got.data(), &want, tol)
+                .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
+        }
+    }
+    assert!(forced >= 2 * CONFIGS, "only {forced} forced-kernel runs");
+}
+
+#[test]
+fn conv3d_reference_gradients_match_central_differences() {
+    let mut rng = rng(0x0c0d_3d01);
+    for _ in 0..24 {
+        let cfg = random_config(&mut rng, 2000);
+        check_against_central_differences(
+            &cfg.describe(),
+            &cfg.input,
+            &cfg.weight,
+            &cfg.params,
+            &mut rng,
+        );
+    }
+}
+
+#[test]
+fn unbatched_conv3d_is_the_batch_of_one_without_its_batch_axis() {
+    let engine = engine();
+    let mut rng = rng(0x0c0d_3d02);
+    let x = random_tensor(&mut rng, &[3, 5, 6, 7]);
+    let w = random_tensor(&mut rng, &[4, 3, 3, 2, 3]);
+    let b = random_tensor(&mut rng, &[4]);
+    let params = Conv3dParams::default()
+        .with_padding(PaddingNd::Same)
+        .with_dilation([2, 1, 1]);
+    let y = engine.conv3d(&x, &w, Some(&b), &params).unwrap();
+    assert_eq!(y.shape(), [4, 5, 6, 7]);
+    let batched = Tensor::new([1, 3, 5, 6, 7], x.data().to_vec()).unwrap();
+    let y1 = engine.conv3d(&batched, &w, Some(&b), &params).unwrap();
+    assert_eq!(y1.shape(), [1, 4, 5, 6, 7]);
+    assert_eq!(y.data(), y1.data());
+}
+
+/// A 2x2x2 box kernel of ones over `x[d, h, w] = 100 d + 10 h + w` (3x3x3): each output is
+/// the sum of its 8 neighbours, exactly (small integers are exact in f32), e.g.
+/// `y[1, 0, 0] = 8 * 55.5 = 444`, and the front padding plane adds nothing.
+#[test]
+fn a_box_kernel_sums_each_2x2x2_block_exactly() {
+    let engine = engine();
+    let x = Tensor::from_fn([1, 1, 3, 3, 3], |i| {
+        let (d, h, w) = (i / 9, (i / 3) % 3, i % 3);
+        (100 * d + 10 * h + w) as f32
+    })
+    .unwrap();
+    let k = Tensor::full([1, 1, 2, 2, 2], 1.0).unwrap();
+    let block = |d: usize, h: usize, w: usize| -> f32 {
+        let mut sum = 0;
+        for (a, i, j) in (0..8).map(|t| (t / 4, (t / 2) % 2, t % 2)) {
+            let (dd, hh, ww) = ((d + a) as i64 - 1, h + i, w + j);
+            if dd >= 0 {
+                sum += 100 * dd as usize + 10 * hh + ww;
+            }
+        }
+        sum as f32
+    };
+    // One zero plane in front: output depth 3 (the first reads the padding and plane 0).
+    let params = Conv3dParams::default().with_padding([[1, 0], [0, 0], [0, 0]]);
+    let want: Vec<f32> = (0..12).map(|t| block(t / 4, (t / 2) % 2, t % 2)).collect();
+    assert_eq!(want[4], 444.0);
+    let got = engine.conv3d(&x, &k, None, &params).unwrap();
+    assert_eq!(got.shape(), [1, 1, 3, 2, 2]);
+    assert_eq!(got.data(), want);
+    assert_eq!(
+        reference::conv_nd(&x, &k, None, &params).unwrap().data(),
+        want
+    );
+}
