@@ -495,7 +495,7 @@ fn cli_npy_files_of_the_wrong_rank_are_refused_naming_their_shape() {
     for (args, message) in [
         (
             ["--input", &x, "--weight", &w2d],
-            "expected 3D weight [O, C/groups, k] (conv1d) or 4D weight [O, C/groups, kh, kw] (conv2d) to wgconv run, but got weight of size [3, 3]",
+            "expected 3D weight [O, C/groups, k] (conv1d), 4D weight [O, C/groups, kh, kw] (conv2d) or 5D weight [O, C/groups, kd, kh, kw] (conv3d) to wgconv run, but got weight of size [3, 3]",
         ),
         (
             ["--input", &x2d, "--weight", &w],

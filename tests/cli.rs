@@ -146,6 +146,61 @@ fn run_with_a_3d_weight_is_a_conv1d_batched_or_unbatched() {
     assert_eq!(files_in(dir.path()), before, "no output file");
 }
 
+/// A 5-D weight makes `run` a conv3d, with per-axis stride, padding and dilation.
+#[test]
+fn run_with_a_5d_weight_is_a_conv3d() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = npy_file(dir.path(), "x.npy", &[2, 4, 5, 6, 7], |i| {
+        ((i * 37) % 23) as f32 / 11.0 - 1.0
+    });
+    let w = npy_file(dir.path(), "w.npy", &[6, 2, 2, 3, 2], |i| {
+        ((i * 13) % 17) as f32 / 8.0 - 1.0
+    });
+    let params = wgconv::Conv3dParams::default()
+        .with_stride([1, 2, 1])
+        .with_padding([[1, 0], [1, 1], [0, 2]])
+        .with_dilation([2, 1, 1])
+        .with_groups(2);
+    let want = cpu::reference::conv_nd(
+        &io::read_npy(&x).unwrap(),
+        &io::read_npy(&w).unwrap(),
+        None,
+        &params,
+    )
+    .unwrap();
+    for device in ["gpu", "cpu"] {
+        let y = dir.path().join(format!("y_{device}.npy"));
+        let out = wgconv(&[
+            "run",
+            "--input",
+            &x,
+            "--weight",
+            &w,
+            "--stride",
+            "1,2,1",
+            "--padding",
+            "1,0,1,1,0,2",
+            "--dilation",
+            "2,1,1",
+            "--groups",
+            "2",
+            "--device",
+            device,
+            "--output",
+            y.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{device}: {}", stderr(&out));
+        let got = io::read_npy(&y).unwrap();
+        assert_eq!(got.shape(), want.shape(), "{device}");
+        for (g, r) in got.data().iter().zip(want.data()) {
+            assert!(
+                (g - r).abs() <= 1e-5 * r.abs().max(1.0),
+                "{device}: {g} vs {r}"
+            );
+        }
+    }
+}
+
 #[test]
 fn run_accepts_same_and_valid_padding() {
     let dir = tempfile::tempdir().unwrap();

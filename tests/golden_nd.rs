@@ -290,8 +290,14 @@ fn gpu_conv3d_matches_pytorch_on_every_kernel() {
             .conv3d(&c.input, &c.weight, c.bias.as_ref(), &params)
             .expect(&c.name);
         assert_eq!(got.shape(), c.output.shape(), "{}: output shape", c.name);
-        compare(&c.name, as4(c.dims, c.output.shape()), got.data(), &want, tol)
-            .unwrap_or_else(|m| panic!("{m}"));
+        compare(
+            &c.name,
+            as4(c.dims, c.output.shape()),
+            got.data(),
+            &want,
+            tol,
+        )
+        .unwrap_or_else(|m| panic!("{m}"));
         let x = engine.upload(&c.input).expect(&c.name);
         let w = engine.upload(&c.weight).expect(&c.name);
         let b = c.bias.as_ref().map(|b| engine.upload(b).expect(&c.name));
@@ -307,8 +313,14 @@ fn gpu_conv3d_matches_pytorch_on_every_kernel() {
             }
             let got = engine.download(&out).expect(&c.name);
             let context = format!("{}, {algorithm:?}", c.name);
-            compare(&context, as4(c.dims, c.output.shape()), got.data(), &want, tol)
-                .unwrap_or_else(|m| panic!("{m}"));
+            compare(
+                &context,
+                as4(c.dims, c.output.shape()),
+                got.data(),
+                &want,
+                tol,
+            )
+            .unwrap_or_else(|m| panic!("{m}"));
         }
     });
     assert!(ran >= 15, "{ran} conv3d cases");

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use wgconv::gpu::by_rank::reference_by_rank;
 use wgconv::gpu::tuning::Tuning;
-use wgconv::spec::{spatial_dims_of, AxisValues, ConvArgs, PaddingArg};
-use wgconv::{cpu, io, Algorithm, Engine, EngineOptions};
+use wgconv::spec::{AxisValues, ConvArgs, PaddingArg};
+use wgconv::{io, Algorithm, Engine, EngineOptions};
 
 /// `println!` that ends the program quietly when standard output is closed (`wgconv bench |
 /// head`), where `println!` would panic.
@@ -66,7 +67,7 @@ enum Command {
     Demo,
     /// List every adapter wgpu sees and the one wgconv would pick.
     Info,
-    /// Convolve float32 .npy files: weight [O,C/groups,k] (conv1d) or [O,C/groups,kh,kw] (conv2d).
+    /// Convolve float32 .npy files: weight [O,C/groups,k] conv1d, [O,C/groups,kh,kw] conv2d, [O,C/groups,kd,kh,kw] conv3d.
     Run(RunArgs),
     /// Time convolution layers on the GPU and the CPU baseline; every run is also a correctness check.
     Bench(BenchArgs),
@@ -146,7 +147,7 @@ struct RunArgs {
     /// Input tensor, float32 .npy: [N, C, *spatial] or unbatched [C, *spatial].
     #[arg(long)]
     input: PathBuf,
-    /// Weight tensor, float32 .npy: [O, C/groups, k] (conv1d) or [O, C/groups, kh, kw] (conv2d).
+    /// Weight tensor, float32 .npy: [O, C/groups, k], [O, C/groups, kh, kw] or [O, C/groups, kd, kh, kw].
     #[arg(long)]
     weight: PathBuf,
     /// Optional bias, float32 .npy, shape [O].
@@ -352,13 +353,12 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
         dilation: args.dilation.clone(),
         groups: args.groups,
     };
-    let (x, w, b) = (&input, &weight, bias.as_ref());
-    // The weight's rank picks the operation: [O, C/groups, k] conv1d, [O, C/groups, kh, kw] conv2d.
-    let output = match (spatial_dims_of(weight.shape())?, args.device) {
-        (1, Device::Gpu) => engine(args.algorithm)?.conv1d(x, w, b, &conv.params()?)?,
-        (1, Device::Cpu) => cpu::reference::conv1d(x, w, b, &conv.params()?)?,
-        (_, Device::Gpu) => engine(args.algorithm)?.conv2d(x, w, b, &(&conv.params()?).into())?,
-        (_, Device::Cpu) => cpu::reference::conv2d(x, w, b, &(&conv.params()?).into())?,
+    // The weight's rank picks the operation: conv1d, conv2d or conv3d.
+    let output = match args.device {
+        Device::Gpu => {
+            engine(args.algorithm)?.conv_by_rank(&input, &weight, bias.as_ref(), &conv)?
+        }
+        Device::Cpu => reference_by_rank(&input, &weight, bias.as_ref(), &conv)?,
     };
     io::write_npy(&args.output, &output)?;
     note!(

@@ -6,6 +6,7 @@ pub mod backward;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod browser;
 pub(crate) mod buffer;
+pub mod by_rank;
 pub mod codegen;
 pub mod conv1d;
 pub mod conv3d;

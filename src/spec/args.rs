@@ -71,7 +71,7 @@ pub struct ConvArgs {
     pub groups: usize,
 }
 
-/// The operation a weight of `rank` dimensions runs: 3 conv1d, 4 conv2d.
+/// The spatial axes of the convolution a weight of its rank runs: 3 conv1d, 4 conv2d, 5 conv3d.
 ///
 /// # Errors
 /// [`Error::WeightRank`] for any other rank, naming the ones taken.
@@ -79,10 +79,11 @@ pub fn spatial_dims_of(weight: &[usize]) -> Result<usize> {
     match weight.len() {
         3 => Ok(1),
         4 => Ok(2),
+        5 => Ok(3),
         _ => Err(Error::WeightRank {
             op: "wgconv run",
-            expected:
-                "3D weight [O, C/groups, k] (conv1d) or 4D weight [O, C/groups, kh, kw] (conv2d)",
+            expected: "3D weight [O, C/groups, k] (conv1d), 4D weight [O, C/groups, kh, kw] \
+                       (conv2d) or 5D weight [O, C/groups, kd, kh, kw] (conv3d)",
             shape: weight.to_vec(),
         }),
     }
