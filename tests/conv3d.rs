@@ -188,6 +188,60 @@ fn conv3d_reference_gradients_match_central_differences() {
 }
 
 #[test]
+fn conv3d_gradients_on_the_gpu_match_the_reference() {
+    let engine = engine();
+    let offset = seed_offset();
+    let mut rng = rng(0x0c0d_3d03);
+    for case in 0..100 {
+        let cfg = random_config(&mut rng, 40_000);
+        let context = format!("case {case}: {}", cfg.describe());
+        let shape = cfg.shape().expect(&context);
+        let x = random_tensor(&mut rng, &cfg.input);
+        let w = random_tensor(&mut rng, &cfg.weight);
+        let gy = random_tensor(&mut rng, &shape.output_shape());
+        let want = reference::conv_nd_backward_f64(&x, &w, &gy, &cfg.params).expect(&context);
+        let up = |t: &Tensor| engine.upload(t).unwrap();
+        let grads = engine
+            .conv3d_backward(&up(&x), &up(&w), &up(&gy), &cfg.params, true)
+            .expect(&context);
+        assert_eq!(grads.input.shape(), x.shape(), "{context}");
+        assert_eq!(grads.weight.shape(), w.shape(), "{context}");
+        // As common::compare_grads: each gradient within the derived tolerance of its own sums.
+        let (mx, mw, mg) = (max_abs(&x), max_abs(&w), max_abs(&gy));
+        let rows_summed = shape.batch * shape.output.iter().product::<usize>();
+        let taps = shape.out_channels / shape.groups * shape.kernel.iter().product::<usize>();
+        let bias = grads.bias.as_ref().expect("asked for");
+        for (what, got, want, tol, dims) in [
+            (
+                "grad input",
+                &grads.input,
+                &want.input,
+                tolerance(taps, mg, mw, 0.0),
+                rows(&shape.input_shape()),
+            ),
+            (
+                "grad weight",
+                &grads.weight,
+                &want.weight,
+                tolerance(rows_summed, mg, mx, 0.0),
+                rows(&shape.weight_shape()),
+            ),
+            (
+                "grad bias",
+                bias,
+                &want.bias,
+                tolerance(rows_summed, mg, 1.0, 0.0),
+                [1, shape.out_channels, 1, 1],
+            ),
+        ] {
+            let got = engine.download(got).expect(&context);
+            compare(&format!("{context}, {what}"), dims, got.data(), want, tol)
+                .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
+        }
+    }
+}
+
+#[test]
 fn unbatched_conv3d_is_the_batch_of_one_without_its_batch_axis() {
     let engine = engine();
     let mut rng = rng(0x0c0d_3d02);

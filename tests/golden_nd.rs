@@ -370,26 +370,20 @@ fn gpu_conv2d_matches_pytorch_batched_and_unbatched() {
     );
 }
 
-#[test]
-fn gpu_conv1d_gradients_match_pytorch() {
+/// The GPU's gradients of every implemented `N`-D case with gradients, from `backward`, against
+/// PyTorch's; returns how many cases ran.
+fn check_gpu_gradients<const N: usize>(
+    backward: impl Fn(&Case, &ConvNdParams<N>) -> wgconv::Result<wgconv::Conv2dGrads>,
+) -> usize {
     let engine = engine();
     let mut ran = 0;
-    each_implemented(1, |c| {
+    each_implemented(N, |c| {
         let Some((gy, gx, gw, gb)) = &c.grads else {
             return;
         };
         ran += 1;
-        let params = c.params::<1>();
-        let up = |t: &Tensor| engine.upload(t).expect(&c.name);
-        let grads = engine
-            .conv1d_backward(
-                &up(&c.input),
-                &up(&c.weight),
-                &up(gy),
-                &params,
-                gb.is_some(),
-            )
-            .expect(&c.name);
+        let params = c.params::<N>();
+        let grads = backward(c, &params).expect(&c.name);
         assert_eq!(grads.input.shape(), gx.shape(), "{}", c.name);
         assert_eq!(grads.weight.shape(), gw.shape(), "{}", c.name);
         let down = |t: &wgconv::GpuTensor| engine.download(t).expect(&c.name);
@@ -398,8 +392,8 @@ fn gpu_conv1d_gradients_match_pytorch() {
         // Each gradient within the derived tolerance of its own sums (see
         // common::compare_grads), plus the golden value's rounding to f32.
         let (mx, mw, mg) = (max_abs(&c.input), max_abs(&c.weight), max_abs(gy));
-        let rows = s.batch * s.output[0];
-        let taps = s.out_channels / s.groups * s.kernel[0];
+        let rows = s.batch * s.output.iter().product::<usize>();
+        let taps = s.out_channels / s.groups * s.kernel.iter().product::<usize>();
         let eps = f64::from(f32::EPSILON);
         let mut checks = vec![
             (
@@ -429,5 +423,27 @@ fn gpu_conv1d_gradients_match_pytorch() {
                 .unwrap_or_else(|m| panic!("{m}"));
         }
     });
-    assert!(ran >= 2, "{ran} conv1d gradient cases");
+    ran
+}
+
+fn upload(c: &Case, t: &Tensor) -> wgconv::GpuTensor {
+    engine().upload(t).expect(&c.name)
+}
+
+#[test]
+fn gpu_conv1d_and_conv3d_gradients_match_pytorch() {
+    let one = check_gpu_gradients::<1>(|c, params| {
+        let (gy, _, _, gb) = c.grads.as_ref().expect("a gradient case");
+        let (x, w, g) = (upload(c, &c.input), upload(c, &c.weight), upload(c, gy));
+        engine().conv1d_backward(&x, &w, &g, params, gb.is_some())
+    });
+    let three = check_gpu_gradients::<3>(|c, params| {
+        let (gy, _, _, gb) = c.grads.as_ref().expect("a gradient case");
+        let (x, w, g) = (upload(c, &c.input), upload(c, &c.weight), upload(c, gy));
+        engine().conv3d_backward(&x, &w, &g, params, gb.is_some())
+    });
+    assert!(
+        one >= 2 && three >= 3,
+        "{one} conv1d and {three} conv3d gradient cases"
+    );
 }

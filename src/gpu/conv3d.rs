@@ -5,9 +5,11 @@
 //! ([`ConvNdShape::folded`], shaders/fold_depth.wgsl): one pass gathers the input's depth taps
 //! into channels (zeros where a tap falls in the depth padding), one reorders the weight, the 2D
 //! convolution runs on the planner's kernel of choice (every 2D kernel and split serves it), and
-//! one pass puts the output's depth back in place.
+//! one pass puts the output's depth back in place. The backward pass folds the output gradient
+//! too, runs the 2D backward pass, and unfolds the input and weight gradients.
 
 use crate::error::{Error, Result};
+use crate::gpu::backward::Conv2dGrads;
 use crate::gpu::engine::{blocking_and_async, Engine};
 use crate::gpu::forward::Weights;
 use crate::gpu::kernels::{ConvUniforms, Kernel};
@@ -112,6 +114,80 @@ impl Engine {
             plan::plan(&folded, &limits, algorithm)?;
         }
         Ok((steps, folded))
+    }
+
+    /// All gradients of `y = conv3d(input, weight, bias)` given `grad_output = dL/dy`, in the
+    /// shapes of what they differentiate: input (`[N, C, D, H, W]` or `[C, D, H, W]`), weight
+    /// `[O, C/groups, kd, kh, kw]`, and bias `[O]` when `with_bias`. They are the folded 2D
+    /// convolution's gradients, unfolded: the input's summed over the depth taps that read each
+    /// plane, in tap order.
+    ///
+    /// # Errors
+    /// Every shape or parameter error of [`ConvNdShape::new`], [`Error::GradOutputShape`],
+    /// [`Error::ForeignTensor`], and as [`Engine::conv3d_gpu`] and [`Engine::conv2d_backward`].
+    pub fn conv3d_backward(
+        &self,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        grad_output: &GpuTensor,
+        params: &Conv3dParams,
+        with_bias: bool,
+    ) -> Result<Conv2dGrads> {
+        for (what, t) in [
+            ("input", input),
+            ("weight", weight),
+            ("grad_output", grad_output),
+        ] {
+            self.check_owner(what, t)?;
+        }
+        let shape = ConvNdShape::new(input.shape(), weight.shape(), None, params)?;
+        if grad_output.shape() != shape.output_shape() {
+            return Err(Error::GradOutputShape {
+                expected: shape.output_shape(),
+                got: grad_output.shape().to_vec(),
+            });
+        }
+        let ([fold_input, fold_weight, _], folded) = self.conv3d_plan(&shape, Algorithm::Auto)?;
+        let uniforms = fold_uniforms(&shape)?;
+        let limits = self.limits();
+        let input_len = shape.input_shape().iter().product();
+        let fold_output = plan::flat(Kernel::FoldOutput, folded.output_len(), uniforms, &limits)?;
+        let unfold_weight = plan::flat(Kernel::UnfoldWeight, weight.len(), uniforms, &limits)?;
+        let unfold_input = plan::flat(Kernel::UnfoldInputGrad, input_len, uniforms, &limits)?;
+        let x = self.flat_into(
+            "folding a 3D input",
+            fold_input,
+            input,
+            &folded.input_shape(),
+        )?;
+        let w = self.flat_into(
+            "folding a 3D weight",
+            fold_weight,
+            weight,
+            &folded.weight_shape(),
+        )?;
+        let g = self.flat_into(
+            "folding a 3D output gradient",
+            fold_output,
+            grad_output,
+            &folded.output_shape(),
+        )?;
+        let grads = self.conv2d_backward(&x, &w, &g, &folded.params(), with_bias)?;
+        Ok(Conv2dGrads {
+            input: self.flat_into(
+                "unfolding a 3D input gradient",
+                unfold_input,
+                &grads.input,
+                &shape.input_shape(),
+            )?,
+            weight: self.flat_into(
+                "unfolding a 3D weight gradient",
+                unfold_weight,
+                &grads.weight,
+                &shape.weight_shape(),
+            )?,
+            bias: grads.bias,
+        })
     }
 
     /// Folds `input` and `weight`, runs the folded 2D convolution with `algorithm`, and unfolds

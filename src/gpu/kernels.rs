@@ -51,6 +51,12 @@ pub enum Kernel {
     FoldWeight,
     /// The folded 2D convolution's output as the 3D one's.
     UnfoldOutput,
+    /// A 3D convolution's output gradient as the folded 2D one's.
+    FoldOutput,
+    /// The folded 2D weight gradient as the 3D one's.
+    UnfoldWeight,
+    /// The folded 2D input gradient summed back onto the 3D input.
+    UnfoldInputGrad,
     /// A caller's forward convolution kernel (see [`CustomKernel`]).
     Custom(CustomKernel),
 }
@@ -218,7 +224,12 @@ impl Kernel {
             Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => "squared_error",
             Kernel::SgdStep => "sgd_step",
             Kernel::ZeroUpsample => "zero_upsample",
-            Kernel::FoldInput | Kernel::FoldWeight | Kernel::UnfoldOutput => "fold_depth",
+            Kernel::FoldInput
+            | Kernel::FoldWeight
+            | Kernel::UnfoldOutput
+            | Kernel::FoldOutput
+            | Kernel::UnfoldWeight
+            | Kernel::UnfoldInputGrad => "fold_depth",
             Kernel::Custom(custom) => custom.name,
         }
     }
@@ -246,9 +257,12 @@ impl Kernel {
             }
             Kernel::SquaredErrorGrad => "squared_error_grad".into(),
             Kernel::SquaredErrorSum => "squared_error_sum".into(),
-            Kernel::FoldInput | Kernel::FoldWeight | Kernel::UnfoldOutput => {
-                format!("{}_{}", self.file_name(), self.entry_point())
-            }
+            Kernel::FoldInput
+            | Kernel::FoldWeight
+            | Kernel::UnfoldOutput
+            | Kernel::FoldOutput
+            | Kernel::UnfoldWeight
+            | Kernel::UnfoldInputGrad => format!("{}_{}", self.file_name(), self.entry_point()),
             Kernel::Custom(custom) => format!("custom:{}", custom.name),
             other => other.file_name().into(),
         }
@@ -262,6 +276,9 @@ impl Kernel {
             Kernel::FoldInput => "fold_input",
             Kernel::FoldWeight => "fold_weight",
             Kernel::UnfoldOutput => "unfold_output",
+            Kernel::FoldOutput => "fold_output",
+            Kernel::UnfoldWeight => "unfold_weight",
+            Kernel::UnfoldInputGrad => "unfold_input_grad",
             _ => "main",
         }
     }
@@ -288,7 +305,10 @@ impl Kernel {
             | Kernel::ZeroUpsample
             | Kernel::FoldInput
             | Kernel::FoldWeight
-            | Kernel::UnfoldOutput => Bindings::Unary,
+            | Kernel::UnfoldOutput
+            | Kernel::FoldOutput
+            | Kernel::UnfoldWeight
+            | Kernel::UnfoldInputGrad => Bindings::Unary,
         }
     }
 
