@@ -172,6 +172,27 @@ fn random_conv3d_configs_match_the_reference_on_every_kernel() {
     assert!(forced >= 2 * CONFIGS, "only {forced} forced-kernel runs");
 }
 
+/// The CPU baseline's conv3d (its own depth folding, then the GEMM) against the reference.
+#[test]
+fn cpu_fast_conv3d_matches_the_reference() {
+    let mut rng = rng(0x0c0d_3d04);
+    for case in 0..80 {
+        let cfg = random_config(&mut rng, MAX_MACS);
+        let context = format!("case {case}: {}", cfg.describe());
+        let x = random_tensor(&mut rng, &cfg.input);
+        let w = random_tensor(&mut rng, &cfg.weight);
+        let b = cfg.bias.then(|| random_tensor(&mut rng, &cfg.weight[..1]));
+        let (shape, want) =
+            reference::conv_nd_f64(&x, &w, b.as_ref(), &cfg.params).expect(&context);
+        let got = wgconv::cpu::fast::conv3d(&x, &w, b.as_ref(), &cfg.params).expect(&context);
+        assert_eq!(got.shape(), &shape.output_shape()[..], "{context}");
+        let k = cfg.weight[1..].iter().product();
+        let tol = tolerance(k, max_abs(&x), max_abs(&w), b.as_ref().map_or(0.0, max_abs));
+        compare(&context, rows(got.shape()), got.data(), &want, tol)
+            .unwrap_or_else(|m| panic!("{m}"));
+    }
+}
+
 #[test]
 fn conv3d_reference_gradients_match_central_differences() {
     let mut rng = rng(0x0c0d_3d01);

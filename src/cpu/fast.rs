@@ -25,8 +25,8 @@ use std::cell::RefCell;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::spec::{Conv2dParams, Conv2dShape, ConvNdParams, ConvParams as _};
+use crate::error::{Error, Result};
+use crate::spec::{Conv2dParams, Conv2dShape, Conv3dParams, ConvNdParams, ConvParams as _};
 use crate::tensor::Tensor;
 
 /// Bytes of one im2col tile (`K x tile` floats); an L2 share that leaves room for the GEMM's
@@ -590,4 +590,68 @@ fn depthwise_row<const FUSED: bool>(row: &DepthwiseRow, y: &mut [f32]) {
     }
     // The bias last, as the GEMM path adds it, so it is rounded into the sum once.
     y.iter_mut().for_each(|v| *v += row.bias);
+}
+
+/// `y = conv3d(x, w) + b` in f32 on all cores (PyTorch's `nn.Conv3d`): `[N, O, OD, P, Q]`
+/// (`[O, OD, P, Q]` for an unbatched input `[C, D, H, W]`).
+///
+/// The depth is folded into the batch and the channels, an im2col along the depth axis: plane
+/// `(n*OD + od, g*KD*Cg + a*Cg + ci)` of the folded input is input plane `(n, g*Cg + ci)` at depth
+/// `od*sd + a*dd - front` (zeros in the padding), the weight `[O, Cg, KD, kh, kw]` becomes
+/// `[O, KD*Cg, kh, kw]`, and [`conv2d`]'s GEMM computes `[N*OD, O, P, Q]`, whose depth is then put
+/// back. Sums are in f32, in the GEMM's order.
+///
+/// # Errors
+/// Every shape or parameter error of [`ConvNdShape::new`](crate::ConvNdShape::new), as the
+/// reference returns them;
+/// [`Error::SizeOverflow`] or [`Error::HostMemory`] when the folded input does not fit.
+pub fn conv3d(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &Conv3dParams,
+) -> Result<Tensor> {
+    let s = params.shape_of(input, weight, bias)?;
+    let folded = s.folded().ok_or_else(|| Error::SizeOverflow {
+        what: format!("the folded 2D problem of {:?}", s.input_shape()),
+    })?;
+    let ([d, h, w], [od, p, q], kd) = (s.input, s.output, s.kernel[0]);
+    let (c, o, cg) = (s.in_channels, s.out_channels, s.in_channels / s.groups);
+    let (plane, taps) = (h * w, s.kernel[1] * s.kernel[2]);
+    let mut xf = crate::memory::try_vec(folded.input_len(), 0.0f32, || {
+        format!("the depth-folded input {:?}", folded.input_shape())
+    })?;
+    for (index, out) in xf.chunks_mut(plane.max(1)).enumerate() {
+        // Plane `index` of [N*OD, KD*C, H, W] is (image m, folded channel cf).
+        let (m, cf) = (index / (kd * c), index % (kd * c));
+        let (n, od_at) = (m / od, m % od);
+        let (g, a, ci) = (cf / (kd * cg), (cf / cg) % kd, cf % cg);
+        let depth = (od_at * s.stride[0] + a * s.dilation[0]).checked_sub(s.padding[0][0]);
+        if let Some(depth) = depth.filter(|&z| z < d) {
+            let src = ((n * c + g * cg + ci) * d + depth) * plane;
+            out.copy_from_slice(&input.data()[src..src + plane]);
+        }
+    }
+    let mut wf = vec![0.0f32; weight.len()];
+    for (index, out) in wf.chunks_mut(taps).enumerate() {
+        // Kernel plane `index` of [O, KD*Cg, kh, kw] is (o, a*Cg + ci) of [O, Cg, KD, kh, kw].
+        let (oc, a, ci) = (index / (kd * cg), (index / cg) % kd, index % cg);
+        let src = ((oc * cg + ci) * kd + a) * taps;
+        out.copy_from_slice(&weight.data()[src..src + taps]);
+    }
+    let yf = conv2d(
+        &Tensor::new(folded.input_shape(), xf)?,
+        &Tensor::new(folded.weight_shape(), wf)?,
+        bias,
+        &folded.params(),
+    )?;
+    let out_plane = p * q;
+    let mut y = vec![0.0f32; yf.len()];
+    for (index, out) in y.chunks_mut(out_plane.max(1)).enumerate() {
+        // Plane `index` of [N, O, OD, P, Q] is plane (n*OD + od, o) of [N*OD, O, P, Q].
+        let (n, oc, od_at) = (index / (o * od), (index / od) % o, index % od);
+        let src = ((n * od + od_at) * o + oc) * out_plane;
+        out.copy_from_slice(&yf.data()[src..src + out_plane]);
+    }
+    Tensor::new(s.output_shape(), y)
 }

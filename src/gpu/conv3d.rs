@@ -116,15 +116,136 @@ impl Engine {
         Ok((steps, folded))
     }
 
-    /// All gradients of `y = conv3d(input, weight, bias)` given `grad_output = dL/dy`, in the
-    /// shapes of what they differentiate: input (`[N, C, D, H, W]` or `[C, D, H, W]`), weight
-    /// `[O, C/groups, kd, kh, kw]`, and bias `[O]` when `with_bias`. They are the folded 2D
-    /// convolution's gradients, unfolded: the input's summed over the depth taps that read each
-    /// plane, in tap order.
+    /// The problem of a backward call and its folded 2D one, with `grad_output` checked against
+    /// the output's shape and every tensor's owner.
+    fn backward_problem(
+        &self,
+        input_shape: &[usize],
+        weight_shape: &[usize],
+        grad_output: &GpuTensor,
+        params: &Conv3dParams,
+        tensors: &[(&'static str, &GpuTensor)],
+    ) -> Result<(ConvNdShape<3>, crate::spec::Conv2dShape)> {
+        for &(what, t) in tensors.iter().chain(&[("grad_output", grad_output)]) {
+            self.check_owner(what, t)?;
+        }
+        let shape = ConvNdShape::new(input_shape, weight_shape, None, params)?;
+        if grad_output.shape() != shape.output_shape() {
+            return Err(Error::GradOutputShape {
+                expected: shape.output_shape(),
+                got: grad_output.shape().to_vec(),
+            });
+        }
+        let (_, folded) = self.conv3d_plan(&shape, Algorithm::Auto)?;
+        Ok((shape, folded))
+    }
+
+    /// Runs the folding kernel `kernel` over `items` elements of `shape`'s problem, reading
+    /// `source`, into a new tensor of `out_shape`.
+    fn fold_pass(
+        &self,
+        kernel: Kernel,
+        shape: &ConvNdShape<3>,
+        source: &GpuTensor,
+        out_shape: &[usize],
+    ) -> Result<GpuTensor> {
+        let items = out_shape.iter().product();
+        let plan = plan::flat(kernel, items, fold_uniforms(shape)?, &self.limits())?;
+        self.flat_into(kernel.entry_point(), plan, source, out_shape)
+    }
+
+    /// `dL/dinput` (`[N, C, D, H, W]` or unbatched) of the 3D convolution of an input of
+    /// `input_shape` with `weight`, given `grad_output`: the folded 2D input gradient, summed back
+    /// over the depth taps that read each plane, in tap order.
     ///
     /// # Errors
     /// Every shape or parameter error of [`ConvNdShape::new`], [`Error::GradOutputShape`],
-    /// [`Error::ForeignTensor`], and as [`Engine::conv3d_gpu`] and [`Engine::conv2d_backward`].
+    /// [`Error::ForeignTensor`], and as [`Engine::conv3d_gpu`] and [`Engine::conv2d_grad_input`].
+    pub fn conv3d_grad_input(
+        &self,
+        grad_output: &GpuTensor,
+        weight: &GpuTensor,
+        input_shape: &[usize],
+        params: &Conv3dParams,
+    ) -> Result<GpuTensor> {
+        let (shape, folded) = self.backward_problem(
+            input_shape,
+            weight.shape(),
+            grad_output,
+            params,
+            &[("weight", weight)],
+        )?;
+        let w = self.fold_pass(Kernel::FoldWeight, &shape, weight, &folded.weight_shape())?;
+        let g = self.fold_pass(
+            Kernel::FoldOutput,
+            &shape,
+            grad_output,
+            &folded.output_shape(),
+        )?;
+        let params = folded.params();
+        let gx = self.conv2d_grad_input(&g, &w, &folded.input_shape(), &params)?;
+        self.fold_pass(Kernel::UnfoldInputGrad, &shape, &gx, &shape.input_shape())
+    }
+
+    /// `dL/dweight` `[O, C/groups, kd, kh, kw]` of the 3D convolution of `input` with weights of
+    /// `weight_shape`, given `grad_output`: the folded 2D weight gradient, unfolded.
+    ///
+    /// # Errors
+    /// As [`Engine::conv3d_grad_input`].
+    pub fn conv3d_grad_weight(
+        &self,
+        input: &GpuTensor,
+        grad_output: &GpuTensor,
+        weight_shape: &[usize],
+        params: &Conv3dParams,
+    ) -> Result<GpuTensor> {
+        let (shape, folded) = self.backward_problem(
+            input.shape(),
+            weight_shape,
+            grad_output,
+            params,
+            &[("input", input)],
+        )?;
+        let x = self.fold_pass(Kernel::FoldInput, &shape, input, &folded.input_shape())?;
+        let g = self.fold_pass(
+            Kernel::FoldOutput,
+            &shape,
+            grad_output,
+            &folded.output_shape(),
+        )?;
+        let params = folded.params();
+        let gw = self.conv2d_grad_weight(&x, &g, &folded.weight_shape(), &params)?;
+        self.fold_pass(Kernel::UnfoldWeight, &shape, &gw, &shape.weight_shape())
+    }
+
+    /// `dL/dbias` `[O]`: `grad_output` (`[N, O, OD, P, Q]`, or unbatched) summed over everything
+    /// but its channels.
+    ///
+    /// # Errors
+    /// [`Error::InputRank`] for a `grad_output` that is not 4-D or 5-D, and as
+    /// [`Engine::conv2d_grad_bias`].
+    pub fn conv3d_grad_bias(&self, grad_output: &GpuTensor) -> Result<GpuTensor> {
+        let (n, rest) = match *grad_output.shape() {
+            [n, o, d, h, w] => (n, [o, d * h, w]),
+            [o, d, h, w] => (1, [o, d * h, w]),
+            _ => {
+                return Err(Error::InputRank {
+                    op: "conv3d_grad_bias",
+                    expected: "4D (unbatched) or 5D (batched) [N, O, D, H, W]".into(),
+                    shape: grad_output.shape().to_vec(),
+                })
+            }
+        };
+        // The same elements as [N, O, D*H, W], which the 2D bias gradient sums alike.
+        self.conv2d_grad_bias(&grad_output.view(&[n, rest[0], rest[1], rest[2]]))
+    }
+
+    /// All gradients of `y = conv3d(input, weight, bias)` given `grad_output = dL/dy`, in the
+    /// shapes of what they differentiate: input, weight `[O, C/groups, kd, kh, kw]`, and bias
+    /// `[O]` when `with_bias`.
+    ///
+    /// # Errors
+    /// As [`Engine::conv3d_grad_input`].
     pub fn conv3d_backward(
         &self,
         input: &GpuTensor,
@@ -133,60 +254,15 @@ impl Engine {
         params: &Conv3dParams,
         with_bias: bool,
     ) -> Result<Conv2dGrads> {
-        for (what, t) in [
-            ("input", input),
-            ("weight", weight),
-            ("grad_output", grad_output),
-        ] {
-            self.check_owner(what, t)?;
-        }
-        let shape = ConvNdShape::new(input.shape(), weight.shape(), None, params)?;
-        if grad_output.shape() != shape.output_shape() {
-            return Err(Error::GradOutputShape {
-                expected: shape.output_shape(),
-                got: grad_output.shape().to_vec(),
-            });
-        }
-        let ([fold_input, fold_weight, _], folded) = self.conv3d_plan(&shape, Algorithm::Auto)?;
-        let uniforms = fold_uniforms(&shape)?;
-        let limits = self.limits();
-        let input_len = shape.input_shape().iter().product();
-        let fold_output = plan::flat(Kernel::FoldOutput, folded.output_len(), uniforms, &limits)?;
-        let unfold_weight = plan::flat(Kernel::UnfoldWeight, weight.len(), uniforms, &limits)?;
-        let unfold_input = plan::flat(Kernel::UnfoldInputGrad, input_len, uniforms, &limits)?;
-        let x = self.flat_into(
-            "folding a 3D input",
-            fold_input,
-            input,
-            &folded.input_shape(),
-        )?;
-        let w = self.flat_into(
-            "folding a 3D weight",
-            fold_weight,
-            weight,
-            &folded.weight_shape(),
-        )?;
-        let g = self.flat_into(
-            "folding a 3D output gradient",
-            fold_output,
-            grad_output,
-            &folded.output_shape(),
-        )?;
-        let grads = self.conv2d_backward(&x, &w, &g, &folded.params(), with_bias)?;
+        self.check_owner("input", input)?;
         Ok(Conv2dGrads {
-            input: self.flat_into(
-                "unfolding a 3D input gradient",
-                unfold_input,
-                &grads.input,
-                &shape.input_shape(),
-            )?,
-            weight: self.flat_into(
-                "unfolding a 3D weight gradient",
-                unfold_weight,
-                &grads.weight,
-                &shape.weight_shape(),
-            )?,
-            bias: grads.bias,
+            input: self.conv3d_grad_input(grad_output, weight, input.shape(), params)?,
+            weight: self.conv3d_grad_weight(input, grad_output, weight.shape(), params)?,
+            bias: if with_bias {
+                Some(self.conv3d_grad_bias(grad_output)?)
+            } else {
+                None
+            },
         })
     }
 
