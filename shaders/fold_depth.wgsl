@@ -16,6 +16,8 @@
 //   unfold_input_grad: dx[n, c, d, h, w] = sum over the taps a whose depth od*sd + a*dd - pf is d
 //                      (od inside [0, OD)) of dxf[n*OD + od, g*KD*Cg + a*Cg + ci, h, w],
 //                      in order of a, so the sum does not depend on scheduling.
+// Each invocation moves one row (a width's worth of elements, or one kernel plane), so the index
+// arithmetic (divisions, which CPU adapters do lane by lane) is paid once per row.
 // Sizes: `batch` N, `in_channels` C, `groups`, `in_d` D, `in_h`, `in_w`, `out_channels` O,
 // `out_d` OD, `out_h`, `out_w`, `kernel_d` KD, `kernel_h`, `kernel_w`, `stride_d`, `pad_front`,
 // `dilation_d`. Twin: `fold_uniforms` in src/gpu/conv3d.rs.
@@ -32,32 +34,39 @@ fn flat_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * params.row_stride;
 }
 
+// One row of xf [N*OD, KD*C, H, W] per invocation: e = (m * KD*C + cf) * H + h.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn fold_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
     if e >= params.work_items {
         return;
     }
-    let plane = params.in_h * params.in_w;
     let cg = params.in_channels / params.groups;
     let folded_channels = params.kernel_d * params.in_channels;
-    let hw = e % plane;
-    let cf = (e / plane) % folded_channels;
-    let m = e / (plane * folded_channels);
+    let h = e % params.in_h;
+    let cf = (e / params.in_h) % folded_channels;
+    let m = e / (params.in_h * folded_channels);
     let od = m % params.out_d;
     let n = m / params.out_d;
     let g = cf / (params.kernel_d * cg);
     let a = (cf / cg) % params.kernel_d;
     let ci = cf % cg;
     let d = i32(od * params.stride_d + a * params.dilation_d) - i32(params.pad_front);
-    var value = 0.0;
-    if d >= 0 && d < i32(params.in_d) {
-        let c = g * cg + ci;
-        value = source[((n * params.in_channels + c) * params.in_d + u32(d)) * plane + hw];
+    let dst = e * params.in_w;
+    if d < 0 || d >= i32(params.in_d) {
+        for (var w = 0u; w < params.in_w; w++) {
+            folded[dst + w] = 0.0;
+        }
+        return;
     }
-    folded[e] = value;
+    let c = g * cg + ci;
+    let src = (((n * params.in_channels + c) * params.in_d + u32(d)) * params.in_h + h) * params.in_w;
+    for (var w = 0u; w < params.in_w; w++) {
+        folded[dst + w] = source[src + w];
+    }
 }
 
+// One kernel plane of wf [O, KD*Cg, KH, KW] per invocation: e = o * KD*Cg + a*Cg + ci.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn fold_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
@@ -66,78 +75,87 @@ fn fold_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let taps = params.kernel_h * params.kernel_w;
     let cg = params.in_channels / params.groups;
-    let ij = e % taps;
-    let k = (e / taps) % (params.kernel_d * cg);
-    let o = e / (taps * params.kernel_d * cg);
-    let a = k / cg;
-    let ci = k % cg;
-    folded[e] = source[((o * cg + ci) * params.kernel_d + a) * taps + ij];
+    let k = e % (params.kernel_d * cg);
+    let o = e / (params.kernel_d * cg);
+    let src = ((o * cg + k % cg) * params.kernel_d + k / cg) * taps;
+    for (var t = 0u; t < taps; t++) {
+        folded[e * taps + t] = source[src + t];
+    }
 }
 
+// One row of y [N, O, OD, P, Q] per invocation: e = ((n * O + o) * OD + od) * P + p.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn unfold_output(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
     if e >= params.work_items {
         return;
     }
-    // e indexes the 3D output [N, O, OD, P, Q]; `source` is the folded [N*OD, O, P, Q].
-    let plane = params.out_h * params.out_w;
-    let pq = e % plane;
-    let od = (e / plane) % params.out_d;
-    let o = (e / (plane * params.out_d)) % params.out_channels;
-    let n = e / (plane * params.out_d * params.out_channels);
-    folded[e] = source[((n * params.out_d + od) * params.out_channels + o) * plane + pq];
+    let p = e % params.out_h;
+    let od = (e / params.out_h) % params.out_d;
+    let o = (e / (params.out_h * params.out_d)) % params.out_channels;
+    let n = e / (params.out_h * params.out_d * params.out_channels);
+    let src = (((n * params.out_d + od) * params.out_channels + o) * params.out_h + p) * params.out_w;
+    for (var q = 0u; q < params.out_w; q++) {
+        folded[e * params.out_w + q] = source[src + q];
+    }
 }
 
+// One row of gf [N*OD, O, P, Q] per invocation: e = ((n * OD + od) * O + o) * P + p.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn fold_output(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
     if e >= params.work_items {
         return;
     }
-    // e indexes the folded [N*OD, O, P, Q]; `source` is the 3D [N, O, OD, P, Q].
-    let plane = params.out_h * params.out_w;
-    let pq = e % plane;
-    let o = (e / plane) % params.out_channels;
-    let m = e / (plane * params.out_channels);
+    let p = e % params.out_h;
+    let o = (e / params.out_h) % params.out_channels;
+    let m = e / (params.out_h * params.out_channels);
     let od = m % params.out_d;
     let n = m / params.out_d;
-    folded[e] = source[((n * params.out_channels + o) * params.out_d + od) * plane + pq];
+    let src = (((n * params.out_channels + o) * params.out_d + od) * params.out_h + p) * params.out_w;
+    for (var q = 0u; q < params.out_w; q++) {
+        folded[e * params.out_w + q] = source[src + q];
+    }
 }
 
+// One kernel plane of dw [O, Cg, KD, KH, KW] per invocation: e = (o * Cg + ci) * KD + a.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn unfold_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
     if e >= params.work_items {
         return;
     }
-    // e indexes the 3D weight [O, Cg, KD, KH, KW]; `source` is the folded [O, KD*Cg, KH, KW].
     let taps = params.kernel_h * params.kernel_w;
     let cg = params.in_channels / params.groups;
-    let ij = e % taps;
-    let a = (e / taps) % params.kernel_d;
-    let ci = (e / (taps * params.kernel_d)) % cg;
-    let o = e / (taps * params.kernel_d * cg);
-    folded[e] = source[((o * params.kernel_d + a) * cg + ci) * taps + ij];
+    let a = e % params.kernel_d;
+    let ci = (e / params.kernel_d) % cg;
+    let o = e / (params.kernel_d * cg);
+    let src = ((o * params.kernel_d + a) * cg + ci) * taps;
+    for (var t = 0u; t < taps; t++) {
+        folded[e * taps + t] = source[src + t];
+    }
 }
 
+// One row of dx [N, C, D, H, W] per invocation: e = ((n * C + c) * D + d) * H + h; the folded
+// rows of the taps that read it are added in order of a.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn unfold_input_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
     if e >= params.work_items {
         return;
     }
-    // e indexes the 3D input [N, C, D, H, W]; `source` is the folded [N*OD, KD*C, H, W].
-    let plane = params.in_h * params.in_w;
     let cg = params.in_channels / params.groups;
-    let hw = e % plane;
-    let d = (e / plane) % params.in_d;
-    let c = (e / (plane * params.in_d)) % params.in_channels;
-    let n = e / (plane * params.in_d * params.in_channels);
+    let h = e % params.in_h;
+    let d = (e / params.in_h) % params.in_d;
+    let c = (e / (params.in_h * params.in_d)) % params.in_channels;
+    let n = e / (params.in_h * params.in_d * params.in_channels);
     let g = c / cg;
     let ci = c % cg;
     let folded_channels = params.kernel_d * params.in_channels;
-    var sum = 0.0;
+    let dst = e * params.in_w;
+    for (var w = 0u; w < params.in_w; w++) {
+        folded[dst + w] = 0.0;
+    }
     for (var a = 0u; a < params.kernel_d; a++) {
         let at = i32(d + params.pad_front) - i32(a * params.dilation_d);
         if at < 0 || u32(at) % params.stride_d != 0u {
@@ -148,7 +166,10 @@ fn unfold_input_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
             continue;
         }
         let cf = g * params.kernel_d * cg + a * cg + ci;
-        sum += source[((n * params.out_d + od) * folded_channels + cf) * plane + hw];
+        let m = n * params.out_d + od;
+        let src = ((m * folded_channels + cf) * params.in_h + h) * params.in_w;
+        for (var w = 0u; w < params.in_w; w++) {
+            folded[dst + w] += source[src + w];
+        }
     }
-    folded[e] = sum;
 }

@@ -124,6 +124,8 @@ fn built_in_suites_are_the_resnet_quick_and_family_layers() {
             Layer::new("conv2d_audio", 32, 160, 400, 64, 3, 3, 4, 1),
             Layer::conv1d("conv1d_k9", 64, 4096, 64, 9, 1, 4),
             Layer::new("conv2d_3x3", 64, 64, 64, 64, 3, 3, 1, 1),
+            Layer::conv3d("conv3d_video", [16, 8, 56, 56], 32, [3, 3, 3], 1, 1),
+            Layer::new("conv2d_video", 48, 112, 224, 32, 3, 3, 1, 1),
         ]
     );
     // Each conv1d row has its conv2d neighbour's multiply-adds, and runs as a conv2d of height 1.

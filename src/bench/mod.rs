@@ -43,12 +43,17 @@
 //! ```text
 //! name C H W -> K RxS [stride S] [pad P]
 //! name C L -> K k [stride S] [pad P]
+//! name C D H W -> K TxRxS [stride S] [pad P]
 //! ```
 //!
 //! - `name` is any text without spaces or `#`, unique within the file;
 //! - two sizes `C L` and a kernel length `k` (`9`) make a conv1d layer, timed as the conv2d of
 //!   height 1 that [`Engine::conv1d`](crate::Engine::conv1d) runs (stride and pad apply to the
 //!   length; FLOPs `2 * N * K * L_out * C/groups * k`);
+//! - four sizes `C D H W` and a kernel `TxRxS` (`3x3x3`) make a conv3d layer, timed through
+//!   [`Engine::conv3d`](crate::Engine::conv3d) and its siblings (the depth-folding passes are on
+//!   the clock; stride and pad apply to every axis; FLOPs `2 * N * K * OD*P*Q * C/groups * T*R*S`);
+//!   its CPU baseline is [`cpu::fast::conv3d`](crate::cpu::fast::conv3d);
 //! - `C H W` are the input channels, height and width, `K` the output channels and `RxS` the kernel
 //!   height and width (`3x3`, `1x7`); all are positive integers;
 //! - `stride S` (positive, default 1) and `pad P` (zero or more, default 0) may follow in either
@@ -81,6 +86,7 @@
 
 mod chart;
 mod error;
+mod ops;
 mod report;
 mod run;
 mod suite_run;

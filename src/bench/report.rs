@@ -132,7 +132,7 @@ pub fn write_json(path: &Path, results: &SuiteResults) -> Result<(), BenchError>
 /// A row of the JSON document: the layer, `pass`, then `fields`.
 fn json_row(layer: &Layer, n: usize, pass: &str, fields: Value) -> Value {
     let mut row = json!({
-        "name": layer.name, "dims": layer.dims, "n": n, "c": layer.c, "h": layer.h, "w": layer.w, "k": layer.k,
+        "name": layer.name, "dims": layer.dims, "n": n, "c": layer.c, "d": layer.d, "h": layer.h, "w": layer.w, "k": layer.k, "t": layer.t,
         "r": layer.r, "s": layer.s, "stride": layer.stride, "pad": layer.pad, "pass": pass,
     });
     if let (Some(row), Value::Object(fields)) = (row.as_object_mut(), fields) {

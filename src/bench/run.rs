@@ -1,12 +1,12 @@
 //! Timed runs: one layer forward ([`bench_layer`]) or backward ([`bench_layer_backward`]).
 
+use super::ops::{DeviceWeights, Ops};
 use super::suites::Layer;
 use super::timing::{gpu_timed, keep, round_robin, timed, Measurement, Spread};
 use crate::error::Result;
 use crate::gpu::engine::Engine;
 use crate::gpu::plan::Algorithm;
-use crate::gpu::tensor::{GpuTensor, PackedWeights};
-use crate::spec::Conv2dParams;
+use crate::gpu::tensor::GpuTensor;
 use crate::tensor::Tensor;
 
 /// What to measure.
@@ -143,14 +143,14 @@ pub fn bench_layer(
     layer: &Layer,
     options: &BenchOptions,
 ) -> Result<LayerResult> {
-    let shape = layer.shape(options.batch)?;
+    let ops = &Ops::of(layer, options.batch)?;
+    let shape = Ops::planned(layer, options.batch)?;
     let (x, w, b) = (
-        &data(&shape.input_shape(), 1)?,
-        &data(&shape.weight_shape(), 2)?,
+        &data(&ops.input_shape(), 1)?,
+        &data(&ops.weight_shape(), 2)?,
         &data(&[layer.k], 3)?,
     );
-    let params = &layer.params();
-    let mut result = LayerResult::unmeasured(layer, options.batch, shape.flops());
+    let mut result = LayerResult::unmeasured(layer, options.batch, ops.flops());
     let engine = engine.filter(|_| options.gpu);
     let mut resident = match engine {
         Some(e) => {
@@ -166,8 +166,8 @@ pub fn bench_layer(
             Some(Resident {
                 x: e.upload(x)?,
                 b: e.upload(b)?,
-                w: e.pack_weights(e.upload(w)?, params.groups)?,
-                out: e.alloc(&shape.output_shape())?,
+                w: ops.device_weights(e, w)?,
+                out: e.alloc(&ops.output_shape())?,
             })
         }
         None => None,
@@ -177,18 +177,18 @@ pub fn bench_layer(
         let mut measurements: Vec<Measurement<'_>> = Vec::new();
         if let (Some(e), Some(r)) = (engine, resident.as_mut()) {
             measurements.push(Box::new(move || {
-                let run = || e.conv2d_into(&r.x, &r.w, Some(&r.b), params, &mut r.out);
+                let run = || ops.run_into(e, &r.x, &r.w, &r.b, &mut r.out);
                 gpu_timed(e, run).map(|(time, ())| time)
             }));
             // End to end: host arrays in, host array out (dropped off the clock).
             measurements.push(Box::new(move || {
                 e.synchronize()?;
-                timed(|| e.conv2d(x, w, Some(b), params)).map(|(time, _)| time)
+                timed(|| ops.run_host(e, x, w, b)).map(|(time, _)| time)
             }));
         }
         if options.cpu {
             let out = &mut cpu_out;
-            let run = || crate::cpu::fast::conv2d(x, w, Some(b), params);
+            let run = || ops.cpu_baseline(x, w, b);
             measurements.push(Box::new(move || keep(out, timed(run))));
         }
         round_robin(options.repeat, &mut measurements)?
@@ -210,7 +210,7 @@ pub fn bench_layer(
         let gpu = e.download(&r.out)?;
         let cpu = match cpu_out {
             Some(cpu) => cpu,
-            None => crate::cpu::fast::conv2d(x, w, Some(b), params)?,
+            None => ops.cpu_baseline(x, w, b)?,
         };
         let diffs = gpu
             .data()
@@ -227,7 +227,7 @@ pub fn bench_layer(
 struct Resident {
     x: GpuTensor,
     b: GpuTensor,
-    w: PackedWeights,
+    w: DeviceWeights,
     out: GpuTensor,
 }
 
@@ -326,38 +326,36 @@ pub fn bench_layer_backward(
     layer: &Layer,
     options: &BenchOptions,
 ) -> Result<BackwardResult> {
-    let shape = layer.shape(options.batch)?;
-    let x = data(&shape.input_shape(), 1)?;
-    let w = data(&shape.weight_shape(), 2)?;
-    let g = data(&shape.output_shape(), 4)?;
-    let params = &layer.params();
+    let ops = &Ops::of(layer, options.batch)?;
+    let x = data(&ops.input_shape(), 1)?;
+    let w = data(&ops.weight_shape(), 2)?;
+    let g = data(&ops.output_shape(), 4)?;
     let (gx, gw, gg) = (
         &engine.upload(&x)?,
         &engine.upload(&w)?,
         &engine.upload(&g)?,
     );
-    let (input_shape, weight_shape) = (&shape.input_shape(), &shape.weight_shape());
 
     // Each measurement keeps its last run's gradients for the check below.
     let (mut grad_input, mut grad_weight, mut grad_bias, mut all) = (None, None, None, None);
     let spreads = {
         let mut measurements: Vec<Measurement<'_>> = vec![
             Box::new(|| {
-                let run = || engine.conv2d_grad_input(gg, gw, input_shape, params);
+                let run = || ops.grad_input(engine, gg, gw);
                 keep(&mut grad_input, gpu_timed(engine, run))
             }),
             Box::new(|| {
-                let run = || engine.conv2d_grad_weight(gx, gg, weight_shape, params);
+                let run = || ops.grad_weight(engine, gx, gg);
                 keep(&mut grad_weight, gpu_timed(engine, run))
             }),
             Box::new(|| {
                 keep(
                     &mut grad_bias,
-                    gpu_timed(engine, || engine.conv2d_grad_bias(gg)),
+                    gpu_timed(engine, || ops.grad_bias(engine, gg)),
                 )
             }),
             Box::new(|| {
-                let run = || engine.conv2d_backward(gx, gw, gg, params, true);
+                let run = || ops.backward(engine, gx, gw, gg);
                 keep(&mut all, gpu_timed(engine, run))
             }),
         ];
@@ -368,9 +366,9 @@ pub fn bench_layer_backward(
 
     let max_abs_err = match (grad_input, grad_weight, grad_bias, all) {
         (Some(input), Some(weight), Some(bias), Some(all))
-            if shape.flops() / 2 <= REFERENCE_CHECK_MAX_MACS =>
+            if ops.flops() / 2 <= REFERENCE_CHECK_MAX_MACS =>
         {
-            let reference = reference_grads(&x, &w, &g, params)?;
+            let reference = ops.reference_grads(&x, &w, &g)?;
             let mut worst = [0.0f64; 3];
             let pairs = [
                 (0, Some(input)),
@@ -393,8 +391,8 @@ pub fn bench_layer_backward(
     Ok(BackwardResult {
         layer: layer.clone(),
         n: options.batch,
-        flops: shape.flops(),
-        bias_flops: shape.output_len() as u64,
+        flops: ops.flops(),
+        bias_flops: ops.output_shape().iter().product::<usize>() as u64,
         grad_input_ms: input.median,
         grad_input_ms_min: input.min,
         grad_input_ms_max: input.max,
@@ -409,15 +407,4 @@ pub fn bench_layer_backward(
         backward_ms_max: backward.max,
         max_abs_err,
     })
-}
-
-/// The CPU reference's gradients `[input, weight, bias]` in f64.
-fn reference_grads(
-    x: &Tensor,
-    w: &Tensor,
-    g: &Tensor,
-    params: &Conv2dParams,
-) -> Result<[Vec<f64>; 3]> {
-    let grads = crate::cpu::reference::conv2d_backward_f64(x, w, g, params)?;
-    Ok([grads.input, grads.weight, grads.bias])
 }

@@ -7,17 +7,22 @@ use std::path::Path;
 
 use super::error::BenchError;
 use crate::error::Result;
-use crate::spec::{Conv1dParams, Conv2dParams, Conv2dShape, ConvNdShape};
+use crate::spec::{Conv1dParams, Conv2dParams, Conv2dShape, Conv3dParams, ConvNdShape};
 
-/// One convolution layer of a suite: `C, H, W -> K, R x S, stride, pad` (square stride and pad),
-/// or a conv1d's `C, L -> K, k, stride, pad`, kept as the conv2d of height 1 it runs as (`h` and
-/// `r` are 1, stride and pad apply to the length).
+/// One convolution layer of a suite: `C, H, W -> K, R x S, stride, pad` (square stride and pad);
+/// a conv1d's `C, L -> K, k, stride, pad`, kept as the conv2d of height 1 it runs as (`h` and
+/// `r` are 1, stride and pad apply to the length); or a conv3d's `C, D, H, W -> K, T x R x S`
+/// (stride and pad on every axis).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layer {
     /// Name shown in tables.
     pub name: String,
-    /// Spatial axes: 1 (conv1d) or 2 (conv2d).
+    /// Spatial axes: 1 (conv1d), 2 (conv2d) or 3 (conv3d).
     pub dims: usize,
+    /// Input depth (1 but for conv3d).
+    pub d: usize,
+    /// Kernel depth (1 but for conv3d).
+    pub t: usize,
     /// Input channels.
     pub c: usize,
     /// Input height.
@@ -53,6 +58,8 @@ impl Layer {
         Layer {
             name: name.to_string(),
             dims: 2,
+            d: 1,
+            t: 1,
             c,
             h,
             w,
@@ -80,6 +87,44 @@ impl Layer {
         }
     }
 
+    /// A conv3d layer `C, D, H, W -> K, T x R x S` with its stride and padding (every axis).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv3d(
+        name: &str,
+        [c, d, h, w]: [usize; 4],
+        k: usize,
+        [t, r, s]: [usize; 3],
+        stride: usize,
+        pad: usize,
+    ) -> Self {
+        Layer {
+            dims: 3,
+            d,
+            t,
+            ..Layer::new(name, c, h, w, k, r, s, stride, pad)
+        }
+    }
+
+    /// The conv3d's parameters (meaningful for a conv3d layer).
+    pub fn params3d(&self) -> Conv3dParams {
+        Conv3dParams::default()
+            .with_stride(self.stride)
+            .with_padding(self.pad)
+    }
+
+    /// A conv3d layer's validated problem for a batch of `n`.
+    ///
+    /// # Errors
+    /// Shape errors of [`ConvNdShape::new`].
+    pub fn shape3d(&self, n: usize) -> Result<ConvNdShape<3>> {
+        ConvNdShape::new(
+            &[n, self.c, self.d, self.h, self.w],
+            &[self.k, self.c, self.t, self.r, self.s],
+            Some(&[self.k]),
+            &self.params3d(),
+        )
+    }
+
     /// The parameters of the conv2d the layer runs as (for conv1d, of height 1).
     pub fn params(&self) -> Conv2dParams {
         match self.dims {
@@ -93,11 +138,19 @@ impl Layer {
     }
 
     /// The validated problem for a batch of `n`, as the conv2d it runs as (a conv1d checked as
-    /// one, then [`ConvNdShape::as_conv2d`]).
+    /// one, then [`ConvNdShape::as_conv2d`]; a conv3d as one, then [`ConvNdShape::folded`]).
     ///
     /// # Errors
     /// Shape errors of [`Conv2dShape::new`] or [`ConvNdShape::new`].
     pub fn shape(&self, n: usize) -> Result<Conv2dShape> {
+        if self.dims == 3 {
+            let shape = self.shape3d(n)?;
+            return shape
+                .folded()
+                .ok_or_else(|| crate::error::Error::SizeOverflow {
+                    what: format!("the folded 2D problem of layer '{}'", self.name),
+                });
+        }
         if self.dims == 1 {
             let params = Conv1dParams::default()
                 .with_stride(self.stride)
@@ -141,12 +194,16 @@ stem_small      3 64 64 -> 16 7x7 stride 2 pad 3
 /// beside conv2d rows of the same multiply-adds, to compare their GFLOP/s in one run. The audio
 /// conv1d (32 -> 64 channels, kernel 9, stride 4, 16000 samples: 4000 outputs of 288 products
 /// per channel) has the same multiply-adds as the 3x3 conv2d on 40x100 (4000 outputs of 288), the
-/// kernel-9 conv1d over 4096 samples as the 3x3 conv2d on 64x64 (4096 outputs of 576).
+/// kernel-9 conv1d over 4096 samples as the 3x3 conv2d on 64x64 (4096 outputs of 576), the video
+/// conv3d (16 -> 32 channels, 3x3x3 over 8x56x56: 25088 outputs of 432) as the 3x3 conv2d of 48
+/// channels on 112x224 (25088 outputs of 432).
 pub const FAMILY_SUITE: &str = "\
 conv1d_audio  32 16000 -> 64 9 stride 4 pad 4
 conv2d_audio  32 160 400 -> 64 3x3 stride 4 pad 1
 conv1d_k9     64  4096 -> 64 9 pad 4
 conv2d_3x3    64 64 64 -> 64 3x3 pad 1
+conv3d_video  16 8 56 56 -> 32 3x3x3 pad 1
+conv2d_video  48 112 224 -> 32 3x3 pad 1
 ";
 
 /// The layers of [`FAMILY_SUITE`].
@@ -306,18 +363,20 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
     let Some((&name, sizes)) = before.split_first() else {
         return Err("missing the layer name before the sizes 'C H W ->'".to_string());
     };
-    let (c, h, w) = match sizes {
-        [c, h, w] => (c, Some(h), w),
-        [c, l] => (c, None, l),
+    let (c, depth, h, w) = match sizes {
+        [c, h, w] => (c, None, Some(h), w),
+        [c, l] => (c, None, None, l),
+        [c, d, h, w] => (c, Some(d), Some(h), w),
         _ => {
             return Err(format!(
-                "expected 3 sizes 'C H W' (or 2, 'C L', for a conv1d) between the name '{name}' \
-                 and '->', but got {}: '{}'",
+                "expected 3 sizes 'C H W' (or 2, 'C L', for a conv1d; 4, 'C D H W', for a \
+                 conv3d) between the name '{name}' and '->', but got {}: '{}'",
                 sizes.len(),
                 sizes.join(" ")
             ))
         }
     };
+    let depth = depth.map(|d| positive(d, "D (input depth)")).transpose()?;
     let c = positive(c, "C (input channels)")?;
     let h = h.map(|h| positive(h, "H (input height)")).transpose()?;
     let w = positive(
@@ -339,6 +398,20 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
         }
     };
     let k = positive(k, "K (output channels)")?;
+    let mut kernel_depth = None;
+    let kernel = match (depth, kernel.split_once(['x', 'X'])) {
+        (Some(_), Some((t, rest))) if rest.contains(['x', 'X']) => {
+            kernel_depth = Some(positive(t, &format!("kernel depth T in '{kernel}'"))?);
+            rest
+        }
+        (Some(_), _) => {
+            return Err(format!(
+                "a conv3d layer ('C D H W ->') takes its kernel as 'TxRxS' (e.g. 3x3x3), but got \
+                 '{kernel}'"
+            ))
+        }
+        _ => kernel,
+    };
     let (r, s) = match (h, kernel.split_once(['x', 'X'])) {
         (Some(_), Some((r, s))) => (
             positive(r, &format!("kernel height R in '{kernel}'"))?,
@@ -383,10 +456,13 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
         });
     }
     let pad = pad.unwrap_or(0);
-    let sizes = match h {
+    let mut sizes = match h {
         Some(h) => vec![("height H", h), ("width W", w)],
         None => vec![("length L", w)],
     };
+    if let Some(d) = depth {
+        sizes.push(("depth D", d));
+    }
     for (what, size) in sizes {
         // Each number is at most i32::MAX, so the sum fits u64 (usize may be 32 bits).
         let padded = size as u64 + 2 * pad as u64;
@@ -398,9 +474,10 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
         }
     }
     let stride = stride.unwrap_or(1);
-    Ok(match h {
-        Some(h) => Layer::new(name, c, h, w, k, r, s, stride, pad),
-        None => Layer::conv1d(name, c, w, k, s, stride, pad),
+    Ok(match (depth, kernel_depth, h) {
+        (Some(d), Some(t), Some(h)) => Layer::conv3d(name, [c, d, h, w], k, [t, r, s], stride, pad),
+        (_, _, Some(h)) => Layer::new(name, c, h, w, k, r, s, stride, pad),
+        _ => Layer::conv1d(name, c, w, k, s, stride, pad),
     })
 }
 

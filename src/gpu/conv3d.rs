@@ -95,20 +95,33 @@ impl Engine {
         })?;
         let limits = self.limits();
         let input_len = shape.input_shape().iter().product();
+        // The folded tensors can be KD times the input: their sizes are checked, not assumed.
+        let len = |what: &str, dims: [usize; 4]| {
+            dims.iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| Error::SizeOverflow {
+                    what: format!("the {what} {dims:?}"),
+                })
+        };
         self.check_bindings(&[
             ("input", input_len),
             ("output", shape.output_len()),
-            ("folded input", folded.input_len()),
-            ("folded weight", folded.weight_len()),
-            ("folded output", folded.output_len()),
+            ("folded input", len("folded input", folded.input_shape())?),
+            (
+                "folded weight",
+                len("folded weight", folded.weight_shape())?,
+            ),
+            (
+                "folded output",
+                len("folded output", folded.output_shape())?,
+            ),
         ])?;
         index_u32("input elements", input_len)?;
         let uniforms = fold_uniforms(shape)?;
-        let steps = [
-            plan::flat(Kernel::FoldInput, folded.input_len(), uniforms, &limits)?,
-            plan::flat(Kernel::FoldWeight, folded.weight_len(), uniforms, &limits)?,
-            plan::flat(Kernel::UnfoldOutput, shape.output_len(), uniforms, &limits)?,
-        ];
+        let steps = [Kernel::FoldInput, Kernel::FoldWeight, Kernel::UnfoldOutput]
+            .map(|kernel| plan::flat(kernel, rows(kernel, shape), uniforms, &limits));
+        let [fold_input, fold_weight, unfold] = steps;
+        let steps = [fold_input?, fold_weight?, unfold?];
         if algorithm != Algorithm::Auto {
             // A forced kernel that does not cover the folded problem is refused before any work.
             plan::plan(&folded, &limits, algorithm)?;
@@ -149,8 +162,12 @@ impl Engine {
         source: &GpuTensor,
         out_shape: &[usize],
     ) -> Result<GpuTensor> {
-        let items = out_shape.iter().product();
-        let plan = plan::flat(kernel, items, fold_uniforms(shape)?, &self.limits())?;
+        let plan = plan::flat(
+            kernel,
+            rows(kernel, shape),
+            fold_uniforms(shape)?,
+            &self.limits(),
+        )?;
         self.flat_into(kernel.entry_point(), plan, source, out_shape)
     }
 
@@ -297,6 +314,27 @@ impl Engine {
             &[(unfold, &[y.buffer(), output.buffer()])],
         )?;
         Ok(())
+    }
+}
+
+/// The invocations of a folding kernel: one per row of the tensor it writes (a width's worth of
+/// elements; for the weight kernels, one kernel plane). Twin: the `e =` comments in
+/// shaders/fold_depth.wgsl.
+fn rows(kernel: Kernel, s: &ConvNdShape<3>) -> usize {
+    let kd = s.kernel[0];
+    let (n, c, o, cg) = (
+        s.batch,
+        s.in_channels,
+        s.out_channels,
+        s.in_channels / s.groups,
+    );
+    let ([d, h, _], [od, p, _]) = (s.input, s.output);
+    match kernel {
+        Kernel::FoldInput => n * od * kd * c * h,
+        Kernel::UnfoldInputGrad => n * c * d * h,
+        Kernel::FoldWeight | Kernel::UnfoldWeight => o * cg * kd,
+        // The output's rows, folded or not (unfold_output, fold_output).
+        _ => n * o * od * p,
     }
 }
 
