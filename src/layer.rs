@@ -1,4 +1,5 @@
-//! A trainable convolution layer whose weights live on the GPU, as PyTorch's `nn.Conv2d`.
+//! Trainable convolution layers whose weights live on the GPU, as PyTorch's `nn.Conv2d`
+//! ([`Conv2d`]), `nn.Conv1d` ([`Conv1d`]) and `nn.Conv3d` ([`Conv3d`]).
 //!
 //! ```no_run
 //! use wgconv::layer::{Conv2d, Conv2dConfig};
@@ -28,7 +29,9 @@ use crate::error::{Error, Result};
 use crate::gpu::backward::Conv2dGrads;
 use crate::gpu::engine::Engine;
 use crate::gpu::tensor::GpuTensor;
-use crate::spec::{Conv2dParams, Conv2dShape, IntoPair};
+use crate::spec::{
+    Conv1dParams, Conv2dParams, Conv2dShape, Conv3dParams, ConvNdParams, ConvNdShape, IntoPair,
+};
 use crate::tensor::Tensor;
 
 /// A 2D convolution with its weight `[O, C/groups, kh, kw]` and optional bias `[O]` on the GPU.
@@ -214,17 +217,252 @@ impl Conv2d {
     /// As [`Engine::sgd_step`], and [`Error::ShapeMismatch`] when `grads` lacks the bias's
     /// gradient.
     pub fn sgd_step(&mut self, engine: &Engine, grads: &Conv2dGrads, lr: f32) -> Result<()> {
-        engine.sgd_step(&mut self.weight, &grads.weight, lr)?;
-        match (&mut self.bias, &grads.bias) {
-            (Some(b), Some(g)) => engine.sgd_step(b, g, lr),
-            (Some(b), None) => Err(Error::ShapeMismatch {
-                what: "bias gradient",
-                expected: b.shape().to_vec(),
-                got: Vec::new(),
-            }),
-            (None, _) => Ok(()),
-        }
+        sgd_update(engine, &mut self.weight, self.bias.as_mut(), grads, lr)
     }
+}
+
+/// `p -= lr * dL/dp` for a layer's weight and bias.
+fn sgd_update(
+    engine: &Engine,
+    weight: &mut GpuTensor,
+    bias: Option<&mut GpuTensor>,
+    grads: &Conv2dGrads,
+    lr: f32,
+) -> Result<()> {
+    engine.sgd_step(weight, &grads.weight, lr)?;
+    match (bias, &grads.bias) {
+        (Some(b), Some(g)) => engine.sgd_step(b, g, lr),
+        (Some(b), None) => Err(Error::ShapeMismatch {
+            what: "bias gradient",
+            expected: b.shape().to_vec(),
+            got: Vec::new(),
+        }),
+        (None, _) => Ok(()),
+    }
+}
+
+/// The engine calls of a 1D or 3D convolution layer ([`ConvNd`]): implemented for
+/// [`Conv1dParams`] and [`Conv3dParams`].
+pub trait LayerCalls: Copy {
+    /// `conv(x, weight, bias)` on the GPU.
+    ///
+    /// # Errors
+    /// As the engine's call.
+    fn forward(
+        &self,
+        engine: &Engine,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+    ) -> Result<GpuTensor>;
+
+    /// The gradients of `x`, `weight` and (when `with_bias`) the bias.
+    ///
+    /// # Errors
+    /// As the engine's call.
+    fn backward(
+        &self,
+        engine: &Engine,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        grad_output: &GpuTensor,
+        with_bias: bool,
+    ) -> Result<Conv2dGrads>;
+}
+
+impl LayerCalls for Conv1dParams {
+    fn forward(
+        &self,
+        engine: &Engine,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
+        engine.conv1d_gpu(x, weight, bias, self)
+    }
+
+    fn backward(
+        &self,
+        engine: &Engine,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        grad_output: &GpuTensor,
+        with_bias: bool,
+    ) -> Result<Conv2dGrads> {
+        engine.conv1d_backward(x, weight, grad_output, self, with_bias)
+    }
+}
+
+impl LayerCalls for Conv3dParams {
+    fn forward(
+        &self,
+        engine: &Engine,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
+        engine.conv3d_gpu(x, weight, bias, self)
+    }
+
+    fn backward(
+        &self,
+        engine: &Engine,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        grad_output: &GpuTensor,
+        with_bias: bool,
+    ) -> Result<Conv2dGrads> {
+        engine.conv3d_backward(x, weight, grad_output, self, with_bias)
+    }
+}
+
+/// A 1D or 3D convolution layer, as PyTorch's `nn.Conv1d` ([`Conv1d`]) and `nn.Conv3d`
+/// ([`Conv3d`]): its weight `[O, C/groups, *kernel]` and optional bias `[O]` on the GPU.
+#[derive(Debug)]
+pub struct ConvNd<const N: usize> {
+    weight: GpuTensor,
+    bias: Option<GpuTensor>,
+    params: ConvNdParams<N>,
+}
+
+/// A trainable 1D convolution layer (`nn.Conv1d`).
+pub type Conv1d = ConvNd<1>;
+
+/// A trainable 3D convolution layer (`nn.Conv3d`).
+pub type Conv3d = ConvNd<3>;
+
+impl<const N: usize> ConvNd<N>
+where
+    ConvNdParams<N>: LayerCalls,
+{
+    /// `in_channels` to `out_channels` with `kernel` per axis, initialised as PyTorch's
+    /// `reset_parameters` (uniform in `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`,
+    /// `fan_in = C/groups * prod(kernel)`) from a ChaCha8 generator seeded with `seed`.
+    ///
+    /// # Errors
+    /// The parameter and shape errors of [`ConvNdShape::new`] (checked against an input just
+    /// large enough for the kernel), size and GPU errors.
+    #[cfg(feature = "train")]
+    pub fn new(
+        engine: &Engine,
+        (in_channels, out_channels): (usize, usize),
+        kernel: [usize; N],
+        params: ConvNdParams<N>,
+        bias: bool,
+        seed: u64,
+    ) -> Result<Self> {
+        let groups = params.groups.max(1);
+        let mut weight_shape = vec![out_channels, in_channels / groups];
+        weight_shape.extend_from_slice(&kernel);
+        let bias_shape = [out_channels];
+        probe::<N>(&weight_shape, bias.then_some(&bias_shape[..]), &params)?;
+        let fan_in = (in_channels / groups) * kernel.iter().product::<usize>();
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut uniform =
+            |shape: &[usize]| Tensor::from_fn(shape.to_vec(), |_| rng.random_range(-bound..=bound));
+        let weight = engine.upload(&uniform(&weight_shape)?)?;
+        let bias = if bias {
+            Some(engine.upload(&uniform(&bias_shape)?)?)
+        } else {
+            None
+        };
+        Ok(ConvNd {
+            weight,
+            bias,
+            params,
+        })
+    }
+
+    /// A layer with the given weight (and bias), uploaded.
+    ///
+    /// # Errors
+    /// The parameter and shape errors of [`ConvNdShape::new`], size and GPU errors.
+    pub fn from_tensors(
+        engine: &Engine,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: ConvNdParams<N>,
+    ) -> Result<Self> {
+        probe::<N>(weight.shape(), bias.map(Tensor::shape), &params)?;
+        Ok(ConvNd {
+            weight: engine.upload(weight)?,
+            bias: bias.map(|b| engine.upload(b)).transpose()?,
+            params,
+        })
+    }
+
+    /// The weight, `[O, C/groups, *kernel]`.
+    pub fn weight(&self) -> &GpuTensor {
+        &self.weight
+    }
+
+    /// The bias, `[O]`, if the layer has one.
+    pub fn bias(&self) -> Option<&GpuTensor> {
+        self.bias.as_ref()
+    }
+
+    /// Stride, padding, dilation and groups.
+    pub fn params(&self) -> &ConvNdParams<N> {
+        &self.params
+    }
+
+    /// `conv(x, weight, bias)` on the GPU.
+    ///
+    /// # Errors
+    /// As [`Engine::conv1d_gpu`] or [`Engine::conv3d_gpu`].
+    pub fn forward(&self, engine: &Engine, x: &GpuTensor) -> Result<GpuTensor> {
+        self.params
+            .forward(engine, x, &self.weight, self.bias.as_ref())
+    }
+
+    /// The gradients with respect to `x`, the weight and the bias, given `grad_output = dL/dy`
+    /// for `y = self.forward(x)`.
+    ///
+    /// # Errors
+    /// As [`Engine::conv1d_backward`] or [`Engine::conv3d_backward`].
+    pub fn backward(
+        &self,
+        engine: &Engine,
+        x: &GpuTensor,
+        grad_output: &GpuTensor,
+    ) -> Result<Conv2dGrads> {
+        let with_bias = self.bias.is_some();
+        self.params
+            .backward(engine, x, &self.weight, grad_output, with_bias)
+    }
+
+    /// One SGD step on the weight and bias: `p -= lr * dL/dp`.
+    ///
+    /// # Errors
+    /// As [`Conv2d::sgd_step`].
+    pub fn sgd_step(&mut self, engine: &Engine, grads: &Conv2dGrads, lr: f32) -> Result<()> {
+        sgd_update(engine, &mut self.weight, self.bias.as_mut(), grads, lr)
+    }
+}
+
+/// Checks `weight` (and `bias`) with `params` on an input of one image just large enough for
+/// the dilated kernel: [`ConvNdShape::new`]'s errors, or [`Error::WeightRank`].
+fn probe<const N: usize>(
+    weight: &[usize],
+    bias: Option<&[usize]>,
+    params: &ConvNdParams<N>,
+) -> Result<()> {
+    if weight.len() != N + 2 {
+        // The probe's own rank would be wrong too: name the weight's.
+        let (op, expected) = match N {
+            1 => ("conv1d", "3D weight [O, C/groups, k]"),
+            _ => ("conv3d", "5D weight [O, C/groups, kd, kh, kw]"),
+        };
+        return Err(Error::WeightRank {
+            op,
+            expected,
+            shape: weight.to_vec(),
+        });
+    }
+    let mut input = vec![1, weight[1].saturating_mul(params.groups)];
+    input.extend((0..N).map(|a| params.dilation[a].saturating_mul(weight[2 + a])));
+    ConvNdShape::new(&input, weight, bias, params).map(drop)
 }
 
 /// What [`learn_edge_kernel`] learned: the loss at every step (before that step's update) and

@@ -4,7 +4,7 @@
 
 mod common;
 
-use wgconv::layer::{learn_edge_kernel, Conv2d, Conv2dConfig};
+use wgconv::layer::{learn_edge_kernel, Conv1d, Conv2d, Conv2dConfig, Conv3d};
 use wgconv::{Conv2dParams, Error};
 
 use common::engine;
@@ -196,4 +196,85 @@ fn squared_error_and_sgd_compute_their_definitions() {
     for ((v, a), b) in p.data().iter().zip(y.data()).zip(t.data()) {
         assert_eq!(*v, a - 0.5 * b);
     }
+}
+
+/// The lecture's loop in 1-D with `layer::Conv1d`: from six rows of ones with a gap (a batch of
+/// the lecture's image's rows), and their edges `Y = corr1d(X, [1, -1])`, ten SGD steps of 3e-2
+/// find the kernel [1, -1], as the 2D lesson does from the same seed.
+#[test]
+fn a_conv1d_layer_learns_the_1d_edge_kernel() {
+    let engine = engine();
+    let x = wgconv::Tensor::from_fn(
+        [6, 1, 8],
+        |i| {
+            if (2..6).contains(&(i % 8)) {
+                0.0
+            } else {
+                1.0
+            }
+        },
+    )
+    .unwrap();
+    let params = wgconv::Conv1dParams::default();
+    let k = wgconv::Tensor::new([1, 1, 2], vec![1.0, -1.0]).unwrap();
+    let x = engine.upload(&x).unwrap();
+    let y = engine
+        .conv1d_gpu(&x, &engine.upload(&k).unwrap(), None, &params)
+        .unwrap();
+    let mut conv = Conv1d::new(engine, (1, 1), [2], params, false, 0).unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..10 {
+        let y_hat = conv.forward(engine, &x).unwrap();
+        assert_eq!(y_hat.shape(), [6, 1, 7]);
+        let (loss, grad) = engine.squared_error(&y_hat, &y).unwrap();
+        let grads = conv.backward(engine, &x, &grad).unwrap();
+        assert_eq!(grads.weight.shape(), [1, 1, 2]);
+        conv.sgd_step(engine, &grads, 3e-2).unwrap();
+        losses.push(engine.download(&loss).unwrap().data()[0]);
+    }
+    assert!(losses[9] < losses[1], "losses {losses:?}");
+    let w = engine.download(conv.weight()).unwrap();
+    assert!(
+        (w.data()[0] - 1.0).abs() < 0.1 && (w.data()[1] + 1.0).abs() < 0.1,
+        "learned {:?}, not within 0.1 of [1, -1]",
+        w.data()
+    );
+}
+
+/// `layer::Conv3d` is initialised like `nn.Conv3d` (uniform within 1/sqrt(fan_in)), runs the
+/// engine's conv3d forward and backward, and refuses a weight of another rank by name.
+#[test]
+fn a_conv3d_layer_runs_the_engines_calls() {
+    let engine = engine();
+    let params = wgconv::Conv3dParams::default()
+        .with_padding(1)
+        .with_groups(2);
+    let conv = Conv3d::new(engine, (4, 6), [3, 3, 2], params, true, 5).unwrap();
+    let w = engine.download(conv.weight()).unwrap();
+    assert_eq!(w.shape(), [6, 2, 3, 3, 2]);
+    let bound = 1.0 / ((2 * 3 * 3 * 2) as f32).sqrt();
+    assert!(w.data().iter().all(|v| v.abs() <= bound));
+    let x = engine
+        .upload(
+            &wgconv::Tensor::from_fn([2, 4, 5, 6, 7], |i| (i % 11) as f32 / 10.0 - 0.5).unwrap(),
+        )
+        .unwrap();
+    let y = conv.forward(engine, &x).unwrap();
+    let direct = engine
+        .conv3d_gpu(&x, conv.weight(), conv.bias(), conv.params())
+        .unwrap();
+    assert_eq!(y.shape(), [2, 6, 5, 6, 8]);
+    assert_eq!(
+        engine.download(&y).unwrap(),
+        engine.download(&direct).unwrap()
+    );
+    let grads = conv.backward(engine, &x, &y).unwrap();
+    assert_eq!(grads.input.shape(), x.shape());
+    assert_eq!(
+        grads.bias.as_ref().map(|b| b.shape().to_vec()),
+        Some(vec![6])
+    );
+    let weight = wgconv::Tensor::full([6, 2, 3, 3], 0.1).unwrap();
+    let e = Conv3d::from_tensors(engine, &weight, None, params).unwrap_err();
+    assert!(matches!(e, Error::WeightRank { op: "conv3d", .. }), "{e:?}");
 }

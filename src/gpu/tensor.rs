@@ -1,9 +1,14 @@
 //! `GpuTensor`: an f32 tensor living in a GPU storage buffer of one [`Engine`](crate::Engine).
 
-use std::sync::Arc;
-
 use crate::gpu::buffer::OwnedBuffer;
 use crate::spec::Shaped;
+
+/// Shared ownership of a tensor's buffer: `Arc` natively (tensors are `Send + Sync`); in the
+/// browser, where wgpu's buffers are neither, `Rc`.
+#[cfg(not(target_arch = "wasm32"))]
+type Shared<T> = std::sync::Arc<T>;
+#[cfg(target_arch = "wasm32")]
+type Shared<T> = std::rc::Rc<T>;
 
 impl Shaped for GpuTensor {
     fn dims(&self) -> &[usize] {
@@ -18,7 +23,7 @@ impl Shaped for GpuTensor {
 pub struct GpuTensor {
     // Shared only with the views wgconv makes of it for one call (a conv1d's input seen as a
     // conv2d's of height 1), so the buffer lives until the last of them is dropped.
-    buffer: Arc<OwnedBuffer>,
+    buffer: Shared<OwnedBuffer>,
     shape: Vec<usize>,
     len: usize,
     engine_id: u64,
@@ -27,7 +32,7 @@ pub struct GpuTensor {
 impl GpuTensor {
     pub(crate) fn new(buffer: OwnedBuffer, shape: Vec<usize>, len: usize, engine_id: u64) -> Self {
         GpuTensor {
-            buffer: Arc::new(buffer),
+            buffer: Shared::new(buffer),
             shape,
             len,
             engine_id,
@@ -44,7 +49,7 @@ impl GpuTensor {
     pub(crate) fn view(&self, shape: &[usize]) -> GpuTensor {
         debug_assert_eq!(shape.iter().product::<usize>(), self.len);
         GpuTensor {
-            buffer: Arc::clone(&self.buffer),
+            buffer: Shared::clone(&self.buffer),
             shape: shape.to_vec(),
             len: self.len,
             engine_id: self.engine_id,
