@@ -35,5 +35,6 @@ struct Params {
     stride_d: u32,
     pad_front: u32,
     dilation_d: u32,
-    _pad: u32,
+    // The first folded image (n*OD + od) of a piece of a split 3D convolution.
+    first_image: u32,
 }

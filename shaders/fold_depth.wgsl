@@ -34,7 +34,8 @@ fn flat_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * params.row_stride;
 }
 
-// One row of xf [N*OD, KD*C, H, W] per invocation: e = (m * KD*C + cf) * H + h.
+// One row of xf [N*OD, KD*C, H, W] per invocation: e = (m * KD*C + cf) * H + h, m counted from
+// `first_image` (a split convolution folds its images a piece at a time).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn fold_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
@@ -45,7 +46,7 @@ fn fold_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     let folded_channels = params.kernel_d * params.in_channels;
     let h = e % params.in_h;
     let cf = (e / params.in_h) % folded_channels;
-    let m = e / (params.in_h * folded_channels);
+    let m = params.first_image + e / (params.in_h * folded_channels);
     let od = m % params.out_d;
     let n = m / params.out_d;
     let g = cf / (params.kernel_d * cg);
@@ -83,7 +84,8 @@ fn fold_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// One row of y [N, O, OD, P, Q] per invocation: e = ((n * O + o) * OD + od) * P + p.
+// One row of yf [N*OD, O, P, Q] per invocation, put in its place in y [N, O, OD, P, Q]:
+// e = (m * O + o) * P + p, m counted from `first_image`.
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn unfold_output(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
@@ -91,12 +93,13 @@ fn unfold_output(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let p = e % params.out_h;
-    let od = (e / params.out_h) % params.out_d;
-    let o = (e / (params.out_h * params.out_d)) % params.out_channels;
-    let n = e / (params.out_h * params.out_d * params.out_channels);
-    let src = (((n * params.out_d + od) * params.out_channels + o) * params.out_h + p) * params.out_w;
+    let o = (e / params.out_h) % params.out_channels;
+    let m = params.first_image + e / (params.out_h * params.out_channels);
+    let od = m % params.out_d;
+    let n = m / params.out_d;
+    let dst = (((n * params.out_channels + o) * params.out_d + od) * params.out_h + p) * params.out_w;
     for (var q = 0u; q < params.out_w; q++) {
-        folded[e * params.out_w + q] = source[src + q];
+        folded[dst + q] = source[e * params.out_w + q];
     }
 }
 

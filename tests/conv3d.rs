@@ -314,3 +314,74 @@ fn a_box_kernel_sums_each_2x2x2_block_exactly() {
         want
     );
 }
+
+/// On a device whose bindings hold 16384 values (65536 bytes), a conv3d whose folded input (3
+/// times the input) does not fit runs piece by piece over its folded images, and matches the reference; a backward
+/// pass of that size, which is not split, is refused with the binding limit named; and a folded
+/// image larger than a binding is refused before any work.
+#[test]
+fn a_conv3d_past_the_binding_limit_is_split_over_its_folded_images() {
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 65536,
+        ..wgpu::Limits::downlevel_defaults()
+    };
+    let small = wgconv::Engine::with_options(wgconv::EngineOptions {
+        limits: Some(limits),
+        ..wgconv::EngineOptions::default()
+    })
+    .expect("an engine with small limits (see tests/common/mod.rs for installing an adapter)");
+    let mut rng = rng(0x0c0d_3d05);
+    // Input 2*2*8*16*16 = 8192 values, output 2*3*8*16*16 = 12288; folded, the input is
+    // 2*8 images of 3*2*16*16: 24576 values, past 16384.
+    let x = random_tensor(&mut rng, &[2, 2, 8, 16, 16]);
+    let w = random_tensor(&mut rng, &[3, 2, 3, 3, 3]);
+    let b = random_tensor(&mut rng, &[3]);
+    let params = Conv3dParams::default().with_padding(1);
+    let (shape, want) = reference::conv_nd_f64(&x, &w, Some(&b), &params).unwrap();
+    assert!(shape.folded().unwrap().input_len() > 16384);
+    let got = small.conv3d(&x, &w, Some(&b), &params).unwrap();
+    let tol = tolerance(2 * 27, max_abs(&x), max_abs(&w), max_abs(&b));
+    compare("split conv3d", rows(got.shape()), got.data(), &want, tol).unwrap();
+    // The same on the unsplit engine.
+    let whole = engine().conv3d(&x, &w, Some(&b), &params).unwrap();
+    compare(
+        "unsplit conv3d",
+        rows(whole.shape()),
+        whole.data(),
+        &want,
+        tol,
+    )
+    .unwrap();
+
+    let up = |t: &Tensor| small.upload(t).unwrap();
+    let gy = random_tensor(&mut rng, &shape.output_shape());
+    let e = small
+        .conv3d_backward(&up(&x), &up(&w), &up(&gy), &params, true)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DeviceLimit {
+                limit_name: "max_storage_buffer_binding_size",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // An input of 8*40*40 = 12800 values fits, but its one folded image of 3*8*40*40 = 38400
+    // values cannot be cut further.
+    let x = random_tensor(&mut rng, &[1, 8, 1, 40, 40]);
+    let w = random_tensor(&mut rng, &[1, 8, 3, 1, 1]);
+    let e = small
+        .conv3d(
+            &x,
+            &w,
+            None,
+            &Conv3dParams::default().with_padding([[1, 1], [0, 0], [0, 0]]),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::DeviceLimit { ref what, .. } if what.contains("folded input")),
+        "{e:?}"
+    );
+}

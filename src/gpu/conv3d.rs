@@ -35,7 +35,7 @@ impl Engine {
         |wait| {
             // Validated and planned before anything is uploaded.
             let shape = params.shape_of(input, weight, bias)?;
-            self.conv3d_plan(&shape, self.algorithm())?;
+            self.conv3d_plan(&shape, self.algorithm(), false)?;
             let x = self.upload(input)?;
             let w = self.upload(weight)?;
             let b = bias.map(|b| self.upload(b)).transpose()?;
@@ -49,8 +49,9 @@ impl Engine {
     ///
     /// # Errors
     /// Every shape or parameter error of [`ConvNdShape::new`]; [`Error::DeviceLimit`] when the
-    /// folded input, weight or output does not fit one storage binding (3D convolutions are not
-    /// split yet); the folded 2D convolution's errors, as [`Engine::conv2d_gpu`]'s.
+    /// input, the output, the folded weight or one folded image does not fit one storage binding
+    /// (a folded input or output that does not is split over its images); the folded 2D
+    /// convolution's errors, as [`Engine::conv2d_gpu`]'s.
     pub fn conv3d_gpu(
         &self,
         input: &GpuTensor,
@@ -83,50 +84,66 @@ impl Engine {
         self.record_conv3d(&shape, input, weight, bias, output, algorithm)
     }
 
-    /// The three folding passes of `shape` and its folded 2D problem, each checked against the
-    /// device's limits, and the 2D problem planned.
+    /// The folded 2D problem of `shape` and how many of its images (`n*OD + od`) one piece
+    /// folds: all of them when the folded input and output fit one binding, else as many as do
+    /// (the forward pass runs piece by piece; `whole` asks that no piece be needed, as the
+    /// backward passes do). The input, the output and the folded weight must each fit one
+    /// binding; a forced `algorithm` must cover the folded problem.
     fn conv3d_plan(
         &self,
         shape: &ConvNdShape<3>,
         algorithm: Algorithm,
-    ) -> Result<([plan::Plan; 3], crate::spec::Conv2dShape)> {
+        whole: bool,
+    ) -> Result<(crate::spec::Conv2dShape, usize)> {
         let folded = shape.folded().ok_or_else(|| Error::SizeOverflow {
             what: format!("the folded 2D problem of {:?}", shape.input_shape()),
         })?;
         let limits = self.limits();
         let input_len = shape.input_shape().iter().product();
         // The folded tensors can be KD times the input: their sizes are checked, not assumed.
-        let len = |what: &str, dims: [usize; 4]| {
+        let len = |what: &str, dims: &[usize]| {
             dims.iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
                 .ok_or_else(|| Error::SizeOverflow {
                     what: format!("the {what} {dims:?}"),
                 })
         };
+        let [_, ci, h, w] = folded.input_shape();
+        let [_, o, p, q] = folded.output_shape();
+        let per_image = [
+            ("folded input", len("folded input image", &[ci, h, w])?),
+            ("folded output", len("folded output image", &[o, p, q])?),
+        ];
         self.check_bindings(&[
             ("input", input_len),
             ("output", shape.output_len()),
-            ("folded input", len("folded input", folded.input_shape())?),
             (
                 "folded weight",
-                len("folded weight", folded.weight_shape())?,
-            ),
-            (
-                "folded output",
-                len("folded output", folded.output_shape())?,
+                len("folded weight", &folded.weight_shape())?,
             ),
         ])?;
-        index_u32("input elements", input_len)?;
-        let uniforms = fold_uniforms(shape)?;
-        let steps = [Kernel::FoldInput, Kernel::FoldWeight, Kernel::UnfoldOutput]
-            .map(|kernel| plan::flat(kernel, rows(kernel, shape), uniforms, &limits));
-        let [fold_input, fold_weight, unfold] = steps;
-        let steps = [fold_input?, fold_weight?, unfold?];
+        self.check_bindings(&per_image)?;
+        let images = match plan::split::batch_split(folded.batch, &per_image, &limits) {
+            None => folded.batch.max(1),
+            Some(images) if !whole => images,
+            Some(_) => {
+                let all = [
+                    ("folded input", len("folded input", &folded.input_shape())?),
+                    (
+                        "folded output",
+                        len("folded output", &folded.output_shape())?,
+                    ),
+                ];
+                // The error of the first tensor that does not fit.
+                self.check_bindings(&all)?;
+                folded.batch
+            }
+        };
         if algorithm != Algorithm::Auto {
             // A forced kernel that does not cover the folded problem is refused before any work.
             plan::plan(&folded, &limits, algorithm)?;
         }
-        Ok((steps, folded))
+        Ok((folded, images))
     }
 
     /// The problem of a backward call and its folded 2D one, with `grad_output` checked against
@@ -149,7 +166,7 @@ impl Engine {
                 got: grad_output.shape().to_vec(),
             });
         }
-        let (_, folded) = self.conv3d_plan(&shape, Algorithm::Auto)?;
+        let (folded, _) = self.conv3d_plan(&shape, Algorithm::Auto, true)?;
         Ok((shape, folded))
     }
 
@@ -162,9 +179,10 @@ impl Engine {
         source: &GpuTensor,
         out_shape: &[usize],
     ) -> Result<GpuTensor> {
+        let images = shape.batch * shape.output[0];
         let plan = plan::flat(
             kernel,
-            rows(kernel, shape),
+            rows(kernel, shape, images),
             fold_uniforms(shape)?,
             &self.limits(),
         )?;
@@ -294,33 +312,49 @@ impl Engine {
         output: &GpuTensor,
         algorithm: Algorithm,
     ) -> Result<()> {
-        let ([fold_input, fold_weight, unfold], folded) = self.conv3d_plan(shape, algorithm)?;
-        let x = self.flat_into(
-            "folding a 3D input",
-            fold_input,
-            input,
-            &folded.input_shape(),
-        )?;
-        let w = self.flat_into(
-            "folding a 3D weight",
-            fold_weight,
-            weight,
-            &folded.weight_shape(),
-        )?;
-        let y = self.alloc(&folded.output_shape())?;
-        self.plan_and_record(&folded, &x, Weights::Plain(&w), bias, &y, algorithm)?;
-        self.submit_steps(
-            "unfolding a 3D output",
-            &[(unfold, &[y.buffer(), output.buffer()])],
-        )?;
+        let (folded, images) = self.conv3d_plan(shape, algorithm, false)?;
+        let w = self.fold_pass(Kernel::FoldWeight, shape, weight, &folded.weight_shape())?;
+        if folded.batch > images {
+            log::debug!("wgconv: splitting {shape:?} into pieces of {images} folded images");
+        }
+        for range in plan::split::batch_ranges(folded.batch, images) {
+            // The piece's images, folded, convolved, and put in their place in the output.
+            let piece = crate::spec::Conv2dShape {
+                batch: range.len(),
+                ..folded
+            };
+            let mut uniforms = fold_uniforms(shape)?;
+            uniforms.first_image = index_u32("first folded image", range.start)?;
+            let limits = self.limits();
+            let fold = plan::flat(
+                Kernel::FoldInput,
+                rows(Kernel::FoldInput, shape, range.len()),
+                uniforms,
+                &limits,
+            )?;
+            let unfold = plan::flat(
+                Kernel::UnfoldOutput,
+                rows(Kernel::UnfoldOutput, shape, range.len()),
+                uniforms,
+                &limits,
+            )?;
+            let x = self.flat_into("folding a 3D input", fold, input, &piece.input_shape())?;
+            let y = self.alloc(&piece.output_shape())?;
+            self.plan_and_record(&piece, &x, Weights::Plain(&w), bias, &y, algorithm)?;
+            self.submit_steps(
+                "unfolding a 3D output",
+                &[(unfold, &[y.buffer(), output.buffer()])],
+            )?;
+        }
         Ok(())
     }
 }
 
-/// The invocations of a folding kernel: one per row of the tensor it writes (a width's worth of
-/// elements; for the weight kernels, one kernel plane). Twin: the `e =` comments in
+/// The invocations of a folding kernel over `images` folded images (`n*OD + od`; for the
+/// kernels of the whole problem, all of them): one per row of the tensor it writes (a width's
+/// worth of elements; for the weight kernels, one kernel plane). Twin: the `e =` comments in
 /// shaders/fold_depth.wgsl.
-fn rows(kernel: Kernel, s: &ConvNdShape<3>) -> usize {
+fn rows(kernel: Kernel, s: &ConvNdShape<3>, images: usize) -> usize {
     let kd = s.kernel[0];
     let (n, c, o, cg) = (
         s.batch,
@@ -328,13 +362,13 @@ fn rows(kernel: Kernel, s: &ConvNdShape<3>) -> usize {
         s.out_channels,
         s.in_channels / s.groups,
     );
-    let ([d, h, _], [od, p, _]) = (s.input, s.output);
+    let ([d, h, _], p) = (s.input, s.output[1]);
     match kernel {
-        Kernel::FoldInput => n * od * kd * c * h,
+        Kernel::FoldInput => images * kd * c * h,
         Kernel::UnfoldInputGrad => n * c * d * h,
         Kernel::FoldWeight | Kernel::UnfoldWeight => o * cg * kd,
-        // The output's rows, folded or not (unfold_output, fold_output).
-        _ => n * o * od * p,
+        // The folded output's rows (unfold_output, fold_output).
+        _ => images * o * p,
     }
 }
 

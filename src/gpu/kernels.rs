@@ -380,5 +380,6 @@ pub struct ConvUniforms {
     pub pad_front: u32,
     /// Its depth dilation.
     pub dilation_d: u32,
-    pub _pad: u32,
+    /// The first folded image (`n*OD + od`) of a piece of a split 3D convolution.
+    pub first_image: u32,
 }

@@ -297,7 +297,7 @@ pub(crate) fn base_uniforms(shape: &Conv2dShape) -> Result<ConvUniforms> {
         stride_d: 1,
         pad_front: 0,
         dilation_d: 1,
-        _pad: 0,
+        first_image: 0,
     })
 }
 
