@@ -880,3 +880,95 @@ async fn javascript_api_matches_the_reference_and_rejects_bad_input() {
     );
     assert!(m.contains("width") && m.contains("128.5"), "{m}");
 }
+
+// ---- conv1d and conv3d ----
+
+/// Deterministic values in [-1, 1] (zero mean, as the tolerance argument assumes).
+fn values(shape: &[usize], seed: u64) -> Tensor {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    Tensor::from_fn(shape.to_vec(), |_| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    })
+    .expect("a test tensor")
+}
+
+/// A `[n, o, rest...]` shape as the 4-D one the comparison names indices by.
+fn flat4(shape: &[usize]) -> [usize; 4] {
+    let (n, o) = (shape[0], shape[1]);
+    [n, o, 1, shape[2..].iter().product()]
+}
+
+#[wasm_bindgen_test]
+async fn conv1d_and_conv3d_match_the_reference() {
+    let engine = engine().await;
+    let one = wgconv::Conv1dParams::default()
+        .with_stride(2)
+        .with_padding([[1, 3]])
+        .with_dilation(2)
+        .with_groups(2);
+    let three = wgconv::Conv3dParams::default()
+        .with_stride([1, 2, 1])
+        .with_padding([[1, 0], [1, 1], [0, 2]])
+        .with_dilation([2, 1, 1])
+        .with_groups(2);
+    for (x_shape, w_shape) in [
+        (&[2, 6, 50][..], &[4, 3, 5][..]),
+        (&[6, 41][..], &[4, 3, 5][..]),
+    ] {
+        let (x, w, b) = (values(x_shape, 1), values(w_shape, 2), values(&[4], 3));
+        let (s, want) = cpu::reference::conv_nd_f64(&x, &w, Some(&b), &one).unwrap();
+        let got = engine.conv1d_async(&x, &w, Some(&b), &one).await.unwrap();
+        assert_eq!(got.shape(), &s.output_shape()[..]);
+        let tol = tolerance(15, max_abs(&x), max_abs(&w), max_abs(&b));
+        // An unbatched output named as the batch of one it is.
+        let batched = [&[1][..], &s.output_shape()[..]].concat();
+        let batched = if s.unbatched {
+            batched
+        } else {
+            s.output_shape()
+        };
+        compare("conv1d", flat4(&batched), got.data(), &want, tol).unwrap();
+    }
+    let (x, w, b) = (
+        values(&[2, 4, 5, 6, 7], 4),
+        values(&[6, 2, 3, 2, 3], 5),
+        values(&[6], 6),
+    );
+    let (s, want) = cpu::reference::conv_nd_f64(&x, &w, Some(&b), &three).unwrap();
+    let got = engine.conv3d_async(&x, &w, Some(&b), &three).await.unwrap();
+    assert_eq!(got.shape(), &s.output_shape()[..]);
+    let tol = tolerance(36, max_abs(&x), max_abs(&w), max_abs(&b));
+    compare("conv3d", flat4(got.shape()), got.data(), &want, tol).unwrap();
+
+    // The conv3d's gradients, from GPU tensors.
+    let gy = values(&s.output_shape(), 7);
+    let want = cpu::reference::conv_nd_backward_f64(&x, &w, &gy, &three).unwrap();
+    let (gx, gw, gg) = (
+        engine.upload(&x).unwrap(),
+        engine.upload(&w).unwrap(),
+        engine.upload(&gy).unwrap(),
+    );
+    let grads = engine.conv3d_backward(&gx, &gw, &gg, &three, true).unwrap();
+    let (mx, mw, mg) = (max_abs(&x), max_abs(&w), max_abs(&gy));
+    let rows = 2 * s.output.iter().product::<usize>();
+    for (what, got, want, tol) in [
+        (
+            "grad input",
+            &grads.input,
+            &want.input,
+            tolerance(3 * 18, mg, mw, 0.0),
+        ),
+        (
+            "grad weight",
+            &grads.weight,
+            &want.weight,
+            tolerance(rows, mg, mx, 0.0),
+        ),
+    ] {
+        let got = engine.download_async(got).await.unwrap();
+        compare(what, flat4(got.shape()), got.data(), want, tol).unwrap();
+    }
+}
