@@ -641,3 +641,15 @@ fn an_unbounded_wait_is_allowed() {
     assert!(y.data().iter().all(|&v| v == 9.0));
     forever.synchronize().unwrap();
 }
+
+#[test]
+fn a_convolution_over_four_spatial_axes_is_refused() {
+    let p = wgconv::ConvNdParams::<4>::default();
+    let e = wgconv::ConvNdShape::new(&[1, 1, 2, 2, 2, 2], &[1, 1, 1, 1, 1, 1], None, &p)
+        .unwrap_err();
+    assert!(matches!(e, Error::SpatialDims { dims: 4 }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "convolutions have 1, 2 or 3 spatial dimensions, but 4 were asked for"
+    );
+}
