@@ -355,7 +355,12 @@ where
         let mut weight_shape = vec![out_channels, in_channels / groups];
         weight_shape.extend_from_slice(&kernel);
         let bias_shape = [out_channels];
-        probe::<N>(&weight_shape, bias.then_some(&bias_shape[..]), &params)?;
+        probe::<N>(
+            Some(in_channels),
+            &weight_shape,
+            bias.then_some(&bias_shape[..]),
+            &params,
+        )?;
         let fan_in = (in_channels / groups) * kernel.iter().product::<usize>();
         let bound = 1.0 / (fan_in as f32).sqrt();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -384,7 +389,7 @@ where
         bias: Option<&Tensor>,
         params: ConvNdParams<N>,
     ) -> Result<Self> {
-        probe::<N>(weight.shape(), bias.map(Tensor::shape), &params)?;
+        probe::<N>(None, weight.shape(), bias.map(Tensor::shape), &params)?;
         Ok(ConvNd {
             weight: engine.upload(weight)?,
             bias: bias.map(|b| engine.upload(b)).transpose()?,
@@ -441,9 +446,11 @@ where
     }
 }
 
-/// Checks `weight` (and `bias`) with `params` on an input of one image just large enough for
-/// the dilated kernel: [`ConvNdShape::new`]'s errors, or [`Error::WeightRank`].
+/// Checks `weight` (and `bias`) with `params` on an input of one image of `channels` channels
+/// (by default `weight[1] * groups`) just large enough for the dilated kernel:
+/// [`ConvNdShape::new`]'s errors, or [`Error::WeightRank`].
 fn probe<const N: usize>(
+    channels: Option<usize>,
     weight: &[usize],
     bias: Option<&[usize]>,
     params: &ConvNdParams<N>,
@@ -460,7 +467,8 @@ fn probe<const N: usize>(
             shape: weight.to_vec(),
         });
     }
-    let mut input = vec![1, weight[1].saturating_mul(params.groups)];
+    let channels = channels.unwrap_or(weight[1].saturating_mul(params.groups));
+    let mut input = vec![1, channels];
     input.extend((0..N).map(|a| params.dilation[a].saturating_mul(weight[2 + a])));
     ConvNdShape::new(&input, weight, bias, params).map(drop)
 }

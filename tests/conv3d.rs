@@ -385,3 +385,31 @@ fn a_conv3d_past_the_binding_limit_is_split_over_its_folded_images() {
         "{e:?}"
     );
 }
+
+/// Depth coordinates past i32 are refused before any work (the shaders form them in i32), and
+/// the CPU baseline refuses a folded input whose size overflows, where the reference runs out of
+/// memory cleanly: errors, not wrong values or panics.
+#[test]
+fn huge_depth_padding_or_dilation_is_refused_not_miscomputed() {
+    let engine = engine();
+    let x = Tensor::full([1, 1, 1, 2, 2], 1.0).unwrap();
+    let w = Tensor::full([1, 1, 1, 1, 1], 1.0).unwrap();
+    let params = Conv3dParams::default()
+        .with_stride([1 << 31, 1, 1])
+        .with_padding([[0, 1 << 33], [0, 0], [0, 0]]);
+    let e = engine.conv3d(&x, &w, None, &params).unwrap_err();
+    assert!(
+        matches!(e, Error::TooLarge { ref what, .. } if what == "padded input depth"),
+        "{e:?}"
+    );
+    let x = Tensor::full([1, 1024, 1, 32, 32], 1.0).unwrap();
+    let w = Tensor::full([1, 1024, 2, 1, 1], 1.0).unwrap();
+    let params = Conv3dParams::default()
+        .with_dilation([1 << 44, 1, 1])
+        .with_padding([[1 << 45, 1 << 45], [0, 0], [0, 0]]);
+    let e = wgconv::cpu::fast::conv3d(&x, &w, None, &params).unwrap_err();
+    assert!(
+        matches!(e, Error::SizeOverflow { .. } | Error::HostMemory { .. }),
+        "{e:?}"
+    );
+}

@@ -645,11 +645,21 @@ fn an_unbounded_wait_is_allowed() {
 #[test]
 fn a_convolution_over_four_spatial_axes_is_refused() {
     let p = wgconv::ConvNdParams::<4>::default();
-    let e = wgconv::ConvNdShape::new(&[1, 1, 2, 2, 2, 2], &[1, 1, 1, 1, 1, 1], None, &p)
-        .unwrap_err();
+    let e =
+        wgconv::ConvNdShape::new(&[1, 1, 2, 2, 2, 2], &[1, 1, 1, 1, 1, 1], None, &p).unwrap_err();
     assert!(matches!(e, Error::SpatialDims { dims: 4 }), "{e:?}");
     assert_eq!(
         e.to_string(),
         "convolutions have 1, 2 or 3 spatial dimensions, but 4 were asked for"
+    );
+}
+
+#[test]
+fn unbatched_channel_errors_name_the_batch_of_one_as_pytorch_does() {
+    let e =
+        Conv2dShape::new(&[4, 8, 8], &[8, 3, 1, 1], None, &Conv2dParams::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Given groups=1, weight of size [8, 3, 1, 1], expected input[1, 4, 8, 8] to have 3 channels, but got 4 channels instead"
     );
 }

@@ -224,14 +224,21 @@ fn reference_gradients_match_pytorch_in_1d_2d_and_3d() {
             assert_close_to_golden(&format!("{}, grad bias", c.name), &g.bias, gb);
         }
     }
-    let with_grads = load_cases()
-        .iter()
-        .filter(|c| c.implemented() && c.grads.is_some())
-        .count();
+    let cases = load_cases();
+    let with_grads = |dims: usize| {
+        cases
+            .iter()
+            .filter(|c| c.dims == dims && c.implemented() && c.grads.is_some())
+            .count()
+    };
     each_implemented(1, check::<1>);
     each_implemented(2, check::<2>);
     each_implemented(3, check::<3>);
-    assert!(with_grads >= 5, "{with_grads} gradient cases");
+    let counts = [with_grads(1), with_grads(2), with_grads(3)];
+    assert!(
+        counts.iter().all(|&n| n >= 1),
+        "gradient cases per dims: {counts:?}"
+    );
 }
 
 #[test]
@@ -431,7 +438,7 @@ fn upload(c: &Case, t: &Tensor) -> wgconv::GpuTensor {
 }
 
 #[test]
-fn gpu_conv1d_and_conv3d_gradients_match_pytorch() {
+fn gpu_gradients_match_pytorch_in_1d_2d_and_3d() {
     let one = check_gpu_gradients::<1>(|c, params| {
         let (gy, _, _, gb) = c.grads.as_ref().expect("a gradient case");
         let (x, w, g) = (upload(c, &c.input), upload(c, &c.weight), upload(c, gy));
@@ -442,8 +449,14 @@ fn gpu_conv1d_and_conv3d_gradients_match_pytorch() {
         let (x, w, g) = (upload(c, &c.input), upload(c, &c.weight), upload(c, gy));
         engine().conv3d_backward(&x, &w, &g, params, gb.is_some())
     });
+    // The conv2d gradient case is unbatched: the backward pass of an unbatched input.
+    let two = check_gpu_gradients::<2>(|c, params| {
+        let (gy, _, _, gb) = c.grads.as_ref().expect("a gradient case");
+        let (x, w, g) = (upload(c, &c.input), upload(c, &c.weight), upload(c, gy));
+        engine().conv2d_backward(&x, &w, &g, &params.into(), gb.is_some())
+    });
     assert!(
-        one >= 2 && three >= 3,
-        "{one} conv1d and {three} conv3d gradient cases"
+        one >= 2 && two >= 1 && three >= 3,
+        "{one} conv1d, {two} conv2d and {three} conv3d gradient cases"
     );
 }

@@ -278,3 +278,37 @@ fn a_conv3d_layer_runs_the_engines_calls() {
     let e = Conv3d::from_tensors(engine, &weight, None, params).unwrap_err();
     assert!(matches!(e, Error::WeightRank { op: "conv3d", .. }), "{e:?}");
 }
+
+/// A layer over an unbatched input trains as over the batch of one: `layer::Conv2d` forward and
+/// backward of `[C, H, W]`, and `layer::Conv1d::new` refuses channels its groups do not divide.
+#[test]
+fn unbatched_inputs_train_and_layers_check_their_channels() {
+    let engine = engine();
+    let conv = Conv2d::new(engine, Conv2dConfig::new(2, 3, 3).seed(1)).unwrap();
+    let x = engine
+        .upload(&wgconv::Tensor::from_fn([2, 5, 5], |i| (i % 7) as f32 / 7.0).unwrap())
+        .unwrap();
+    let y = conv.forward(engine, &x).unwrap();
+    assert_eq!(y.shape(), [3, 3, 3]);
+    let grads = conv.backward(engine, &x, &y).unwrap();
+    assert_eq!(grads.input.shape(), [2, 5, 5]);
+    assert_eq!(grads.weight.shape(), [3, 2, 3, 3]);
+    let x1 = engine
+        .upload(&wgconv::Tensor::from_fn([1, 2, 5, 5], |i| (i % 7) as f32 / 7.0).unwrap())
+        .unwrap();
+    let y1 = conv.forward(engine, &x1).unwrap();
+    let grads1 = conv.backward(engine, &x1, &y1).unwrap();
+    for (a, b) in [
+        (&grads.input, &grads1.input),
+        (&grads.weight, &grads1.weight),
+    ] {
+        let (a, b) = (engine.download(a).unwrap(), engine.download(b).unwrap());
+        assert_eq!(a.data(), b.data());
+    }
+    let params = wgconv::Conv1dParams::default().with_groups(2);
+    let e = Conv1d::new(engine, (5, 4), [3], params, true, 0).unwrap_err();
+    assert!(
+        matches!(e, Error::InChannelsNotDivisible { groups: 2, .. }),
+        "{e:?}"
+    );
+}

@@ -23,7 +23,7 @@ use crate::gpu::pipelines::is_build_failure;
 use crate::gpu::plan::{self, backward::check_indexing, backward::chunking};
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::tuning::Op;
-use crate::spec::{Conv2dParams, Conv2dShape, ConvTranspose2dShape};
+use crate::spec::{Conv2dParams, Conv2dShape, ConvNdShape, ConvTranspose2dShape};
 
 /// The gradients of a convolution's loss ([`Engine::conv2d_backward`]).
 #[derive(Debug)]
@@ -96,23 +96,24 @@ impl Engine {
         })
     }
 
-    /// The validated forward problem of a backward call, with `grad_output` checked against it.
+    /// The validated forward problem of a backward call (as given, and as the batched problem
+    /// it runs as), with `grad_output` checked against its output's shape.
     fn backward_shape(
         &self,
         input_shape: &[usize],
         weight_shape: &[usize],
         grad_output: &GpuTensor,
         params: &Conv2dParams,
-    ) -> Result<Conv2dShape> {
+    ) -> Result<(ConvNdShape<2>, Conv2dShape)> {
         self.check_owner("grad_output", grad_output)?;
-        let shape = Conv2dShape::new(input_shape, weight_shape, None, params)?;
+        let shape = ConvNdShape::<2>::new(input_shape, weight_shape, None, &params.into())?;
         if grad_output.shape() != shape.output_shape() {
             return Err(Error::GradOutputShape {
-                expected: shape.output_shape().to_vec(),
+                expected: shape.output_shape(),
                 got: grad_output.shape().to_vec(),
             });
         }
-        Ok(shape)
+        Ok((shape, shape.as_conv2d()))
     }
 
     /// `dL/dinput` `[N, C, H, W]` of the convolution of an input of `input_shape` with `weight`,
@@ -128,9 +129,14 @@ impl Engine {
         input_shape: &[usize],
         params: &Conv2dParams,
     ) -> Result<GpuTensor> {
-        let shape = self.backward_shape(input_shape, weight.shape(), grad_output, params)?;
+        let (given, shape) =
+            self.backward_shape(input_shape, weight.shape(), grad_output, params)?;
         let t = ConvTranspose2dShape::input_gradient_of(&shape);
-        self.transposed(&t, grad_output, weight, None)
+        // An unbatched problem runs as its batch of one, and its gradient comes back unbatched.
+        let gy = grad_output.view(&shape.output_shape());
+        Ok(self
+            .transposed(&t, &gy, weight, None)?
+            .view(&given.input_shape()))
     }
 
     /// `dL/dweight` `[O, C/groups, kh, kw]` of the convolution of `input` with weights of
@@ -146,7 +152,12 @@ impl Engine {
         params: &Conv2dParams,
     ) -> Result<GpuTensor> {
         self.check_owner("input", input)?;
-        let shape = self.backward_shape(input.shape(), weight_shape, grad_output, params)?;
+        let (_, shape) = self.backward_shape(input.shape(), weight_shape, grad_output, params)?;
+        // An unbatched problem runs as its batch of one.
+        let (input, grad_output) = (
+            &input.view(&shape.input_shape()),
+            &grad_output.view(&shape.output_shape()),
+        );
         let per_image = [
             ("input", shape.input_len() / shape.batch.max(1)),
             ("grad_output", shape.output_len() / shape.batch.max(1)),
@@ -230,13 +241,18 @@ impl Engine {
     /// `dL/dbias` `[O]`: `grad_output` (`[N, O, P, Q]`) summed over `N`, `P` and `Q`.
     ///
     /// # Errors
-    /// [`Error::InputRank`] for a `grad_output` that is not 4-D, size and GPU errors.
+    /// [`Error::InputRank`] for a `grad_output` that is not 3-D (unbatched) or 4-D, size and GPU
+    /// errors.
     pub fn conv2d_grad_bias(&self, grad_output: &GpuTensor) -> Result<GpuTensor> {
         self.check_owner("grad_output", grad_output)?;
+        if let &[o, p, q] = grad_output.shape() {
+            // An unbatched gradient sums as the batch of one it is.
+            return self.conv2d_grad_bias(&grad_output.view(&[1, o, p, q]));
+        }
         let &[n, o, p, q] = grad_output.shape() else {
             return Err(Error::InputRank {
                 op: "conv2d_grad_bias",
-                expected: "4D [N, O, P, Q]".into(),
+                expected: "3D (unbatched) or 4D (batched) [N, O, P, Q]".into(),
                 shape: grad_output.shape().to_vec(),
             });
         };

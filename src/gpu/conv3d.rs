@@ -111,9 +111,32 @@ impl Engine {
         let [_, ci, h, w] = folded.input_shape();
         let [_, o, p, q] = folded.output_shape();
         let per_image = [
-            ("folded input", len("folded input image", &[ci, h, w])?),
-            ("folded output", len("folded output image", &[o, p, q])?),
+            (
+                "folded input image",
+                len("folded input image", &[ci, h, w])?,
+            ),
+            (
+                "folded output image",
+                len("folded output image", &[o, p, q])?,
+            ),
         ];
+        // Depth coordinates are formed as i32 in the shaders: od*sd + a*dd - front, and
+        // d + front; every one of them is below the padded depth.
+        let [[front, back], _, _] = shape.padding;
+        let padded = shape.input[0]
+            .checked_add(front)
+            .and_then(|v| v.checked_add(back))
+            .filter(|&v| v <= i32::MAX as usize);
+        if padded.is_none() {
+            return Err(Error::TooLarge {
+                what: "padded input depth".into(),
+                value: (shape.input[0] as u64)
+                    .saturating_add(front as u64)
+                    .saturating_add(back as u64),
+                limit: i32::MAX as u64,
+                why: "input coordinates are i32 in the shaders",
+            });
+        }
         self.check_bindings(&[
             ("input", input_len),
             ("output", shape.output_len()),
@@ -140,8 +163,12 @@ impl Engine {
             }
         };
         if algorithm != Algorithm::Auto {
-            // A forced kernel that does not cover the folded problem is refused before any work.
-            plan::plan(&folded, &limits, algorithm)?;
+            // A forced kernel that does not cover a piece's problem is refused before any work.
+            let piece = crate::spec::Conv2dShape {
+                batch: images.min(folded.batch),
+                ..folded
+            };
+            plan::plan(&piece, &limits, algorithm)?;
         }
         Ok((folded, images))
     }

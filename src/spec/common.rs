@@ -129,7 +129,7 @@ pub(super) fn check_operands(
     let Ok(input4) = <[usize; 4]>::try_from(input) else {
         return Err(Error::InputRank {
             op: "conv_transpose2d",
-            expected: "4D (batched)".into(),
+            expected: "4D [N, C, H, W] (wgconv takes no unbatched one here yet)".into(),
             shape: input.to_vec(),
         });
     };

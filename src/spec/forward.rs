@@ -1,6 +1,6 @@
 //! The forward convolution: [`Padding`], [`Conv2dParams`] and the validated [`Conv2dShape`].
 
-use super::common::{ConvParams, IntoPair, Shaped};
+use super::common::{check_byte_sizes, ConvParams, IntoPair, Shaped};
 use super::nd::{ConvNdParams, ConvNdShape, PaddingNd};
 use crate::error::Result;
 
@@ -416,10 +416,10 @@ impl ConvNdShape<3> {
     /// `od*sd + a*dd - front` of channel `g*C/groups + ci` (zeros outside the input). The sum over
     /// its channels and taps is the 3D sum over channels and taps (shaders/fold_depth.wgsl).
     ///
-    /// `None` when `N*OD` or `KD*C` overflows.
+    /// `None` when `N*OD`, `KD*C` or the byte size of a folded tensor overflows.
     pub fn folded(&self) -> Option<Conv2dShape> {
         let [_, [top, bottom], [left, right]] = self.padding;
-        Some(Conv2dShape {
+        let folded = Conv2dShape {
             batch: self.batch.checked_mul(self.output[0])?,
             in_channels: self.kernel[0].checked_mul(self.in_channels)?,
             in_h: self.input[1],
@@ -439,6 +439,12 @@ impl ConvNdShape<3> {
             has_bias: self.has_bias,
             out_h: self.output[1],
             out_w: self.output[2],
-        })
+        };
+        let tensors = [
+            ("folded input", &folded.input_shape()[..]),
+            ("folded weight", &folded.weight_shape()[..]),
+            ("folded output", &folded.output_shape()[..]),
+        ];
+        check_byte_sizes(&tensors).ok().map(|()| folded)
     }
 }

@@ -286,10 +286,16 @@ impl<const N: usize> ConvNdShape<N> {
         }
         check_groups_divide_weight(weight, groups)?;
         let (c, o, cg) = (image[0], weight[0], weight[1]);
+        // PyTorch names an unbatched input by the batch of one it runs as.
+        let named = if unbatched {
+            [&[1][..], input].concat()
+        } else {
+            input.to_vec()
+        };
         if c % groups != 0 {
             return Err(Error::InChannelsNotDivisible {
                 groups,
-                input: input.to_vec(),
+                input: named,
                 channels: c,
             });
         }
@@ -300,7 +306,7 @@ impl<const N: usize> ConvNdShape<N> {
             return Err(Error::ChannelMismatch {
                 groups,
                 weight: weight.to_vec(),
-                input: input.to_vec(),
+                input: named,
                 expected,
                 got: c,
             });
