@@ -953,8 +953,9 @@ impl GradShape {
 }
 
 /// `conv2d_grad_bias` of an empty gradient shaped like `dims` with dimension `zero` set to 0
-/// (its other dimensions as absurd as the problem's): zeros of `[dims[1]]` for a 4-D shape, or a
-/// size error when that vector does not fit; [`wgconv::Error::InputRank`] otherwise.
+/// (its other dimensions as absurd as the problem's): zeros of `[O]` for a 4-D shape `[N, O, P, Q]`
+/// or a 3-D (unbatched) `[O, P, Q]`, or a size error when that vector does not fit;
+/// [`wgconv::Error::InputRank`] otherwise.
 fn empty_bias_gradient(dims: &[usize], zero: prop::sample::Index) -> TestCaseResult {
     let engine = engine();
     let mut shape = if dims.is_empty() {
@@ -973,7 +974,8 @@ fn empty_bias_gradient(dims: &[usize], zero: prop::sample::Index) -> TestCaseRes
             return Ok(());
         }
     };
-    let &[_, o, _, _] = &shape[..] else {
+    // A 3-D gradient is an unbatched one, `[O, P, Q]`.
+    let (&[_, o, _, _] | &[o, _, _]) = &shape[..] else {
         let got = engine.conv2d_grad_bias(&gy);
         prop_assert!(
             matches!(got, Err(wgconv::Error::InputRank { .. })),

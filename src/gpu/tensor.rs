@@ -47,7 +47,13 @@ impl GpuTensor {
     /// The same elements under another shape of as many elements (`[N, C, L]` as
     /// `[N, C, 1, L]`), sharing the buffer: what the lowered calls hand to the conv2d paths.
     pub(crate) fn view(&self, shape: &[usize]) -> GpuTensor {
-        debug_assert_eq!(shape.iter().product::<usize>(), self.len);
+        // An empty tensor's other dimensions may be absurd: its product is 0 however they are.
+        let len = if shape.contains(&0) {
+            Some(0)
+        } else {
+            shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        };
+        debug_assert_eq!(len, Some(self.len));
         GpuTensor {
             buffer: Shared::clone(&self.buffer),
             shape: shape.to_vec(),
