@@ -219,10 +219,14 @@ impl Conv2dShape {
     /// `bias` is the bias tensor's shape, if there is one.
     ///
     /// # Errors
-    /// [`Error::NonPositive`], [`Error::InputRank`], [`Error::WeightRank`],
-    /// [`Error::EmptyDimension`], [`Error::SameWithStride`], [`Error::OutChannelsNotDivisible`],
-    /// [`Error::InChannelsNotDivisible`], [`Error::ChannelMismatch`], [`Error::BiasShape`],
-    /// [`Error::KernelTooLarge`], [`Error::SizeOverflow`].
+    /// Every error of [`ConvNdShape::new`]: [`NonPositive`](crate::Error::NonPositive),
+    /// [`InputRank`](crate::Error::InputRank), [`WeightRank`](crate::Error::WeightRank),
+    /// [`EmptyDimension`](crate::Error::EmptyDimension),
+    /// [`SameWithStride`](crate::Error::SameWithStride),
+    /// [`OutChannelsNotDivisible`](crate::Error::OutChannelsNotDivisible),
+    /// [`InChannelsNotDivisible`](crate::Error::InChannelsNotDivisible),
+    /// [`ChannelMismatch`](crate::Error::ChannelMismatch), [`BiasShape`](crate::Error::BiasShape),
+    /// [`KernelTooLarge`](crate::Error::KernelTooLarge), [`SizeOverflow`](crate::Error::SizeOverflow).
     pub fn new(
         input: &[usize],
         weight: &[usize],
