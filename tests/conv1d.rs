@@ -12,8 +12,8 @@ use wgconv::cpu::reference;
 use wgconv::{Algorithm, Conv1dParams, ConvNdShape, Error, PaddingNd, Tensor};
 
 use common::{
-    check_against_central_differences, compare, engine, max_abs, random_tensor, rng, seed_offset,
-    tolerance,
+    check_against_central_differences, check_gpu_grads, compare, engine, log_uniform, max_abs,
+    random_tensor, rng, seed_offset, tolerance, view4,
 };
 
 /// Random configurations per run (the family's bar is at least 300).
@@ -48,11 +48,6 @@ impl Config {
             &self.params,
         )
     }
-}
-
-fn log_uniform(rng: &mut ChaCha8Rng, lo: usize, hi: usize) -> usize {
-    let v = (lo as f64).ln() + rng.random::<f64>() * ((hi as f64 + 1.0).ln() - (lo as f64).ln());
-    (v.exp() as usize).clamp(lo, hi)
 }
 
 /// Draws one valid configuration with at most `max_macs` multiply-adds: batch 1-4 or unbatched,
@@ -111,15 +106,6 @@ fn random_config(rng: &mut ChaCha8Rng, max_macs: usize) -> Config {
     }
 }
 
-/// A 1D shape as the 4-D `[n, o, 1, l]` the comparison names indices by.
-fn rows(shape: &[usize]) -> [usize; 4] {
-    match *shape {
-        [o, l] => [1, o, 1, l],
-        [n, o, l] => [n, o, 1, l],
-        _ => panic!("not a conv1d output: {shape:?}"),
-    }
-}
-
 #[test]
 fn random_conv1d_configs_match_the_reference_on_every_kernel() {
     let engine = engine();
@@ -142,7 +128,7 @@ fn random_conv1d_configs_match_the_reference_on_every_kernel() {
             .conv1d(&x, &w, b.as_ref(), &cfg.params)
             .expect(&context);
         assert_eq!(got.shape(), &out_shape[..], "{context}");
-        compare(&context, rows(&out_shape), got.data(), &want, tol)
+        compare(&context, view4(&out_shape), got.data(), &want, tol)
             .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
         // Every algorithm that covers the shape, each into an output that starts as NaN.
         let (gx, gw) = (engine.upload(&x).unwrap(), engine.upload(&w).unwrap());
@@ -161,7 +147,7 @@ fn random_conv1d_configs_match_the_reference_on_every_kernel() {
             }
             let got = engine.download(&out).expect(&context);
             let context = format!("{context}, {algorithm:?}");
-            compare(&context, rows(&out_shape), got.data(), &want, tol)
+            compare(&context, view4(&out_shape), got.data(), &want, tol)
                 .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
         }
     }
@@ -202,38 +188,13 @@ fn conv1d_gradients_on_the_gpu_match_the_reference() {
             .expect(&context);
         assert_eq!(grads.input.shape(), x.shape(), "{context}");
         assert_eq!(grads.weight.shape(), w.shape(), "{context}");
-        // As common::compare_grads: each gradient within the derived tolerance of its own sums.
-        let (mx, mw, mg) = (max_abs(&x), max_abs(&w), max_abs(&gy));
-        let rows_summed = shape.batch * shape.output[0];
-        let taps = shape.out_channels / shape.groups * shape.kernel[0];
-        let bias = grads.bias.as_ref().expect("asked for");
-        for (what, got, want, tol, dims) in [
-            (
-                "grad input",
-                &grads.input,
-                &want.input,
-                tolerance(taps, mg, mw, 0.0),
-                rows(&shape.input_shape()),
-            ),
-            (
-                "grad weight",
-                &grads.weight,
-                &want.weight,
-                tolerance(rows_summed, mg, mx, 0.0),
-                rows(&shape.weight_shape()),
-            ),
-            (
-                "grad bias",
-                bias,
-                &want.bias,
-                tolerance(rows_summed, mg, 1.0, 0.0),
-                [1, shape.out_channels, 1, 1],
-            ),
-        ] {
-            let got = engine.download(got).expect(&context);
-            compare(&format!("{context}, {what}"), dims, got.data(), want, tol)
-                .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
-        }
+        assert!(
+            grads.bias.is_some(),
+            "{context}: the bias gradient was asked for"
+        );
+        let scale = (max_abs(&x), max_abs(&w), max_abs(&gy));
+        check_gpu_grads(engine, &context, &grads, &want, scale)
+            .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
     }
 }
 

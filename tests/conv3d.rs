@@ -12,8 +12,8 @@ use wgconv::cpu::reference;
 use wgconv::{Algorithm, Conv3dParams, ConvNdShape, Error, PaddingNd, Tensor};
 
 use common::{
-    check_against_central_differences, compare, engine, max_abs, random_tensor, rng, seed_offset,
-    tolerance,
+    check_against_central_differences, check_gpu_grads, compare, engine, log_uniform, max_abs,
+    random_tensor, rng, seed_offset, tolerance, view4,
 };
 
 /// Random configurations per run (the family's bar is at least 300).
@@ -48,11 +48,6 @@ impl Config {
             &self.params,
         )
     }
-}
-
-fn log_uniform(rng: &mut ChaCha8Rng, lo: usize, hi: usize) -> usize {
-    let v = (lo as f64).ln() + rng.random::<f64>() * ((hi as f64 + 1.0).ln() - (lo as f64).ln());
-    (v.exp() as usize).clamp(lo, hi)
 }
 
 /// Draws one valid configuration with at most `max_macs` multiply-adds: batch 1-3 or unbatched,
@@ -116,15 +111,6 @@ fn random_config(rng: &mut ChaCha8Rng, max_macs: usize) -> Config {
     }
 }
 
-/// A 3D shape as the 4-D `[n, o, d*h, w]` the comparison names indices by.
-fn rows(shape: &[usize]) -> [usize; 4] {
-    match *shape {
-        [o, d, h, w] => [1, o, d * h, w],
-        [n, o, d, h, w] => [n, o, d * h, w],
-        _ => panic!("not a conv3d output: {shape:?}"),
-    }
-}
-
 #[test]
 fn random_conv3d_configs_match_the_reference_on_every_kernel() {
     let engine = engine();
@@ -146,7 +132,7 @@ fn random_conv3d_configs_match_the_reference_on_every_kernel() {
             .conv3d(&x, &w, b.as_ref(), &cfg.params)
             .expect(&context);
         assert_eq!(got.shape(), &out_shape[..], "{context}");
-        compare(&context, rows(&out_shape), got.data(), &want, tol)
+        compare(&context, view4(&out_shape), got.data(), &want, tol)
             .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
         // Every algorithm that covers the folded problem, each into an output that starts as NaN.
         let (gx, gw) = (engine.upload(&x).unwrap(), engine.upload(&w).unwrap());
@@ -165,7 +151,7 @@ fn random_conv3d_configs_match_the_reference_on_every_kernel() {
             }
             let got = engine.download(&out).expect(&context);
             let context = format!("{context}, {algorithm:?}");
-            compare(&context, rows(&out_shape), got.data(), &want, tol)
+            compare(&context, view4(&out_shape), got.data(), &want, tol)
                 .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
         }
     }
@@ -188,7 +174,7 @@ fn cpu_fast_conv3d_matches_the_reference() {
         assert_eq!(got.shape(), &shape.output_shape()[..], "{context}");
         let k = cfg.weight[1..].iter().product();
         let tol = tolerance(k, max_abs(&x), max_abs(&w), b.as_ref().map_or(0.0, max_abs));
-        compare(&context, rows(got.shape()), got.data(), &want, tol)
+        compare(&context, view4(got.shape()), got.data(), &want, tol)
             .unwrap_or_else(|m| panic!("{m}"));
     }
 }
@@ -227,38 +213,13 @@ fn conv3d_gradients_on_the_gpu_match_the_reference() {
             .expect(&context);
         assert_eq!(grads.input.shape(), x.shape(), "{context}");
         assert_eq!(grads.weight.shape(), w.shape(), "{context}");
-        // As common::compare_grads: each gradient within the derived tolerance of its own sums.
-        let (mx, mw, mg) = (max_abs(&x), max_abs(&w), max_abs(&gy));
-        let rows_summed = shape.batch * shape.output.iter().product::<usize>();
-        let taps = shape.out_channels / shape.groups * shape.kernel.iter().product::<usize>();
-        let bias = grads.bias.as_ref().expect("asked for");
-        for (what, got, want, tol, dims) in [
-            (
-                "grad input",
-                &grads.input,
-                &want.input,
-                tolerance(taps, mg, mw, 0.0),
-                rows(&shape.input_shape()),
-            ),
-            (
-                "grad weight",
-                &grads.weight,
-                &want.weight,
-                tolerance(rows_summed, mg, mx, 0.0),
-                rows(&shape.weight_shape()),
-            ),
-            (
-                "grad bias",
-                bias,
-                &want.bias,
-                tolerance(rows_summed, mg, 1.0, 0.0),
-                [1, shape.out_channels, 1, 1],
-            ),
-        ] {
-            let got = engine.download(got).expect(&context);
-            compare(&format!("{context}, {what}"), dims, got.data(), want, tol)
-                .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
-        }
+        assert!(
+            grads.bias.is_some(),
+            "{context}: the bias gradient was asked for"
+        );
+        let scale = (max_abs(&x), max_abs(&w), max_abs(&gy));
+        check_gpu_grads(engine, &context, &grads, &want, scale)
+            .unwrap_or_else(|m| panic!("{m}; reproduce with WGCONV_TEST_SEED={offset}"));
     }
 }
 
@@ -341,12 +302,12 @@ fn a_conv3d_past_the_binding_limit_is_split_over_its_folded_images() {
     assert!(shape.folded().unwrap().input_len() > 16384);
     let got = small.conv3d(&x, &w, Some(&b), &params).unwrap();
     let tol = tolerance(2 * 27, max_abs(&x), max_abs(&w), max_abs(&b));
-    compare("split conv3d", rows(got.shape()), got.data(), &want, tol).unwrap();
+    compare("split conv3d", view4(got.shape()), got.data(), &want, tol).unwrap();
     // The same on the unsplit engine.
     let whole = engine().conv3d(&x, &w, Some(&b), &params).unwrap();
     compare(
         "unsplit conv3d",
-        rows(whole.shape()),
+        view4(whole.shape()),
         whole.data(),
         &want,
         tol,

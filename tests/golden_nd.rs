@@ -14,7 +14,7 @@ use serde_json::Value;
 use wgconv::cpu::reference;
 use wgconv::{io, Algorithm, ConvNdParams, Error, PaddingNd, Tensor};
 
-use common::{compare, engine, max_abs, tolerance};
+use common::{compare, engine, max_abs, tolerance, view4};
 
 struct Case {
     name: String,
@@ -120,21 +120,6 @@ impl Case {
     }
 }
 
-/// A `dims`-D convolution's tensor shape as the 4-D `[n, o, rows, cols]` the comparison names
-/// indices by (an unbatched one with a batch of one, 1D with one row, 3D with `D*H` rows).
-fn as4(dims: usize, shape: &[usize]) -> [usize; 4] {
-    let mut s = shape.to_vec();
-    if s.len() == dims + 1 {
-        s.insert(0, 1);
-    }
-    match s[..] {
-        [n, o, l] => [n, o, 1, l],
-        [n, o, h, w] => [n, o, h, w],
-        [n, o, d, h, w] => [n, o, d * h, w],
-        _ => panic!("no 4-D view of {shape:?}"),
-    }
-}
-
 fn f64s(t: &Tensor) -> Vec<f64> {
     t.data().iter().map(|&v| f64::from(v)).collect()
 }
@@ -184,28 +169,18 @@ fn each_implemented(dims: usize, mut check: impl FnMut(&Case)) -> usize {
 
 #[test]
 fn reference_matches_pytorch_in_1d_2d_and_3d() {
-    let mut ran = [0; 3];
-    ran[0] = each_implemented(1, |c| {
+    fn check<const N: usize>(c: &Case) {
         let (s, got) =
-            reference::conv_nd_f64(&c.input, &c.weight, c.bias.as_ref(), &c.params::<1>())
+            reference::conv_nd_f64(&c.input, &c.weight, c.bias.as_ref(), &c.params::<N>())
                 .expect(&c.name);
         assert_eq!(s.output_shape(), c.output.shape(), "{}", c.name);
         assert_close_to_golden(&c.name, &got, &c.output);
-    });
-    ran[1] = each_implemented(2, |c| {
-        let (s, got) =
-            reference::conv_nd_f64(&c.input, &c.weight, c.bias.as_ref(), &c.params::<2>())
-                .expect(&c.name);
-        assert_eq!(s.output_shape(), c.output.shape(), "{}", c.name);
-        assert_close_to_golden(&c.name, &got, &c.output);
-    });
-    ran[2] = each_implemented(3, |c| {
-        let (s, got) =
-            reference::conv_nd_f64(&c.input, &c.weight, c.bias.as_ref(), &c.params::<3>())
-                .expect(&c.name);
-        assert_eq!(s.output_shape(), c.output.shape(), "{}", c.name);
-        assert_close_to_golden(&c.name, &got, &c.output);
-    });
+    }
+    let ran = [
+        each_implemented(1, check::<1>),
+        each_implemented(2, check::<2>),
+        each_implemented(3, check::<3>),
+    ];
     eprintln!("golden_nd reference cases (1d, 2d, 3d): {ran:?}");
     assert!(ran.iter().all(|&n| n >= 5), "{ran:?}");
 }
@@ -241,31 +216,35 @@ fn reference_gradients_match_pytorch_in_1d_2d_and_3d() {
     );
 }
 
-#[test]
-fn gpu_conv1d_matches_pytorch_on_every_kernel() {
+/// A forced-algorithm call into a given output: `(algorithm, x, w, bias, params, out)`.
+type RunInto<'a, const N: usize> = &'a dyn Fn(
+    Algorithm,
+    &wgconv::GpuTensor,
+    &wgconv::GpuTensor,
+    Option<&wgconv::GpuTensor>,
+    &ConvNdParams<N>,
+    &mut wgconv::GpuTensor,
+) -> wgconv::Result<()>;
+
+/// Every implemented `N`-D case through the one-shot call `run`, then on every named kernel
+/// through `run_into` into an output that starts as NaN; returns how many cases ran.
+fn check_on_every_kernel<const N: usize>(
+    run: &dyn Fn(&Case, &ConvNdParams<N>) -> wgconv::Result<Tensor>,
+    run_into: RunInto<'_, N>,
+) -> usize {
     let engine = engine();
-    let ran = each_implemented(1, |c| {
-        let (tol, want) = (c.tolerance(), f64s(&c.output));
-        let params = c.params::<1>();
-        let got = engine
-            .conv1d(&c.input, &c.weight, c.bias.as_ref(), &params)
-            .expect(&c.name);
+    each_implemented(N, |c| {
+        let (tol, want, shape) = (c.tolerance(), f64s(&c.output), view4(c.output.shape()));
+        let params = c.params::<N>();
+        let got = run(c, &params).expect(&c.name);
         assert_eq!(got.shape(), c.output.shape(), "{}: output shape", c.name);
-        compare(
-            &c.name,
-            as4(c.dims, c.output.shape()),
-            got.data(),
-            &want,
-            tol,
-        )
-        .unwrap_or_else(|m| panic!("{m}"));
-        let x = engine.upload(&c.input).expect(&c.name);
-        let w = engine.upload(&c.weight).expect(&c.name);
-        let b = c.bias.as_ref().map(|b| engine.upload(b).expect(&c.name));
+        compare(&c.name, shape, got.data(), &want, tol).unwrap_or_else(|m| panic!("{m}"));
+        let (x, w) = (upload(c, &c.input), upload(c, &c.weight));
+        let b = c.bias.as_ref().map(|b| upload(c, b));
         let nan = Tensor::full(c.output.shape().to_vec(), f32::NAN).expect(&c.name);
         for algorithm in Algorithm::NAMED.into_iter().skip(1) {
-            let mut out = engine.upload(&nan).expect(&c.name);
-            match engine.conv1d_into_with(algorithm, &x, &w, b.as_ref(), &params, &mut out) {
+            let mut out = upload(c, &nan);
+            match run_into(algorithm, &x, &w, b.as_ref(), &params, &mut out) {
                 Ok(()) => {}
                 Err(Error::UnsupportedAlgorithm { .. }) if algorithm != Algorithm::Direct => {
                     continue
@@ -274,63 +253,26 @@ fn gpu_conv1d_matches_pytorch_on_every_kernel() {
             }
             let got = engine.download(&out).expect(&c.name);
             let context = format!("{}, {algorithm:?}", c.name);
-            compare(
-                &context,
-                as4(c.dims, c.output.shape()),
-                got.data(),
-                &want,
-                tol,
-            )
-            .unwrap_or_else(|m| panic!("{m}"));
+            compare(&context, shape, got.data(), &want, tol).unwrap_or_else(|m| panic!("{m}"));
         }
-    });
-    assert!(ran >= 15, "{ran} conv1d cases");
+    })
 }
 
 #[test]
-fn gpu_conv3d_matches_pytorch_on_every_kernel() {
-    let engine = engine();
-    let ran = each_implemented(3, |c| {
-        let (tol, want) = (c.tolerance(), f64s(&c.output));
-        let params = c.params::<3>();
-        let got = engine
-            .conv3d(&c.input, &c.weight, c.bias.as_ref(), &params)
-            .expect(&c.name);
-        assert_eq!(got.shape(), c.output.shape(), "{}: output shape", c.name);
-        compare(
-            &c.name,
-            as4(c.dims, c.output.shape()),
-            got.data(),
-            &want,
-            tol,
-        )
-        .unwrap_or_else(|m| panic!("{m}"));
-        let x = engine.upload(&c.input).expect(&c.name);
-        let w = engine.upload(&c.weight).expect(&c.name);
-        let b = c.bias.as_ref().map(|b| engine.upload(b).expect(&c.name));
-        let nan = Tensor::full(c.output.shape().to_vec(), f32::NAN).expect(&c.name);
-        for algorithm in Algorithm::NAMED.into_iter().skip(1) {
-            let mut out = engine.upload(&nan).expect(&c.name);
-            match engine.conv3d_into_with(algorithm, &x, &w, b.as_ref(), &params, &mut out) {
-                Ok(()) => {}
-                Err(Error::UnsupportedAlgorithm { .. }) if algorithm != Algorithm::Direct => {
-                    continue
-                }
-                Err(e) => panic!("{}, {algorithm:?}: {e}", c.name),
-            }
-            let got = engine.download(&out).expect(&c.name);
-            let context = format!("{}, {algorithm:?}", c.name);
-            compare(
-                &context,
-                as4(c.dims, c.output.shape()),
-                got.data(),
-                &want,
-                tol,
-            )
-            .unwrap_or_else(|m| panic!("{m}"));
-        }
-    });
-    assert!(ran >= 15, "{ran} conv3d cases");
+fn gpu_conv1d_and_conv3d_match_pytorch_on_every_kernel() {
+    let e = engine();
+    let one = check_on_every_kernel::<1>(
+        &|c, p| e.conv1d(&c.input, &c.weight, c.bias.as_ref(), p),
+        &|a, x, w, b, p, out| e.conv1d_into_with(a, x, w, b, p, out),
+    );
+    let three = check_on_every_kernel::<3>(
+        &|c, p| e.conv3d(&c.input, &c.weight, c.bias.as_ref(), p),
+        &|a, x, w, b, p, out| e.conv3d_into_with(a, x, w, b, p, out),
+    );
+    assert!(
+        one >= 15 && three >= 15,
+        "{one} conv1d and {three} conv3d cases"
+    );
 }
 
 #[test]
@@ -355,14 +297,8 @@ fn gpu_conv2d_matches_pytorch_batched_and_unbatched() {
             .expect(&c.name);
         assert_eq!(got.shape(), c.output.shape(), "{}: output shape", c.name);
         let (tol, want) = (c.tolerance(), f64s(&c.output));
-        compare(
-            &c.name,
-            as4(c.dims, c.output.shape()),
-            got.data(),
-            &want,
-            tol,
-        )
-        .unwrap_or_else(|m| panic!("{m}"));
+        compare(&c.name, view4(c.output.shape()), got.data(), &want, tol)
+            .unwrap_or_else(|m| panic!("{m}"));
         let x = engine.upload(&c.input).expect(&c.name);
         let w = engine.upload(&c.weight).expect(&c.name);
         let b = c.bias.as_ref().map(|b| engine.upload(b).expect(&c.name));
@@ -424,7 +360,7 @@ fn check_gpu_gradients<const N: usize>(
             let tol = tol + eps * max_abs(want);
             let shape = match want.shape() {
                 [o] => [1, *o, 1, 1],
-                dims => as4(c.dims, dims),
+                dims => view4(dims),
             };
             compare(&context, shape, got.data(), &f64s(want), tol)
                 .unwrap_or_else(|m| panic!("{m}"));

@@ -59,7 +59,8 @@ impl Config {
     }
 }
 
-fn log_uniform(rng: &mut ChaCha8Rng, lo: usize, hi: usize) -> usize {
+/// An integer from `lo` to `hi`, uniform in log scale (small sizes as likely as large ones).
+pub fn log_uniform(rng: &mut ChaCha8Rng, lo: usize, hi: usize) -> usize {
     let v = (lo as f64).ln() + rng.random::<f64>() * ((hi as f64 + 1.0).ln() - (lo as f64).ln());
     (v.exp() as usize).clamp(lo, hi)
 }
@@ -306,4 +307,24 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a temporary folder");
     dir
+}
+
+/// Downloads a GPU backward pass's gradients and compares them with the reference's
+/// ([`compare_grads_nd`]); `scale` is `(max|x|, max|w|, max|grad_output|)`.
+pub fn check_gpu_grads<const N: usize>(
+    engine: &Engine,
+    context: &str,
+    grads: &wgconv::Conv2dGrads,
+    want: &wgconv::cpu::reference::ConvNdGrads64<N>,
+    scale: (f64, f64, f64),
+) -> Result<(), String> {
+    let down = |t: &wgconv::GpuTensor| engine.download(t).map_err(|e| format!("{context}: {e}"));
+    let (input, weight) = (down(&grads.input)?, down(&grads.weight)?);
+    let bias = grads.bias.as_ref().map(down).transpose()?;
+    let got = Grads {
+        input: input.data(),
+        weight: weight.data(),
+        bias: bias.as_ref().map(Tensor::data),
+    };
+    compare_grads_nd(context, want, got, scale)
 }

@@ -2,7 +2,7 @@
 //! browser (tests/web.rs includes this file as well).
 #![allow(dead_code)]
 
-use wgconv::cpu::reference::Conv2dGrads64;
+use wgconv::cpu::reference::{Conv2dGrads64, ConvNdGrads64};
 use wgconv::{Conv2dParams, Padding, Tensor};
 
 /// Tolerance constant `c` in `|gpu - ref| <= c * K * eps32 * max|x| * max|w| + eps32 * max|b| + tiny`.
@@ -108,33 +108,92 @@ pub fn compare_grads(
     context: &str,
     want: &Conv2dGrads64,
     got: Grads<'_>,
-    (mx, mw, mg): (f64, f64, f64),
+    scale: (f64, f64, f64),
 ) -> Result<(), String> {
     let s = &want.shape;
-    let rows = s.batch * s.out_h * s.out_w;
-    let taps = s.out_channels_per_group() * s.kernel_h * s.kernel_w;
-    compare(
-        &format!("{context}, grad input"),
-        s.input_shape(),
-        got.input,
-        &want.input,
-        tolerance(taps, mg, mw, 0.0),
-    )?;
-    compare(
-        &format!("{context}, grad weight"),
-        s.weight_shape(),
-        got.weight,
-        &want.weight,
-        tolerance(rows, mg, mx, 0.0),
-    )?;
-    if let Some(bias) = got.bias {
-        compare(
-            &format!("{context}, grad bias"),
+    let sums = GradSums {
+        rows: s.batch * s.out_h * s.out_w,
+        taps: s.out_channels_per_group() * s.kernel_h * s.kernel_w,
+        shapes: [s.input_shape(), s.weight_shape(), [1, s.out_channels, 1, 1]],
+    };
+    sums.compare(context, [&want.input, &want.weight, &want.bias], got, scale)
+}
+
+/// [`compare_grads`] over any number of spatial axes: the sums run over `N * prod(output)` rows
+/// and `O/groups * prod(kernel)` taps.
+pub fn compare_grads_nd<const N: usize>(
+    context: &str,
+    want: &ConvNdGrads64<N>,
+    got: Grads<'_>,
+    scale: (f64, f64, f64),
+) -> Result<(), String> {
+    let s = &want.shape;
+    let sums = GradSums {
+        rows: s.batch * s.output.iter().product::<usize>(),
+        taps: s.out_channels / s.groups * s.kernel.iter().product::<usize>(),
+        shapes: [
+            view4(&s.input_shape()),
+            view4(&s.weight_shape()),
             [1, s.out_channels, 1, 1],
-            bias,
-            &want.bias,
-            tolerance(rows, mg, 1.0, 0.0),
+        ],
+    };
+    sums.compare(context, [&want.input, &want.weight, &want.bias], got, scale)
+}
+
+/// What the gradient tolerances count, and the 4-D shapes failures name indices by.
+struct GradSums {
+    rows: usize,
+    taps: usize,
+    shapes: [[usize; 4]; 3],
+}
+
+impl GradSums {
+    fn compare(
+        &self,
+        context: &str,
+        [input, weight, bias]: [&[f64]; 3],
+        got: Grads<'_>,
+        (mx, mw, mg): (f64, f64, f64),
+    ) -> Result<(), String> {
+        let [input_shape, weight_shape, bias_shape] = self.shapes;
+        let tol = |n, a, b| tolerance(n, a, b, 0.0);
+        compare(
+            &format!("{context}, grad input"),
+            input_shape,
+            got.input,
+            input,
+            tol(self.taps, mg, mw),
         )?;
+        compare(
+            &format!("{context}, grad weight"),
+            weight_shape,
+            got.weight,
+            weight,
+            tol(self.rows, mg, mx),
+        )?;
+        if let Some(got_bias) = got.bias {
+            compare(
+                &format!("{context}, grad bias"),
+                bias_shape,
+                got_bias,
+                bias,
+                tol(self.rows, mg, 1.0),
+            )?;
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// A tensor shape as the 4-D `[n, o, rows, cols]` a comparison names indices by: shorter shapes
+/// get leading 1s, and a 5-D one's depth and height make its rows.
+pub fn view4(shape: &[usize]) -> [usize; 4] {
+    match *shape {
+        [n, o, d, h, w] => [n, o, d * h, w],
+        _ => {
+            let mut v = [1; 4];
+            let tail = shape.len().min(4);
+            v[4 - tail..].copy_from_slice(&shape[shape.len() - tail..]);
+            v
+        }
+    }
 }
