@@ -60,8 +60,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var t = 0u; t < rounds; t++) {
         let e = t * INVOCATIONS + li;
         if e < halo_len {
-            let row = row0 + i32(e / halo_w);
-            let col = col0 + i32(e % halo_w);
+            let row = pad_source(row0 + i32(e / halo_w), params.in_h, params.pad_mode);
+            let col = pad_source(col0 + i32(e % halo_w), params.in_w, params.pad_mode);
             var v = 0.0;
             if row >= 0 && row < i32(params.in_h) && col >= 0 && col < i32(params.in_w) {
                 v = input[channel + u32(row) * params.in_w + u32(col)];

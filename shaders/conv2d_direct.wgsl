@@ -1,5 +1,6 @@
 // Direct 2D convolution (cross-correlation), PyTorch nn.Conv2d semantics: one invocation per
-// output element, covering batch, groups, stride, asymmetric padding, dilation and bias.
+// output element, covering batch, groups, stride, asymmetric padding in every padding mode,
+// dilation and bias.
 //
 //   out[n, o, p, q] = bias[o] + sum_{ci, i, j} in[n, g*Cg + ci, p*sh + i*dh - top, q*sw + j*dw - left]
 //                                              * weight[o, ci, i, j],   g = o / (O / groups)
@@ -45,14 +46,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let in_base = (n * params.in_channels + g * cg + ci) * plane;
         let w_base = (o * cg + ci) * taps;
         for (var i = 0u; i < params.kernel_h; i++) {
-            let row = row0 + i32(i * params.dilation_h);
+            let row = pad_source(row0 + i32(i * params.dilation_h), params.in_h, params.pad_mode);
             if row < 0 || row >= i32(params.in_h) {
                 continue;
             }
             let in_row = in_base + u32(row) * params.in_w;
             let w_row = w_base + i * params.kernel_w;
             for (var j = 0u; j < params.kernel_w; j++) {
-                let col = col0 + i32(j * params.dilation_w);
+                let col = pad_source(col0 + i32(j * params.dilation_w), params.in_w, params.pad_mode);
                 if col < 0 || col >= i32(params.in_w) {
                     continue;
                 }

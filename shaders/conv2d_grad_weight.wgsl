@@ -46,8 +46,8 @@ fn entry(e: u32, k_len: u32, c0: u32) -> Entry {
 
 // The input under entry `t` at output position (n, p, q), or 0 in the padding.
 fn load_x(t: Entry, n: u32, row0: i32, col0: i32) -> f32 {
-    let row = row0 + t.dy;
-    let col = col0 + t.dx;
+    let row = pad_source(row0 + t.dy, params.in_h, params.pad_mode);
+    let col = pad_source(col0 + t.dx, params.in_w, params.pad_mode);
     let inside = t.valid && row >= 0 && row < i32(params.in_h) && col >= 0 && col < i32(params.in_w);
     let idx = ((n * params.in_channels + t.channel) * params.in_h + u32(max(row, 0))) * params.in_w
         + u32(max(col, 0));

@@ -74,8 +74,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if load_ok && kb < k_len {
                 let tap = kb / cg;
                 let ci = kb % cg;
-                let row = row0 + i32((tap / params.kernel_w) * params.dilation_h);
-                let col = col0 + i32((tap % params.kernel_w) * params.dilation_w);
+                let row = pad_source(row0 + i32((tap / params.kernel_w) * params.dilation_h), params.in_h, params.pad_mode);
+                let col = pad_source(col0 + i32((tap % params.kernel_w) * params.dilation_w), params.in_w, params.pad_mode);
                 if row >= 0 && row < i32(params.in_h) && col >= 0 && col < i32(params.in_w) {
                     v = input[in_base + ci * plane + u32(row) * params.in_w + u32(col)];
                 }

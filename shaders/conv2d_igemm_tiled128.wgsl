@@ -97,8 +97,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let dc = i32((tap % params.kernel_w) * params.dilation_w);
                 let channel = in_base + ci * plane;
                 for (var j = 0u; j < 4u; j++) {
-                    let row = row0[j] + dr;
-                    let col = col0[j] + dc;
+                    let row = pad_source(row0[j] + dr, params.in_h, params.pad_mode);
+                    let col = pad_source(col0[j] + dc, params.in_w, params.pad_mode);
                     if row >= 0 && row < i32(params.in_h) && col >= 0 && col < i32(params.in_w) {
                         b[j] = input[channel + u32(row) * params.in_w + u32(col)];
                     }

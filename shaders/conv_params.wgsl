@@ -37,4 +37,42 @@ struct Params {
     dilation_d: u32,
     // The first folded image (n*OD + od) of a piece of a split 3D convolution.
     first_image: u32,
+    // What the padding holds: 0 zeros, 1 reflect, 2 replicate, 3 circular.
+    pad_mode: u32,
+}
+
+// The position that padded position `c` of an axis of `n` elements reads under padding mode
+// `mode` (`params.pad_mode`): `c` itself inside [0, n) or for zeros, else the mirrored (edge
+// once), edge or wrapped position. Twin: `PaddingMode::source` in src/spec/mode.rs. The caller's
+// bounds test still follows, so zeros, and positions further out than the amounts a mode allows
+// (the overhang of a tile past the last output), read as zero.
+fn pad_source(c: i32, n: u32, mode: u32) -> i32 {
+    let len = i32(n);
+    if mode == 0u || (c >= 0 && c < len) {
+        return c;
+    }
+    if mode == 1u {
+        return select(2 * (len - 1) - c, -c, c < 0);
+    }
+    if mode == 2u {
+        return clamp(c, 0, len - 1);
+    }
+    return select(c - len, c + len, c < 0);
+}
+
+// The adjoint of `pad_source`, for gradients: candidate `k` of the padded positions that may read
+// element `i` of an axis of `n` elements padded by `before` in front. Candidate 0 is `i`'s own
+// position, `i + before`; candidates 1..before+after are the padded positions outside the input,
+// first the `before` ones in front, then those behind. Returns the candidate's padded position when
+// it reads `i`, else -1.
+fn pad_candidate(k: u32, i: u32, before: u32, n: u32, mode: u32) -> i32 {
+    if k == 0u {
+        return i32(i + before);
+    }
+    let j = k - 1u;
+    let p = select(n + j, j, j < before);
+    if pad_source(i32(p) - i32(before), n, mode) != i32(i) {
+        return -1;
+    }
+    return i32(p);
 }

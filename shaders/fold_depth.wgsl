@@ -4,7 +4,8 @@
 // the 2D problem has the batch N*OD, the channels KD*C and the weight [O, KD*Cg, KH, KW]:
 //
 //   fold_input:    xf[n*OD + od, g*KD*Cg + a*Cg + ci, h, w] = x[n, g*Cg + ci, od*sd + a*dd - pf, h, w]
-//                  (0 where that depth is outside [0, D): the zero padding of the depth axis)
+//                  (where that depth is outside [0, D), the depth padding: 0, or the depth
+//                  `pad_source` names under a padding mode)
 //   fold_weight:   wf[o, a*Cg + ci, i, j] = w[o, ci, a, i, j]
 //   unfold_output: y[n, o, od, p, q] = yf[n*OD + od, o, p, q]
 //
@@ -13,9 +14,10 @@
 //
 //   fold_output:       gf[n*OD + od, o, p, q] = g[n, o, od, p, q]
 //   unfold_weight:     dw[o, ci, a, i, j] = dwf[o, a*Cg + ci, i, j]
-//   unfold_input_grad: dx[n, c, d, h, w] = sum over the taps a whose depth od*sd + a*dd - pf is d
-//                      (od inside [0, OD)) of dxf[n*OD + od, g*KD*Cg + a*Cg + ci, h, w],
-//                      in order of a, so the sum does not depend on scheduling.
+//   unfold_input_grad: dx[n, c, d, h, w] = sum over the taps a whose depth od*sd + a*dd - pf
+//                      reads d (is d, or under a padding mode a padded depth that reads d; od
+//                      inside [0, OD)) of dxf[n*OD + od, g*KD*Cg + a*Cg + ci, h, w],
+//                      in order, so the sum does not depend on scheduling.
 // Each invocation moves one row (a width's worth of elements, or one kernel plane), so the index
 // arithmetic (divisions, which CPU adapters do lane by lane) is paid once per row.
 // Sizes: `batch` N, `in_channels` C, `groups`, `in_d` D, `in_h`, `in_w`, `out_channels` O,
@@ -52,7 +54,7 @@ fn fold_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     let g = cf / (params.kernel_d * cg);
     let a = (cf / cg) % params.kernel_d;
     let ci = cf % cg;
-    let d = i32(od * params.stride_d + a * params.dilation_d) - i32(params.pad_front);
+    let d = pad_source(i32(od * params.stride_d + a * params.dilation_d) - i32(params.pad_front), params.in_d, params.pad_mode);
     let dst = e * params.in_w;
     if d < 0 || d >= i32(params.in_d) {
         for (var w = 0u; w < params.in_w; w++) {
@@ -159,20 +161,33 @@ fn unfold_input_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var w = 0u; w < params.in_w; w++) {
         folded[dst + w] = 0.0;
     }
-    for (var a = 0u; a < params.kernel_d; a++) {
-        let at = i32(d + params.pad_front) - i32(a * params.dilation_d);
-        if at < 0 || u32(at) % params.stride_d != 0u {
+    // The padded depths that read d: its own, and under a padding mode the ones in the padding
+    // that mirror, repeat or wrap onto it (`pad_candidate`), up to the last depth any tap reads.
+    var candidates = 1u;
+    if params.pad_mode != 0u {
+        let reach = (params.out_d - 1u) * params.stride_d + (params.kernel_d - 1u) * params.dilation_d + 1u;
+        candidates += params.pad_front + reach - min(reach, params.pad_front + params.in_d);
+    }
+    for (var k = 0u; k < candidates; k++) {
+        let padded = pad_candidate(k, d, params.pad_front, params.in_d, params.pad_mode);
+        if padded < 0 {
             continue;
         }
-        let od = u32(at) / params.stride_d;
-        if od >= params.out_d {
-            continue;
-        }
-        let cf = g * params.kernel_d * cg + a * cg + ci;
-        let m = n * params.out_d + od;
-        let src = ((m * folded_channels + cf) * params.in_h + h) * params.in_w;
-        for (var w = 0u; w < params.in_w; w++) {
-            folded[dst + w] += source[src + w];
+        for (var a = 0u; a < params.kernel_d; a++) {
+            let at = padded - i32(a * params.dilation_d);
+            if at < 0 || u32(at) % params.stride_d != 0u {
+                continue;
+            }
+            let od = u32(at) / params.stride_d;
+            if od >= params.out_d {
+                continue;
+            }
+            let cf = g * params.kernel_d * cg + a * cg + ci;
+            let m = n * params.out_d + od;
+            let src = ((m * folded_channels + cf) * params.in_h + h) * params.in_w;
+            for (var w = 0u; w < params.in_w; w++) {
+                folded[dst + w] += source[src + w];
+            }
         }
     }
 }

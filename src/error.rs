@@ -186,6 +186,42 @@ pub enum Error {
         stride: Vec<usize>,
     },
 
+    /// Reflect padding as long as the input along an axis (PyTorch needs it shorter), in
+    /// PyTorch's words: `argument` is the pair's position in `F.pad`'s list (the last axis's
+    /// pair is #4), `dim` the axis in the input as given.
+    #[error(
+        "Argument #{argument}: Padding size should be less than the corresponding input \
+         dimension, but got: padding ({}, {}) at dimension {dim} of input {input:?}",
+        padding[0],
+        padding[1]
+    )]
+    ReflectPaddingTooLarge {
+        /// `F.pad`'s argument number: 4 for the last axis, 6 for the one before, 8 for the first.
+        argument: usize,
+        /// `[before, after]` along the axis.
+        padding: [usize; 2],
+        /// The axis, counting every dimension of the input as given.
+        dim: usize,
+        /// The input's shape as given.
+        input: Vec<usize>,
+    },
+
+    /// Circular padding longer than the input along an axis: PyTorch's message, then the values.
+    #[error(
+        "Padding value causes wrapping around more than once: padding ({}, {}) at dimension \
+         {dim} of input {input:?}",
+        padding[0],
+        padding[1]
+    )]
+    CircularPaddingTooLarge {
+        /// `[before, after]` along the axis.
+        padding: [usize; 2],
+        /// The axis, counting every dimension of the input as given.
+        dim: usize,
+        /// The input's shape as given.
+        input: Vec<usize>,
+    },
+
     /// A host buffer's length does not match the shape it comes with.
     #[error("{what} of shape {shape:?} needs {expected} elements, but {got} were given")]
     DataLength {

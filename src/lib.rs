@@ -41,6 +41,6 @@ pub use gpu::tensor::{GpuTensor, PackedWeights};
 pub use spec::{
     conv_output_len, output_shape, Conv1dParams, Conv2dParams, Conv2dShape, Conv3dParams,
     ConvNdParams, ConvNdShape, ConvTranspose2dParams, ConvTranspose2dShape, IntoPair, Padding,
-    PaddingNd,
+    PaddingMode, PaddingNd,
 };
 pub use tensor::Tensor;

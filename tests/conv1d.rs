@@ -95,6 +95,7 @@ fn random_config(rng: &mut ChaCha8Rng, max_macs: usize) -> Config {
                 padding,
                 dilation: [dilation],
                 groups,
+                ..Conv1dParams::default()
             },
         };
         let Ok(shape) = config.shape() else {

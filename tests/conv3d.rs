@@ -100,6 +100,7 @@ fn random_config(rng: &mut ChaCha8Rng, max_macs: usize) -> Config {
                 padding,
                 dilation,
                 groups,
+                ..Conv3dParams::default()
             },
         };
         let Ok(shape) = config.shape() else {

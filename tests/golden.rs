@@ -59,6 +59,7 @@ fn load_cases() -> Vec<Case> {
                 padding,
                 dilation: pair(&c["dilation"]),
                 groups: c["groups"].as_u64().expect("groups") as usize,
+                ..wgconv::Conv2dParams::default()
             };
             Case {
                 input: file("input"),

@@ -91,6 +91,7 @@ fn load_grad_cases() -> Vec<GradCase> {
                 padding,
                 dilation: pair(&c["dilation"]),
                 groups: c["groups"].as_u64().expect("groups") as usize,
+                ..wgconv::Conv2dParams::default()
             };
             let bias = has_bias(c);
             GradCase {

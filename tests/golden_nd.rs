@@ -2,8 +2,8 @@
 //! tests/golden_nd/generate.py) against the CPU reference and the GPU.
 //!
 //! The files cover every feature of the convolution family. The cases these tests run are those
-//! of the features wgconv has (`implemented`): zero padding, channels-first, no fused epilogue,
-//! no kernel flip; every one of them runs, and each test asserts how many it ran, so a case that
+//! of the features wgconv has (`implemented`): every padding mode, channels-first, no fused
+//! epilogue, no kernel flip; every one of them runs, and each test asserts how many it ran, so a case that
 //! goes missing fails, on the reference and on the GPU (conv1d on every kernel).
 
 mod common;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use wgconv::cpu::reference;
-use wgconv::{io, Algorithm, ConvNdParams, Error, PaddingNd, Tensor};
+use wgconv::{io, Algorithm, ConvNdParams, Error, PaddingMode, PaddingNd, Tensor};
 
 use common::{compare, engine, max_abs, tolerance, view4};
 
@@ -77,8 +77,7 @@ fn load_cases() -> Vec<Case> {
 impl Case {
     /// Whether the case uses only features wgconv has so far.
     fn implemented(&self) -> bool {
-        self.meta["padding_mode"] == "zeros"
-            && self.meta["layout"] == "channels_first"
+        self.meta["layout"] == "channels_first"
             && self.meta["activation"].is_null()
             && self.meta["residual"] == false
             && self.meta["flip_kernel"] == false
@@ -102,9 +101,11 @@ impl Case {
             }
             other => panic!("{}: bad padding {other}", self.name),
         };
+        let mode = self.meta["padding_mode"].as_str().expect("padding_mode");
         ConvNdParams {
             stride: axes("stride"),
             padding,
+            padding_mode: mode.parse().expect("a padding mode"),
             dilation: axes("dilation"),
             groups: self.meta["groups"].as_u64().expect("groups") as usize,
         }
@@ -280,17 +281,7 @@ fn gpu_conv2d_matches_pytorch_batched_and_unbatched() {
     let engine = engine();
     let mut unbatched = 0;
     let ran = each_implemented(2, |c| {
-        let p = c.params::<2>();
-        let params = wgconv::Conv2dParams {
-            stride: (p.stride[0], p.stride[1]),
-            padding: match p.padding {
-                PaddingNd::Explicit([[t, b], [l, r]]) => wgconv::Padding::explicit(t, b, l, r),
-                PaddingNd::Same => wgconv::Padding::Same,
-                PaddingNd::Valid => wgconv::Padding::Valid,
-            },
-            dilation: (p.dilation[0], p.dilation[1]),
-            groups: p.groups,
-        };
+        let params = wgconv::Conv2dParams::from(&c.params::<2>());
         unbatched += usize::from(c.input.shape().len() == 3);
         let got = engine
             .conv2d(&c.input, &c.weight, c.bias.as_ref(), &params)
@@ -336,7 +327,13 @@ fn check_gpu_gradients<const N: usize>(
         // common::compare_grads), plus the golden value's rounding to f32.
         let (mx, mw, mg) = (max_abs(&c.input), max_abs(&c.weight), max_abs(gy));
         let rows = s.batch * s.output.iter().product::<usize>();
-        let taps = s.out_channels / s.groups * s.kernel.iter().product::<usize>();
+        // An input element gathers the taps of its own position and, under a padding mode, of
+        // every padded position that reads it: at most 1 + before + after per axis.
+        let readers: usize = match s.padding_mode {
+            PaddingMode::Zeros => 1,
+            _ => s.padding.iter().map(|[b, a]| 1 + b + a).product(),
+        };
+        let taps = readers * s.out_channels / s.groups * s.kernel.iter().product::<usize>();
         let eps = f64::from(f32::EPSILON);
         let mut checks = vec![
             (

@@ -282,6 +282,7 @@ fn small_problem() -> impl Strategy<Value = Problem> {
                         padding,
                         dilation: (dh, dw),
                         groups,
+                        ..wgconv::Conv2dParams::default()
                     },
                 }
             },
@@ -364,6 +365,7 @@ fn absurd_problem() -> impl Strategy<Value = Problem> {
                     padding,
                     dilation: (dh, dw),
                     groups,
+                    ..wgconv::Conv2dParams::default()
                 },
             },
         )

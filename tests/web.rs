@@ -223,6 +223,7 @@ fn random_problem(rng: &mut Rng) -> Problem {
             padding,
             dilation,
             groups,
+            ..wgconv::Conv2dParams::default()
         };
         let h = dilation.0 * (kh - 1) + 1 + rng.range(0, 12);
         let w = dilation.1 * (kw - 1) + 1 + rng.range(0, 12);
@@ -434,6 +435,7 @@ async fn pytorch_golden_files_on_every_kernel() {
             padding,
             dilation: pair(&case["dilation"]),
             groups: case["groups"].as_u64().unwrap() as usize,
+            ..wgconv::Conv2dParams::default()
         };
         let (x, w, y) = (
             npy(g.input, g.name),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use wgconv::gpu::by_rank::reference_by_rank;
 use wgconv::gpu::tuning::Tuning;
-use wgconv::spec::{AxisValues, ConvArgs, PaddingArg};
+use wgconv::spec::ConvArgs;
 use wgconv::{io, Algorithm, Engine, EngineOptions};
 
 /// `println!` that ends the program quietly when standard output is closed (`wgconv bench |
@@ -153,18 +153,8 @@ struct RunArgs {
     /// Optional bias, float32 .npy, shape [O].
     #[arg(long)]
     bias: Option<PathBuf>,
-    /// Stride: one number, or one per axis (2D: SH,SW).
-    #[arg(long, value_name = "S|S,..", default_value = "1", value_parser = clap::value_parser!(AxisValues))]
-    stride: AxisValues,
-    /// Zero padding: one number, one per axis, before,after per axis (2D: T,B,L,R), same or valid.
-    #[arg(long, value_name = "P|P,..|B,A,..|same|valid", default_value = "0", value_parser = clap::value_parser!(PaddingArg))]
-    padding: PaddingArg,
-    /// Dilation: one number, or one per axis (2D: DH,DW).
-    #[arg(long, value_name = "D|D,..", default_value = "1", value_parser = clap::value_parser!(AxisValues))]
-    dilation: AxisValues,
-    /// Groups.
-    #[arg(long, default_value_t = 1)]
-    groups: usize,
+    #[command(flatten)]
+    conv: ConvArgs,
     /// Where to write the output, float32 .npy: [N, O, *spatial] ([O, *spatial] unbatched).
     #[arg(long)]
     output: PathBuf,
@@ -347,12 +337,7 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
     let input = io::read_npy(&args.input)?;
     let weight = io::read_npy(&args.weight)?;
     let bias = args.bias.as_ref().map(io::read_npy).transpose()?;
-    let conv = ConvArgs {
-        stride: args.stride.clone(),
-        padding: args.padding.clone(),
-        dilation: args.dilation.clone(),
-        groups: args.groups,
-    };
+    let conv = &args.conv;
     // The weight's rank picks the operation: conv1d, conv2d or conv3d.
     let output = match args.device {
         Device::Gpu => {

@@ -26,7 +26,9 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::spec::{Conv2dParams, Conv2dShape, Conv3dParams, ConvNdParams, ConvParams as _};
+use crate::spec::{
+    Conv2dParams, Conv2dShape, Conv3dParams, ConvNdParams, ConvParams as _, Padding, PaddingMode,
+};
 use crate::tensor::Tensor;
 
 /// Bytes of one im2col tile (`K x tile` floats); an L2 share that leaves room for the GEMM's
@@ -65,7 +67,8 @@ const DIRECT_MIN_TASK_FMAS: usize = 32 * 1024;
 ///
 /// For output element `(n, o, p, q)` with `g = o / (O/groups)`:
 /// `y = bias[o] + sum_{ci, i, j} x[n, g*C/groups + ci, p*sh + i*dh - top, q*sw + j*dw - left] * w[o, ci, i, j]`,
-/// input positions outside `[0, H) x [0, W)` reading as zero. Sums are in f32, in an order the GEMM
+/// input positions outside `[0, H) x [0, W)` reading the padding (zero, or under another
+/// [`PaddingMode`] a padded copy of the input is made first, as PyTorch does). Sums are in f32, in an order the GEMM
 /// chooses, so results differ from the f64 reference by rounding only. An empty batch gives an
 /// empty `[0, O, P, Q]` output.
 ///
@@ -80,6 +83,16 @@ pub fn conv2d(
 ) -> Result<Tensor> {
     let shape = ConvNdParams::<2>::from(params).shape_of(input, weight, bias)?;
     let s = shape.as_conv2d();
+    if s.pads_with_mode() {
+        // As PyTorch does for these modes: pad a copy (`F.pad`), then convolve it unpadded.
+        let unpadded = Conv2dParams {
+            padding: Padding::explicit(0, 0, 0, 0),
+            padding_mode: PaddingMode::Zeros,
+            ..*params
+        };
+        let y = conv2d(&padded_copy(&s, input.data())?, weight, bias, &unpadded)?;
+        return Tensor::new(shape.output_shape(), y.data().to_vec());
+    }
     // Every path writes every output element. Debug builds (and so the tests) start from NaN so
     // an element a path skipped fails loudly; release builds take the kernel's free zero pages.
     let fill = if cfg!(debug_assertions) {
@@ -103,6 +116,36 @@ pub fn conv2d(
         }
     }
     Tensor::new(shape.output_shape(), out)
+}
+
+/// The input of `s` `[N, C, H, W]` with its padding written out as `s.padding_mode` fills it:
+/// `[N, C, H + top + bottom, W + left + right]`.
+fn padded_copy(s: &Conv2dShape, x: &[f32]) -> Result<Tensor> {
+    let (ph, pw) = (
+        s.in_h + s.pad_top + s.pad_bottom,
+        s.in_w + s.pad_left + s.pad_right,
+    );
+    let shape = [s.batch, s.in_channels, ph, pw];
+    let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let len = len.ok_or_else(|| Error::SizeOverflow {
+        what: format!("the padded input {shape:?}"),
+    })?;
+    let mut out = crate::memory::try_vec(len, 0.0f32, || format!("the padded input {shape:?}"))?;
+    let source = |i: usize, pad: usize, n: usize| s.padding_mode.source(i as i64 - pad as i64, n);
+    let cols: Vec<Option<usize>> = (0..pw).map(|x| source(x, s.pad_left, s.in_w)).collect();
+    for (row, out) in out.chunks_mut(pw.max(1)).enumerate() {
+        let (plane, y) = (row / ph, row % ph);
+        let Some(h) = source(y, s.pad_top, s.in_h) else {
+            continue;
+        };
+        let src = &x[(plane * s.in_h + h) * s.in_w..][..s.in_w];
+        for (v, col) in out.iter_mut().zip(&cols) {
+            if let Some(w) = col {
+                *v = src[*w];
+            }
+        }
+    }
+    Tensor::new(shape.to_vec(), out)
 }
 
 /// One validated convolution and its data, shared read-only by every task.
@@ -597,7 +640,7 @@ fn depthwise_row<const FUSED: bool>(row: &DepthwiseRow, y: &mut [f32]) {
 ///
 /// The depth is folded into the batch and the channels, an im2col along the depth axis: plane
 /// `(n*OD + od, g*KD*Cg + a*Cg + ci)` of the folded input is input plane `(n, g*Cg + ci)` at depth
-/// `od*sd + a*dd - front` (zeros in the padding), the weight `[O, Cg, KD, kh, kw]` becomes
+/// `od*sd + a*dd - front` (in the padding, what the padding mode puts there), the weight `[O, Cg, KD, kh, kw]` becomes
 /// `[O, KD*Cg, kh, kw]`, and [`conv2d`]'s GEMM computes `[N*OD, O, P, Q]`, whose depth is then put
 /// back. Sums are in f32, in the GEMM's order.
 ///
@@ -626,8 +669,8 @@ pub fn conv3d(
         let (m, cf) = (index / (kd * c), index % (kd * c));
         let (n, od_at) = (m / od, m % od);
         let (g, a, ci) = (cf / (kd * cg), (cf / cg) % kd, cf % cg);
-        let depth = (od_at * s.stride[0] + a * s.dilation[0]).checked_sub(s.padding[0][0]);
-        if let Some(depth) = depth.filter(|&z| z < d) {
+        let padded = (od_at * s.stride[0] + a * s.dilation[0]) as i64;
+        if let Some(depth) = s.padding_mode.source(padded - s.padding[0][0] as i64, d) {
             let src = ((n * c + g * cg + ci) * d + depth) * plane;
             out.copy_from_slice(&input.data()[src..src + plane]);
         }

@@ -5,7 +5,9 @@
 //!
 //! `y = bias[o] + sum_{ci, i, j} x[n, g*C/groups + ci, p*sh + i*dh - top, q*sw + j*dw - left] * w[o, ci, i, j]`
 //!
-//! where input positions outside `[0, H) x [0, W)` read as zero (the padding).
+//! where input positions outside `[0, H) x [0, W)` read the padding: zero, or under another
+//! [`PaddingMode`] the element it names ([`PaddingMode::source`]); the backward pass then hands
+//! that element the term's gradient, which is the adjoint of the padding.
 //!
 //! [`conv2d_backward_f64`] differentiates `L = sum_{n, o, p, q} G[n, o, p, q] * y[n, o, p, q]` for a
 //! given `G` (`grad_output`) by walking the same `(n, o, p, q, ci, i, j)` terms and scattering
@@ -25,12 +27,13 @@
 use crate::error::{Error, Result};
 use crate::spec::{
     Conv1dParams, Conv2dParams, Conv2dShape, ConvNdParams, ConvNdShape, ConvParams as _,
-    ConvTranspose2dParams, ConvTranspose2dShape,
+    ConvTranspose2dParams, ConvTranspose2dShape, PaddingMode,
 };
 use crate::tensor::Tensor;
 
 /// One spatial axis of a convolution's kernel window: from output position `t`, tap `i` of `k`
-/// reads input position `t*stride + i*dilation - pad`, inside the input when below `len`.
+/// reads input position `t*stride + i*dilation - pad`, inside the input when below `len`, and
+/// otherwise what `mode` puts there.
 #[derive(Clone, Copy)]
 struct Axis {
     k: usize,
@@ -38,13 +41,17 @@ struct Axis {
     dilation: usize,
     pad: usize,
     len: usize,
+    mode: PaddingMode,
 }
 
 impl Axis {
-    /// The taps `lo..hi` that read inside the input from output position `t` (contiguous: the
-    /// position `t*stride + i*dilation - pad` grows with `i`); tap `i` reads position
-    /// `t*stride + i*dilation - pad`.
+    /// The taps `lo..hi` that read an input element from output position `t`: all of them under
+    /// a mode other than zeros, else those inside the input (contiguous: the position
+    /// `t*stride + i*dilation - pad` grows with `i`).
     fn taps(self, t: usize) -> std::ops::Range<usize> {
+        if self.mode != PaddingMode::Zeros {
+            return 0..self.k;
+        }
         let at = |i: usize| (t * self.stride + i * self.dilation).checked_sub(self.pad);
         let lo = (0..self.k).find(|&i| at(i).is_some_and(|p| p < self.len));
         let Some(lo) = lo else { return 0..0 };
@@ -55,9 +62,10 @@ impl Axis {
         lo..hi
     }
 
-    /// The input position tap `i` reads from output position `t` (inside [`Axis::taps`]).
-    fn at(self, t: usize, i: usize) -> usize {
-        t * self.stride + i * self.dilation - self.pad
+    /// The input element tap `i` reads from output position `t`, `None` for a zero.
+    fn at(self, t: usize, i: usize) -> Option<usize> {
+        let padded = (t * self.stride + i * self.dilation) as i64;
+        self.mode.source(padded - self.pad as i64, self.len)
     }
 }
 
@@ -85,6 +93,7 @@ impl Window {
                     dilation: s.dilation[a],
                     pad: s.padding[a][0],
                     len: s.input[a],
+                    mode: s.padding_mode,
                 })
                 .collect(),
         }
@@ -106,6 +115,7 @@ impl Window {
             dilation: 1,
             pad: 0,
             len: 1,
+            mode: PaddingMode::Zeros,
         }; 3];
         let mut at = [0usize; 3];
         let skip = 3 - self.axes.len();
@@ -124,11 +134,17 @@ impl Window {
             let x_image = (n * big_c + c) * d_len * h_len * w_len;
             let w_image = (k * cg + ci) * axes[0].k * kh * kw;
             for a in taps[0].clone() {
-                let d = axes[0].at(at[0], a);
+                let Some(d) = axes[0].at(at[0], a) else {
+                    continue;
+                };
                 for i in taps[1].clone() {
-                    let h = axes[1].at(at[1], i);
+                    let Some(h) = axes[1].at(at[1], i) else {
+                        continue;
+                    };
                     for j in taps[2].clone() {
-                        let w = axes[2].at(at[2], j);
+                        let Some(w) = axes[2].at(at[2], j) else {
+                            continue;
+                        };
                         let xi = x_image + (d * h_len + h) * w_len + w;
                         f(xi, w_image + (a * kh + i) * kw + j);
                     }
@@ -163,6 +179,7 @@ fn transposed_window(s: &ConvTranspose2dShape) -> Window {
         dilation,
         pad,
         len,
+        mode: PaddingMode::Zeros,
     };
     Window {
         channels: (s.in_channels, s.out_channels),

@@ -5,6 +5,8 @@
 //!
 //! - `dL/dx[n, c, h, w] = sum over o in c's group, i, j of g[n, o, p, q] * w[o, c mod Cg, i, j]`
 //!   over the `(p, q)` whose window puts tap `(i, j)` on `(h, w)`: `conv_transpose2d(g, w)`.
+//!   When the padding reads the input (a [`PaddingMode`] other than zeros), taps in the padding
+//!   put their share on the element they read: the gradient of the padded input, folded back.
 //! - `dL/dw[o, ci, i, j] = sum over n, p, q of g[n, o, p, q] * x[n, g*Cg + ci, p*sh + i*dh - top, q*sw + j*dw - left]`
 //! - `dL/db[o] = sum over n, p, q of g[n, o, p, q]`
 //!
@@ -23,7 +25,9 @@ use crate::gpu::pipelines::is_build_failure;
 use crate::gpu::plan::{self, backward::check_indexing, backward::chunking};
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::tuning::Op;
-use crate::spec::{Conv2dParams, Conv2dShape, ConvNdShape, ConvTranspose2dShape};
+use crate::spec::{
+    Conv2dParams, Conv2dShape, ConvNdShape, ConvTranspose2dShape, Padding, PaddingMode,
+};
 
 /// The gradients of a convolution's loss ([`Engine::conv2d_backward`]).
 #[derive(Debug)]
@@ -131,12 +135,64 @@ impl Engine {
     ) -> Result<GpuTensor> {
         let (given, shape) =
             self.backward_shape(input_shape, weight.shape(), grad_output, params)?;
-        let t = ConvTranspose2dShape::input_gradient_of(&shape);
         // An unbatched problem runs as its batch of one, and its gradient comes back unbatched.
         let gy = grad_output.view(&shape.output_shape());
-        Ok(self
-            .transposed(&t, &gy, weight, None)?
-            .view(&given.input_shape()))
+        let grad = if shape.pads_with_mode() {
+            self.grad_input_through_padding(&shape, &gy, weight)?
+        } else {
+            let t = ConvTranspose2dShape::input_gradient_of(&shape);
+            self.transposed(&t, &gy, weight, None)?
+        };
+        Ok(grad.view(&given.input_shape()))
+    }
+
+    /// The input gradient of a convolution whose padding reads the input (reflect, replicate,
+    /// circular): the gradient with respect to the padded input, as the input gradient of the
+    /// unpadded convolution over it, then each padded position's gradient added onto the element
+    /// it read (shaders/fold_padding.wgsl). The padded gradient is the one tensor this makes
+    /// that the forward pass does not; it must fit one binding.
+    fn grad_input_through_padding(
+        &self,
+        shape: &Conv2dShape,
+        grad_output: &GpuTensor,
+        weight: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        let grow = |n: usize, before: usize, after: usize| {
+            n.checked_add(before)
+                .and_then(|v| v.checked_add(after))
+                .ok_or_else(|| Error::SizeOverflow {
+                    what: format!("the padded input size {n} + {before} + {after}"),
+                })
+        };
+        let padded_h = grow(shape.in_h, shape.pad_top, shape.pad_bottom)?;
+        let padded_w = grow(shape.in_w, shape.pad_left, shape.pad_right)?;
+        let unpadded = Conv2dParams {
+            padding: Padding::explicit(0, 0, 0, 0),
+            padding_mode: PaddingMode::Zeros,
+            ..shape.params()
+        };
+        let padded = Conv2dShape::new(
+            &[shape.batch, shape.in_channels, padded_h, padded_w],
+            &shape.weight_shape(),
+            None,
+            &unpadded,
+        )?;
+        self.check_bindings(&[("padded input gradient", padded.input_len())])?;
+        let t = ConvTranspose2dShape::input_gradient_of(&padded);
+        let grad_padded = self.transposed(&t, grad_output, weight, None)?;
+        let grad = self.alloc(&shape.input_shape())?;
+        let mut uniforms = plan::uniforms_of(shape)?;
+        uniforms.out_h = plan::index_u32("padded input height", padded_h)?;
+        uniforms.out_w = plan::index_u32("padded input width", padded_w)?;
+        let fold = plan::flat(
+            Kernel::FoldPadding,
+            shape.input_len(),
+            uniforms,
+            &self.limits(),
+        )?;
+        let buffers = [grad_padded.buffer(), grad.buffer()];
+        self.submit_steps("folding the padding's gradient", &[(fold, &buffers)])?;
+        Ok(grad)
     }
 
     /// `dL/dweight` `[O, C/groups, kh, kw]` of the convolution of `input` with weights of
@@ -277,6 +333,7 @@ impl Engine {
             has_bias: true,
             out_h: p,
             out_w: q,
+            padding_mode: crate::spec::PaddingMode::Zeros,
         };
         if let Some(images) = plan::split::batch_split(
             n,

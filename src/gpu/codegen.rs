@@ -113,8 +113,14 @@ fn regtile_body(s: &RegTileSpec) -> String {
     w!("            let dr = i32(i * params.dilation_h);");
     w!("            let dc = i32(j * params.dilation_w);");
     for t in 0..tn {
-        w!("            let r{t} = row{t} + dr;");
-        w!("            let c{t} = col{t} + dc;");
+        if s.padded {
+            // Positions in the padding read what the padding mode puts there.
+            w!("            let r{t} = pad_source(row{t} + dr, params.in_h, params.pad_mode);");
+            w!("            let c{t} = pad_source(col{t} + dc, params.in_w, params.pad_mode);");
+        } else {
+            w!("            let r{t} = row{t} + dr;");
+            w!("            let c{t} = col{t} + dc;");
+        }
         if s.padded {
             w!("            let m{t} = ok{t} && r{t} >= 0 && r{t} < i32(params.in_h) && c{t} >= 0 && c{t} < i32(params.in_w);");
         } else {

@@ -428,6 +428,7 @@ fn fold_uniforms(s: &ConvNdShape<3>) -> Result<ConvUniforms> {
         dilation_h: u("dilation_h", s.dilation[1])?,
         dilation_w: u("dilation_w", s.dilation[2])?,
         has_bias: u32::from(s.has_bias),
+        pad_mode: s.padding_mode.code(),
         ..ConvUniforms::default()
     })
 }

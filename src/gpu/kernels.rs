@@ -57,6 +57,9 @@ pub enum Kernel {
     UnfoldWeight,
     /// The folded 2D input gradient summed back onto the 3D input.
     UnfoldInputGrad,
+    /// The gradient with respect to a padded input folded back onto the input, for the padding
+    /// modes that read it.
+    FoldPadding,
     /// A caller's forward convolution kernel (see [`CustomKernel`]).
     Custom(CustomKernel),
 }
@@ -127,7 +130,7 @@ pub const DEPTHWISE_HALO_CAPACITY: usize = 4096;
 
 /// Every kernel's shader file with its text, as compiled into the crate (the register-tiled one
 /// is the frame its generator fills); each is completed by [`with_params`].
-pub const SHADER_FILES: [(&str, &str); 16] = [
+pub const SHADER_FILES: [(&str, &str); 17] = [
     (
         "conv2d_direct",
         include_str!("../../shaders/conv2d_direct.wgsl"),
@@ -186,6 +189,10 @@ pub const SHADER_FILES: [(&str, &str); 16] = [
         include_str!("../../shaders/zero_upsample.wgsl"),
     ),
     ("fold_depth", include_str!("../../shaders/fold_depth.wgsl")),
+    (
+        "fold_padding",
+        include_str!("../../shaders/fold_padding.wgsl"),
+    ),
 ];
 
 fn file(name: &str) -> &'static str {
@@ -230,6 +237,7 @@ impl Kernel {
             | Kernel::FoldOutput
             | Kernel::UnfoldWeight
             | Kernel::UnfoldInputGrad => "fold_depth",
+            Kernel::FoldPadding => "fold_padding",
             Kernel::Custom(custom) => custom.name,
         }
     }
@@ -308,7 +316,8 @@ impl Kernel {
             | Kernel::UnfoldOutput
             | Kernel::FoldOutput
             | Kernel::UnfoldWeight
-            | Kernel::UnfoldInputGrad => Bindings::Unary,
+            | Kernel::UnfoldInputGrad
+            | Kernel::FoldPadding => Bindings::Unary,
         }
     }
 
@@ -382,4 +391,7 @@ pub struct ConvUniforms {
     pub dilation_d: u32,
     /// The first folded image (`n*OD + od`) of a piece of a split 3D convolution.
     pub first_image: u32,
+    /// What the padding holds ([`PaddingMode`](crate::spec::PaddingMode)'s number: 0 zeros,
+    /// 1 reflect, 2 replicate, 3 circular).
+    pub pad_mode: u32,
 }

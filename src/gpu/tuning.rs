@@ -13,7 +13,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::spec::Conv2dShape;
+use crate::spec::{Conv2dShape, PaddingMode};
 
 /// The cache file's name inside the cache folder.
 pub const CACHE_FILE: &str = "tuning-v1.tsv";
@@ -82,7 +82,7 @@ impl Op {
 }
 
 /// Every property of a convolution that changes which kernel wins, with sizes in powers of two:
-/// kernel, stride, dilation, padding or not, the kind of grouping, channels per group in and out,
+/// kernel, stride, dilation, padding or not (and its mode), the kind of grouping, channels per group in and out,
 /// output pixels and batch. Problems of one class share a tuned kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShapeClass(String);
@@ -112,7 +112,11 @@ impl ShapeClass {
             shape.stride_w,
             shape.dilation_h,
             shape.dilation_w,
-            if padded { "pad" } else { "nopad" },
+            match (padded, shape.padding_mode) {
+                (false, _) => "nopad".to_string(),
+                (true, PaddingMode::Zeros) => "pad".to_string(),
+                (true, mode) => format!("pad{mode}"),
+            },
             bucket(cg),
             bucket(og),
             bucket(shape.out_h * shape.out_w),

@@ -3,6 +3,7 @@
 //! `0,1,2,0`, `same`, `valid`), resolved for `N` axes by [`ConvArgs::params`].
 
 use super::common::parse_numbers;
+use super::mode::PaddingMode;
 use super::nd::{ConvNdParams, PaddingNd};
 use crate::error::{Error, Result};
 
@@ -58,16 +59,25 @@ impl std::str::FromStr for PaddingArg {
     }
 }
 
-/// Stride, padding, dilation and groups as given on the command line, for any number of axes.
+/// Stride, padding, dilation and groups as given on the command line, for any number of axes
+/// (with the `cli` feature, the `wgconv run` flags that set them).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ConvArgs {
-    /// `--stride`.
+    /// Stride: one number, or one per axis (2D: SH,SW).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "S|S,..", default_value = "1", value_parser = clap::value_parser!(AxisValues)))]
     pub stride: AxisValues,
-    /// `--padding`.
+    /// Padding amounts: one number, one per axis, before,after per axis (2D: T,B,L,R), same or valid.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "P|P,..|B,A,..|same|valid", default_value = "0", value_parser = clap::value_parser!(PaddingArg)))]
     pub padding: PaddingArg,
-    /// `--dilation`.
+    /// What the padding holds: zeros, reflect (mirrored, edge once), replicate (edge repeated) or circular (wrapped).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "zeros|reflect|replicate|circular", default_value = "zeros", value_parser = clap::value_parser!(PaddingMode)))]
+    pub padding_mode: PaddingMode,
+    /// Dilation: one number, or one per axis (2D: DH,DW).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "D|D,..", default_value = "1", value_parser = clap::value_parser!(AxisValues)))]
     pub dilation: AxisValues,
-    /// `--groups`.
+    /// Groups.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1))]
     pub groups: usize,
 }
 
@@ -140,6 +150,7 @@ impl ConvArgs {
         Ok(ConvNdParams {
             stride: axes("stride", &self.stride)?,
             padding,
+            padding_mode: self.padding_mode,
             dilation: axes("dilation", &self.dilation)?,
             groups: self.groups,
         })

@@ -1,10 +1,12 @@
 //! The forward convolution: [`Padding`], [`Conv2dParams`] and the validated [`Conv2dShape`].
 
 use super::common::{check_byte_sizes, ConvParams, IntoPair, Shaped};
+use super::mode::PaddingMode;
 use super::nd::{ConvNdParams, ConvNdShape, PaddingNd};
 use crate::error::Result;
 
-/// Zero padding around the input, PyTorch's `padding=` argument.
+/// Padding amounts around the input, PyTorch's `padding=` argument (what the padding holds is
+/// the [`PaddingMode`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Padding {
     /// Explicit zero rows/columns on each side (may be asymmetric).
@@ -123,8 +125,10 @@ impl From<[usize; 4]> for Padding {
 pub struct Conv2dParams {
     /// `(sh, sw)`.
     pub stride: (usize, usize),
-    /// Zero padding.
+    /// Padding amounts.
     pub padding: Padding,
+    /// What the padding holds (PyTorch's `padding_mode`).
+    pub padding_mode: PaddingMode,
     /// `(dh, dw)`: spacing between kernel taps.
     pub dilation: (usize, usize),
     /// Input and output channels are split into this many independent groups.
@@ -132,11 +136,12 @@ pub struct Conv2dParams {
 }
 
 impl Default for Conv2dParams {
-    /// PyTorch's defaults: stride 1, padding 0, dilation 1, groups 1.
+    /// PyTorch's defaults: stride 1, padding 0 (zeros), dilation 1, groups 1.
     fn default() -> Self {
         Conv2dParams {
             stride: (1, 1),
             padding: Padding::default(),
+            padding_mode: PaddingMode::Zeros,
             dilation: (1, 1),
             groups: 1,
         }
@@ -149,6 +154,8 @@ impl Conv2dParams {
         with_stride(stride: impl IntoPair) => into_pair;
         /// Sets the padding from `p`, `(ph, pw)`, `[top, bottom, left, right]` or a [`Padding`].
         with_padding(padding: impl Into<Padding>) => into;
+        /// Sets what the padding holds.
+        with_padding_mode(padding_mode: PaddingMode);
         /// Sets the dilation from `d` or `(dh, dw)`.
         with_dilation(dilation: impl IntoPair) => into_pair;
         /// Sets the number of groups.
@@ -210,6 +217,8 @@ pub struct Conv2dShape {
     pub out_h: usize,
     /// Output width Q.
     pub out_w: usize,
+    /// What the padding holds.
+    pub padding_mode: PaddingMode,
 }
 
 impl Conv2dShape {
@@ -255,9 +264,17 @@ impl Conv2dShape {
                 self.pad_left,
                 self.pad_right,
             ),
+            padding_mode: self.padding_mode,
             dilation: (self.dilation_h, self.dilation_w),
             groups: self.groups,
         }
+    }
+
+    /// Whether some padding reads the input (a [`PaddingMode`] other than zeros, and a side
+    /// padded): what a kernel or pass that knows only zero padding cannot run.
+    pub fn pads_with_mode(&self) -> bool {
+        self.padding_mode != PaddingMode::Zeros
+            && self.pad_top + self.pad_bottom + self.pad_left + self.pad_right > 0
     }
 
     /// Input channels seen by one output channel: `C / groups`.
@@ -333,6 +350,7 @@ impl From<&Conv2dParams> for ConvNdParams<2> {
         ConvNdParams {
             stride: [p.stride.0, p.stride.1],
             padding: p.padding.into(),
+            padding_mode: p.padding_mode,
             dilation: [p.dilation.0, p.dilation.1],
             groups: p.groups,
         }
@@ -364,6 +382,7 @@ impl ConvNdShape<1> {
             has_bias: self.has_bias,
             out_h: 1,
             out_w: self.output[0],
+            padding_mode: self.padding_mode,
         }
     }
 }
@@ -392,6 +411,7 @@ impl ConvNdShape<2> {
             has_bias: self.has_bias,
             out_h: self.output[0],
             out_w: self.output[1],
+            padding_mode: self.padding_mode,
         }
     }
 }
@@ -407,6 +427,7 @@ impl From<&ConvNdParams<2>> for Conv2dParams {
                 PaddingNd::Same => Padding::Same,
                 PaddingNd::Valid => Padding::Valid,
             },
+            padding_mode: p.padding_mode,
             dilation: (p.dilation[0], p.dilation[1]),
             groups: p.groups,
         }
@@ -417,7 +438,8 @@ impl ConvNdShape<3> {
     /// The 2D convolution the 3D one is run as, its depth folded into the batch and the channels:
     /// input `[N*OD, KD*C, H, W]`, weight `[O, KD*C/groups, kh, kw]`, output `[N*OD, O, P, Q]`,
     /// where image `n*OD + od`, channel `g*KD*C/groups + a*C/groups + ci` holds input depth
-    /// `od*sd + a*dd - front` of channel `g*C/groups + ci` (zeros outside the input). The sum over
+    /// `od*sd + a*dd - front` of channel `g*C/groups + ci` (outside the input, what the
+    /// [`PaddingMode`] reads there; the folded problem pads its height and width the same way). The sum over
     /// its channels and taps is the 3D sum over channels and taps (shaders/fold_depth.wgsl).
     ///
     /// `None` when `N*OD`, `KD*C` or the byte size of a folded tensor overflows.
@@ -443,6 +465,7 @@ impl ConvNdShape<3> {
             has_bias: self.has_bias,
             out_h: self.output[1],
             out_w: self.output[2],
+            padding_mode: self.padding_mode,
         };
         let tensors = [
             ("folded input", &folded.input_shape()[..]),

@@ -13,6 +13,7 @@ mod args;
 #[macro_use]
 mod common;
 mod forward;
+mod mode;
 mod nd;
 mod transposed;
 
@@ -20,6 +21,7 @@ pub use args::{spatial_dims_of, AxisValues, ConvArgs, PaddingArg};
 pub use common::{parse_finite_f32, parse_numbers, parse_pair, parse_positive, IntoPair};
 pub(crate) use common::{ConvParams, Shaped};
 pub use forward::{output_shape, Conv2dParams, Conv2dShape, Padding};
+pub use mode::PaddingMode;
 pub use nd::{
     conv_output_len, Conv1dParams, Conv3dParams, ConvNdParams, ConvNdShape, IntoAxes, PaddingNd,
 };

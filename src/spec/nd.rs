@@ -9,6 +9,7 @@
 use super::common::{
     check_bias, check_byte_sizes, check_groups_divide_weight, overflow, ConvParams, Shaped,
 };
+use super::mode::{check_amounts, PaddingMode};
 use crate::error::{tuple, Error, Result};
 
 /// Output length along one axis: `floor((n + pad_total - dilation*(k-1) - 1) / stride) + 1`.
@@ -44,8 +45,10 @@ pub fn conv_output_len(
 pub struct ConvNdParams<const N: usize> {
     /// Stride per axis.
     pub stride: [usize; N],
-    /// Zero padding.
+    /// Padding amounts.
     pub padding: PaddingNd<N>,
+    /// What the padding holds (PyTorch's `padding_mode`).
+    pub padding_mode: PaddingMode,
     /// Spacing between kernel taps per axis.
     pub dilation: [usize; N],
     /// Input and output channels are split into this many independent groups.
@@ -58,7 +61,8 @@ pub type Conv1dParams = ConvNdParams<1>;
 /// A 3D convolution's parameters (`torch.nn.Conv3d`).
 pub type Conv3dParams = ConvNdParams<3>;
 
-/// Zero padding around an input of `N` spatial axes, PyTorch's `padding=` argument.
+/// Padding amounts around an input of `N` spatial axes, PyTorch's `padding=` argument (what
+/// the padding holds is the [`PaddingMode`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PaddingNd<const N: usize> {
     /// `[before, after]` per axis (may be asymmetric).
@@ -131,11 +135,12 @@ impl<const N: usize> IntoAxes<N> for [usize; N] {
 }
 
 impl<const N: usize> Default for ConvNdParams<N> {
-    /// PyTorch's defaults: stride 1, padding 0, dilation 1, groups 1.
+    /// PyTorch's defaults: stride 1, padding 0 (zeros), dilation 1, groups 1.
     fn default() -> Self {
         ConvNdParams {
             stride: [1; N],
             padding: PaddingNd::default(),
+            padding_mode: PaddingMode::Zeros,
             dilation: [1; N],
             groups: 1,
         }
@@ -153,6 +158,12 @@ impl<const N: usize> ConvNdParams<N> {
     /// [`PaddingNd`].
     pub fn with_padding(mut self, padding: impl Into<PaddingNd<N>>) -> Self {
         self.padding = padding.into();
+        self
+    }
+
+    /// Sets what the padding holds.
+    pub fn with_padding_mode(mut self, mode: PaddingMode) -> Self {
+        self.padding_mode = mode;
         self
     }
 
@@ -194,8 +205,10 @@ pub struct ConvNdShape<const N: usize> {
     pub stride: [usize; N],
     /// Dilation per axis.
     pub dilation: [usize; N],
-    /// `[before, after]` zero padding per axis.
+    /// `[before, after]` padding per axis.
     pub padding: [[usize; 2]; N],
+    /// What the padding holds.
+    pub padding_mode: PaddingMode,
 }
 
 /// The operation's name in messages: `conv1d`, `conv2d` or `conv3d`.
@@ -226,6 +239,7 @@ impl<const N: usize> ConvNdShape<N> {
     /// [`Error::InputRank`], [`Error::WeightRank`], [`Error::EmptyDimension`],
     /// [`Error::SameWithStride`], [`Error::OutChannelsNotDivisible`],
     /// [`Error::InChannelsNotDivisible`], [`Error::ChannelMismatch`], [`Error::BiasShape`],
+    /// [`Error::ReflectPaddingTooLarge`], [`Error::CircularPaddingTooLarge`],
     /// [`Error::KernelTooLarge`], [`Error::SizeOverflow`].
     pub fn new(
         input: &[usize],
@@ -285,6 +299,11 @@ impl<const N: usize> ConvNdShape<N> {
             });
         }
         check_groups_divide_weight(weight, groups)?;
+        let spatial: [usize; N] = std::array::from_fn(|a| image[1 + a]);
+        let kernel: [usize; N] = std::array::from_fn(|a| weight[2 + a]);
+        let padding = params.padding.resolve(kernel, params.dilation);
+        // PyTorch pads (`F.pad`) before it convolves, so these come before the channel checks.
+        check_amounts(params.padding_mode, &padding, &spatial, input)?;
         let (c, o, cg) = (image[0], weight[0], weight[1]);
         // PyTorch names an unbatched input by the batch of one it runs as.
         let named = if unbatched {
@@ -316,9 +335,6 @@ impl<const N: usize> ConvNdShape<N> {
             expected: o,
             got,
         })?;
-        let spatial: [usize; N] = std::array::from_fn(|a| image[1 + a]);
-        let kernel: [usize; N] = std::array::from_fn(|a| weight[2 + a]);
-        let padding = params.padding.resolve(kernel, params.dilation);
         let mut padded = [0; N];
         let mut span = [0; N];
         for a in 0..N {
@@ -380,6 +396,7 @@ impl<const N: usize> ConvNdShape<N> {
             stride: params.stride,
             dilation: params.dilation,
             padding,
+            padding_mode: params.padding_mode,
         };
         shape.check_sizes()?;
         Ok(shape)
@@ -445,6 +462,7 @@ impl<const N: usize> ConvNdShape<N> {
         ConvNdParams {
             stride: self.stride,
             padding: PaddingNd::Explicit(self.padding),
+            padding_mode: self.padding_mode,
             dilation: self.dilation,
             groups: self.groups,
         }

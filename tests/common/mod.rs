@@ -127,6 +127,7 @@ pub fn random_config(rng: &mut ChaCha8Rng, max_macs: usize, pointwise_only: bool
             padding,
             dilation,
             groups,
+            ..Conv2dParams::default()
         };
         let input = [batch, c, h, w];
         let weight = [o, c / groups, kh, kw];

@@ -43,6 +43,7 @@ fn transposed_uniforms(t: &ConvTranspose2dShape) -> Result<ConvUniforms> {
         padding: Padding::explicit(t.pad_top, reach_h, t.pad_left, reach_w),
         dilation: (t.dilation_h, t.dilation_w),
         groups: t.groups,
+        ..Conv2dParams::default()
     };
     let forward = Conv2dShape::new(&t.output_shape(), &t.weight_shape(), None, &params)?;
     let mut uniforms = base_uniforms(&forward)?;
@@ -221,6 +222,7 @@ pub fn transposed(t: &ConvTranspose2dShape, limits: &PlanLimits) -> Result<Trans
             padding: Padding::explicit(reach_h - t.pad_top, bottom, reach_w - t.pad_left, right),
             dilation: (t.dilation_h, t.dilation_w),
             groups: t.groups,
+            ..Conv2dParams::default()
         };
         return Ok(Transposed::Flipped {
             plan,

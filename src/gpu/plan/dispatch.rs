@@ -298,6 +298,7 @@ pub(crate) fn base_uniforms(shape: &Conv2dShape) -> Result<ConvUniforms> {
         pad_front: 0,
         dilation_d: 1,
         first_image: 0,
+        pad_mode: shape.padding_mode.code(),
     })
 }
 

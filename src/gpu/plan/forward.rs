@@ -215,6 +215,14 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
     };
     match algorithm {
         Algorithm::Direct => direct(),
+        Algorithm::Custom(_) if shape.pads_with_mode() => Err(unsupported(
+            "custom",
+            format!(
+                "a custom kernel reads zeros in the padding; padding_mode '{}' needs one of \
+                 wgconv's kernels",
+                shape.padding_mode
+            ),
+        )),
         Algorithm::Custom(custom) => flat(Kernel::Custom(custom), shape.output_len()),
         Algorithm::Pointwise if is_pointwise(shape) => pointwise(),
         Algorithm::Pointwise => Err(Error::UnsupportedAlgorithm {

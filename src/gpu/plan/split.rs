@@ -142,6 +142,13 @@ fn piece_shape(
     )
 }
 
+/// Whether the pieces of `shape` must keep every input row: its top or bottom padding reads the
+/// input (a mode other than zeros), so a piece cut from the middle would mirror, repeat or wrap
+/// the wrong rows. Such a problem is split over images, groups and output channels only.
+fn keeps_all_rows(shape: &Conv2dShape) -> bool {
+    shape.pads_with_mode() && shape.pad_top + shape.pad_bottom > 0
+}
+
 /// Input rows that output rows `rows` read, clipped to the input; `None` when all are padding.
 fn input_rows(shape: &Conv2dShape, rows: &Range<usize>) -> Option<Range<usize>> {
     // In padded coordinates the rows read are [start*stride, (end-1)*stride + span).
@@ -176,7 +183,11 @@ pub fn choose_split(
         } else {
             split.out_channels
         };
-        let in_h = span.min(shape.in_h);
+        let (in_h, top) = if keeps_all_rows(shape) {
+            (shape.in_h, shape.pad_top)
+        } else {
+            (span.min(shape.in_h), 0)
+        };
         let piece = piece_shape(
             shape,
             split.batch,
@@ -184,7 +195,7 @@ pub fn choose_split(
             channels,
             split.rows,
             in_h,
-            0,
+            top,
         );
         let piece = piece.ok()?;
         if fits(&piece) {
@@ -198,7 +209,7 @@ pub fn choose_split(
             split.groups = halve(split.groups);
         } else if split.out_channels > 1 && weight_too_big {
             split.out_channels = halve(split.out_channels);
-        } else if split.rows > 1 {
+        } else if split.rows > 1 && !keeps_all_rows(shape) {
             split.rows = halve(split.rows);
         } else if split.out_channels > 1 {
             split.out_channels = halve(split.out_channels);
@@ -258,7 +269,11 @@ pub fn pieces(shape: &Conv2dShape, split: &Split) -> Result<Vec<Piece>> {
                 groups.start * og + channels.start..(groups.end - 1) * og + channels.end;
             for batch in chunks(shape.batch, split.batch) {
                 for out_rows in chunks(shape.out_h, split.rows) {
-                    let in_rows = input_rows(shape, &out_rows);
+                    let in_rows = if keeps_all_rows(shape) {
+                        Some(0..shape.in_h)
+                    } else {
+                        input_rows(shape, &out_rows)
+                    };
                     let (in_h, top) = match &in_rows {
                         // Padded rows between the first one the output reads and the first real
                         // row copied.
