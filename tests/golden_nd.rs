@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use wgconv::cpu::reference;
-use wgconv::{io, Algorithm, ConvNdParams, Error, PaddingMode, PaddingNd, Tensor};
+use wgconv::{io, Algorithm, ConvNdParams, Error, PaddingNd, Tensor};
 
 use common::{compare, engine, max_abs, tolerance, view4};
 
@@ -327,13 +327,8 @@ fn check_gpu_gradients<const N: usize>(
         // common::compare_grads), plus the golden value's rounding to f32.
         let (mx, mw, mg) = (max_abs(&c.input), max_abs(&c.weight), max_abs(gy));
         let rows = s.batch * s.output.iter().product::<usize>();
-        // An input element gathers the taps of its own position and, under a padding mode, of
-        // every padded position that reads it: at most 1 + before + after per axis.
-        let readers: usize = match s.padding_mode {
-            PaddingMode::Zeros => 1,
-            _ => s.padding.iter().map(|[b, a]| 1 + b + a).product(),
-        };
-        let taps = readers * s.out_channels / s.groups * s.kernel.iter().product::<usize>();
+        let taps = common::padding_readers(&s) * s.out_channels / s.groups
+            * s.kernel.iter().product::<usize>();
         let eps = f64::from(f32::EPSILON);
         let mut checks = vec![
             (

@@ -86,8 +86,8 @@ pub fn check_against_central_differences<const N: usize>(
 
     let taps: usize = s.kernel.iter().product();
     let n_fwd = s.in_channels / s.groups * taps + 2 + s.output_len();
-    let n_grad =
-        (s.out_channels / s.groups * taps).max(s.batch * s.output.iter().product::<usize>());
+    let n_grad = (super::padding_readers(&s) * s.out_channels / s.groups * taps)
+        .max(s.batch * s.output.iter().product::<usize>());
     let abs_g: Vec<f64> = g.iter().map(|v| v.abs()).collect();
     let tensors = [x, w, b];
     for (which, (name, analytic)) in [

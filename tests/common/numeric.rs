@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use wgconv::cpu::reference::{Conv2dGrads64, ConvNdGrads64};
-use wgconv::{Conv2dParams, Padding, Tensor};
+use wgconv::{Conv2dParams, ConvNdShape, Padding, PaddingMode, Tensor};
 
 /// Tolerance constant `c` in `|gpu - ref| <= c * K * eps32 * max|x| * max|w| + eps32 * max|b| + tiny`.
 ///
@@ -119,8 +119,18 @@ pub fn compare_grads(
     sums.compare(context, [&want.input, &want.weight, &want.bias], got, scale)
 }
 
+/// How many padded positions read one input element, at most: its own, and under a padding mode
+/// other than zeros every padded position that mirrors, repeats or wraps onto it, at most
+/// `1 + before + after` per axis. An input gradient entry adds the taps of all of them.
+pub fn padding_readers<const N: usize>(s: &ConvNdShape<N>) -> usize {
+    match s.padding_mode {
+        PaddingMode::Zeros => 1,
+        _ => s.padding.iter().map(|[b, a]| 1 + b + a).product(),
+    }
+}
+
 /// [`compare_grads`] over any number of spatial axes: the sums run over `N * prod(output)` rows
-/// and `O/groups * prod(kernel)` taps.
+/// and `O/groups * prod(kernel)` taps of each of the [`padding_readers`].
 pub fn compare_grads_nd<const N: usize>(
     context: &str,
     want: &ConvNdGrads64<N>,
@@ -130,7 +140,7 @@ pub fn compare_grads_nd<const N: usize>(
     let s = &want.shape;
     let sums = GradSums {
         rows: s.batch * s.output.iter().product::<usize>(),
-        taps: s.out_channels / s.groups * s.kernel.iter().product::<usize>(),
+        taps: padding_readers(s) * s.out_channels / s.groups * s.kernel.iter().product::<usize>(),
         shapes: [
             view4(&s.input_shape()),
             view4(&s.weight_shape()),
