@@ -902,3 +902,97 @@ fn an_error_returned_from_main_prints_its_message() {
     assert_eq!(format!("{e:?}"), e.to_string());
     assert!(format!("{e:?}").starts_with("Given groups=1, weight of size [8, 3, 1, 1]"));
 }
+
+#[test]
+fn run_takes_a_padding_mode_on_gpu_and_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = npy_file(dir.path(), "x.npy", &[2, 3, 6, 7], |i| {
+        ((i * 29) % 19) as f32 / 9.0 - 1.0
+    });
+    let w = npy_file(dir.path(), "w.npy", &[4, 3, 3, 2], |i| {
+        ((i * 7) % 11) as f32 / 5.0 - 1.0
+    });
+    for mode in ["reflect", "replicate", "circular"] {
+        let params = wgconv::Conv2dParams::default()
+            .with_padding(wgconv::Padding::explicit(2, 1, 0, 1))
+            .with_padding_mode(mode.parse().unwrap());
+        let want = cpu::reference::conv2d(
+            &io::read_npy(&x).unwrap(),
+            &io::read_npy(&w).unwrap(),
+            None,
+            &params,
+        )
+        .unwrap();
+        for device in ["gpu", "cpu"] {
+            let y = dir.path().join(format!("y_{mode}_{device}.npy"));
+            let out = wgconv(&[
+                "run",
+                "--input",
+                &x,
+                "--weight",
+                &w,
+                "--padding",
+                "2,1,0,1",
+                "--padding-mode",
+                mode,
+                "--device",
+                device,
+                "--output",
+                y.to_str().unwrap(),
+            ]);
+            assert!(out.status.success(), "{mode} {device}: {}", stderr(&out));
+            let got = io::read_npy(&y).unwrap();
+            assert_eq!(got.shape(), want.shape(), "{mode} {device}");
+            for (g, r) in got.data().iter().zip(want.data()) {
+                assert!(
+                    (g - r).abs() <= 1e-5 * r.abs().max(1.0),
+                    "{mode} {device}: {g} vs {r}"
+                );
+            }
+        }
+    }
+    // A mode that does not exist is a usage error naming the ones that do.
+    let y = dir.path().join("bad.npy");
+    let out = wgconv(&[
+        "run",
+        "--input",
+        &x,
+        "--weight",
+        &w,
+        "--padding-mode",
+        "mirror",
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("padding_mode must be one of {'zeros', 'reflect', 'replicate', 'circular'}"),
+        "{}",
+        stderr(&out)
+    );
+    // Reflect padding as long as the input is refused in PyTorch's words, with no output file.
+    let out = wgconv(&[
+        "run",
+        "--input",
+        &x,
+        "--weight",
+        &w,
+        "--padding",
+        "6",
+        "--padding-mode",
+        "reflect",
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "Padding size should be less than the corresponding input dimension, but got: \
+             padding (6, 6) at dimension 3 of input [2, 3, 6, 7]"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!y.exists());
+}

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use wgconv::gpu::codegen::{grad_weight_source, regtile_source, RegTileSpec};
 use wgconv::gpu::kernels::{with_params, PARAMS_WGSL, SHADER_FILES};
+use wgconv::PaddingMode;
 
 fn validate(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
@@ -59,7 +60,13 @@ fn compiled_in_sources_are_the_files_on_disk() {
 fn generated_register_tiled_kernels_validate() {
     let mut count = 0;
     for (tm, tn) in [(8, 4), (16, 16), (32, 8), (8, 16)] {
-        for padded in [false, true] {
+        for (padded, mode) in [
+            (false, PaddingMode::Zeros),
+            (true, PaddingMode::Zeros),
+            (true, PaddingMode::Reflect),
+            (true, PaddingMode::Replicate),
+            (true, PaddingMode::Circular),
+        ] {
             for (unrolled_channels, subgroup) in [
                 (None, None),
                 (Some(1), None),
@@ -71,6 +78,7 @@ fn generated_register_tiled_kernels_validate() {
                     tm,
                     tn,
                     padded,
+                    mode,
                     unrolled_channels,
                     subgroup,
                 };
@@ -84,7 +92,7 @@ fn generated_register_tiled_kernels_validate() {
             }
         }
     }
-    assert_eq!(count, 40);
+    assert_eq!(count, 100);
 }
 
 #[test]

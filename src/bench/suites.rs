@@ -7,7 +7,9 @@ use std::path::Path;
 
 use super::error::BenchError;
 use crate::error::Result;
-use crate::spec::{Conv1dParams, Conv2dParams, Conv2dShape, Conv3dParams, ConvNdShape};
+use crate::spec::{
+    Conv1dParams, Conv2dParams, Conv2dShape, Conv3dParams, ConvNdShape, PaddingMode,
+};
 
 /// One convolution layer of a suite: `C, H, W -> K, R x S, stride, pad` (square stride and pad);
 /// a conv1d's `C, L -> K, k, stride, pad`, kept as the conv2d of height 1 it runs as (`h` and
@@ -37,8 +39,10 @@ pub struct Layer {
     pub s: usize,
     /// Stride (both axes).
     pub stride: usize,
-    /// Zero padding (all sides).
+    /// Padding (all sides).
     pub pad: usize,
+    /// What the padding holds (`mode reflect` in a suite file; zeros by default).
+    pub mode: PaddingMode,
 }
 
 impl Layer {
@@ -68,6 +72,7 @@ impl Layer {
             s,
             stride,
             pad,
+            mode: PaddingMode::Zeros,
         }
     }
 
@@ -110,6 +115,7 @@ impl Layer {
         Conv3dParams::default()
             .with_stride(self.stride)
             .with_padding(self.pad)
+            .with_padding_mode(self.mode)
     }
 
     /// A conv3d layer's validated problem for a batch of `n`.
@@ -135,6 +141,7 @@ impl Layer {
                 .with_stride(self.stride)
                 .with_padding(self.pad),
         }
+        .with_padding_mode(self.mode)
     }
 
     /// The validated problem for a batch of `n`, as the conv2d it runs as (a conv1d checked as
@@ -154,7 +161,8 @@ impl Layer {
         if self.dims == 1 {
             let params = Conv1dParams::default()
                 .with_stride(self.stride)
-                .with_padding(self.pad);
+                .with_padding(self.pad)
+                .with_padding_mode(self.mode);
             let input = [n, self.c, self.w];
             let shape =
                 ConvNdShape::new(&input, &[self.k, self.c, self.s], Some(&[self.k]), &params)?;
@@ -206,6 +214,24 @@ conv3d_video  16 8 56 56 -> 32 3x3x3 pad 1
 conv2d_video  48 112 224 -> 32 3x3 pad 1
 ";
 
+/// The padding modes beside zero padding (issue bar: each at most 1.15x the zeros row's time):
+/// a ResNet 3x3 layer, the audio conv1d and the video conv3d of [`FAMILY_SUITE`], each with
+/// every mode.
+pub const MODES_SUITE: &str = "\
+conv2d_zeros      64 56 56 -> 64 3x3 pad 1
+conv2d_reflect    64 56 56 -> 64 3x3 pad 1 mode reflect
+conv2d_replicate  64 56 56 -> 64 3x3 pad 1 mode replicate
+conv2d_circular   64 56 56 -> 64 3x3 pad 1 mode circular
+conv1d_zeros      32 16000 -> 64 9 stride 4 pad 4
+conv1d_reflect    32 16000 -> 64 9 stride 4 pad 4 mode reflect
+conv1d_replicate  32 16000 -> 64 9 stride 4 pad 4 mode replicate
+conv1d_circular   32 16000 -> 64 9 stride 4 pad 4 mode circular
+conv3d_zeros      16 8 56 56 -> 32 3x3x3 pad 1
+conv3d_reflect    16 8 56 56 -> 32 3x3x3 pad 1 mode reflect
+conv3d_replicate  16 8 56 56 -> 32 3x3x3 pad 1 mode replicate
+conv3d_circular   16 8 56 56 -> 32 3x3x3 pad 1 mode circular
+";
+
 /// The layers of [`FAMILY_SUITE`].
 pub fn family_suite() -> Vec<Layer> {
     built_in(FAMILY_SUITE)
@@ -222,7 +248,7 @@ pub fn quick_suite() -> Vec<Layer> {
 }
 
 /// The layers of the suite `name`: `resnet` ([`resnet_suite`]), `quick` ([`quick_suite`]),
-/// `family` ([`family_suite`]), or else the path of a suite file ([`parse_suite`]).
+/// `family` ([`family_suite`]), `modes` ([`MODES_SUITE`]), or else the path of a suite file ([`parse_suite`]).
 ///
 /// # Errors
 /// As [`parse_suite`].
@@ -231,6 +257,7 @@ pub fn suite(name: &str) -> Result<Vec<Layer>, BenchError> {
         "resnet" => Ok(resnet_suite()),
         "quick" => Ok(quick_suite()),
         "family" => Ok(family_suite()),
+        "modes" => Ok(built_in(MODES_SUITE)),
         file => parse_suite(Path::new(file)),
     }
 }
@@ -431,15 +458,26 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
         }
     };
 
-    let (mut stride, mut pad) = (None, None);
+    let (mut stride, mut pad, mut mode) = (None, None, None);
     let mut rest = options.iter();
     while let Some(&key) = rest.next() {
+        if key == "mode" {
+            if mode.is_some() {
+                return Err("'mode' is given twice".into());
+            }
+            let value = rest
+                .next()
+                .ok_or("'mode' needs a value, e.g. 'mode reflect'")?;
+            mode = Some(value.parse::<PaddingMode>()?);
+            continue;
+        }
         let slot = match key {
             "stride" => &mut stride,
             "pad" => &mut pad,
             _ => {
                 return Err(format!(
-                    "unknown token '{key}' after the kernel; expected 'stride S' or 'pad P'"
+                    "unknown token '{key}' after the kernel; expected 'stride S', 'pad P' or \
+                     'mode zeros|reflect|replicate|circular'"
                 ))
             }
         };
@@ -474,11 +512,13 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
         }
     }
     let stride = stride.unwrap_or(1);
-    Ok(match (depth, kernel_depth, h) {
+    let layer = match (depth, kernel_depth, h) {
         (Some(d), Some(t), Some(h)) => Layer::conv3d(name, [c, d, h, w], k, [t, r, s], stride, pad),
         (_, _, Some(h)) => Layer::new(name, c, h, w, k, r, s, stride, pad),
         _ => Layer::conv1d(name, c, w, k, s, stride, pad),
-    })
+    };
+    let mode = mode.unwrap_or_default();
+    Ok(Layer { mode, ..layer })
 }
 
 fn non_negative(text: &str, what: &str) -> Result<usize, String> {

@@ -182,7 +182,7 @@ struct TuneArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// Which layers: `resnet`, `quick`, `family` (conv1d beside conv2d), or a suite file (one `name C H W -> K RxS [stride S] [pad P]` per line; `C L -> K k` for conv1d).
+    /// Which layers: `resnet`, `quick`, `family` (conv1d beside conv2d), `modes` (padding modes beside zeros), or a suite file (one `name C H W -> K RxS [stride S] [pad P] [mode M]` per line; `C L -> K k` for conv1d).
     #[arg(long, default_value = "resnet")]
     suite: String,
     /// Batch size N (at least 1).

@@ -10,6 +10,8 @@
 
 use std::fmt::Write as _;
 
+use crate::spec::PaddingMode;
+
 /// The uniform block's WGSL definition, prepended to every kernel's text.
 pub const PARAMS_WGSL: &str = include_str!("../../shaders/conv_params.wgsl");
 
@@ -28,6 +30,10 @@ pub struct RegTileSpec {
     pub tn: u32,
     /// Whether any side is padded (otherwise every tap of a valid pixel is inside the input).
     pub padded: bool,
+    /// What the padding holds, when `padded`: zeros are masked off; the other modes are written
+    /// out as the branch-free index arithmetic of that one mode (a valid pixel's taps then all
+    /// read the input, so they need no mask).
+    pub mode: PaddingMode,
     /// `Some(C/groups)` to unroll the channel loop too (few channels, e.g. an RGB stem).
     pub unrolled_channels: Option<u32>,
     /// `Some(subgroup size)` to load each weight once per subgroup and broadcast it to the lanes.
@@ -66,8 +72,9 @@ fn regtile_body(s: &RegTileSpec) -> String {
         .unrolled_channels
         .map_or("looped".to_string(), |c| format!("{c} unrolled"));
     w!(
-        "    // Generated for TM={tm}, TN={tn}, padded {}, channels {channels}.",
-        s.padded
+        "    // Generated for TM={tm}, TN={tn}, padded {} ({}), channels {channels}.",
+        s.padded,
+        s.mode
     );
     w!("    let n = wid.z / params.groups;");
     w!("    let g = wid.z % params.groups;");
@@ -108,20 +115,38 @@ fn regtile_body(s: &RegTileSpec) -> String {
             w!("    var acc{r}_{t} = 0.0;");
         }
     }
+    w!("    let nh = i32(params.in_h);");
+    w!("    let nw = i32(params.in_w);");
     w!("    for (var i = 0u; i < params.kernel_h; i++) {{");
     w!("        for (var j = 0u; j < params.kernel_w; j++) {{");
     w!("            let dr = i32(i * params.dilation_h);");
     w!("            let dc = i32(j * params.dilation_w);");
     for t in 0..tn {
-        if s.padded {
-            // Positions in the padding read what the padding mode puts there.
-            w!("            let r{t} = pad_source(row{t} + dr, params.in_h, params.pad_mode);");
-            w!("            let c{t} = pad_source(col{t} + dc, params.in_w, params.pad_mode);");
-        } else {
-            w!("            let r{t} = row{t} + dr;");
-            w!("            let c{t} = col{t} + dc;");
+        let (r, c) = (format!("row{t} + dr"), format!("col{t} + dc"));
+        match (s.padded, s.mode) {
+            (true, PaddingMode::Reflect) => {
+                // |i|, then mirrored at the far edge: min(i, 2(n-1) - i).
+                w!("            let ar{t} = abs({r});");
+                w!("            let r{t} = min(ar{t}, 2 * (nh - 1) - ar{t});");
+                w!("            let ac{t} = abs({c});");
+                w!("            let c{t} = min(ac{t}, 2 * (nw - 1) - ac{t});");
+            }
+            (true, PaddingMode::Replicate) => {
+                w!("            let r{t} = clamp({r}, 0, nh - 1);");
+                w!("            let c{t} = clamp({c}, 0, nw - 1);");
+            }
+            (true, PaddingMode::Circular) => {
+                w!("            let pr{t} = {r};");
+                w!("            let r{t} = pr{t} + select(0, nh, pr{t} < 0) - select(0, nh, pr{t} >= nh);");
+                w!("            let pc{t} = {c};");
+                w!("            let c{t} = pc{t} + select(0, nw, pc{t} < 0) - select(0, nw, pc{t} >= nw);");
+            }
+            _ => {
+                w!("            let r{t} = {r};");
+                w!("            let c{t} = {c};");
+            }
         }
-        if s.padded {
+        if s.padded && s.mode == PaddingMode::Zeros {
             w!("            let m{t} = ok{t} && r{t} >= 0 && r{t} < i32(params.in_h) && c{t} >= 0 && c{t} < i32(params.in_w);");
         } else {
             w!("            let m{t} = ok{t};");

@@ -243,7 +243,8 @@ impl Kernel {
     }
 
     /// A stable name for reports and logs: the shader file, then the specialization, e.g.
-    /// `conv2d_igemm_regtile_8x4_padded` (tile `TM`x`TN`, `_c3` for 3 unrolled channels,
+    /// `conv2d_igemm_regtile_8x4_padded` (tile `TM`x`TN`, `_reflect` after `_padded` for a padding
+    /// mode other than zeros, `_c3` for 3 unrolled channels,
     /// `_sg32` for subgroup broadcasts) or `conv2d_grad_weight_8x8` (channels x weight entries).
     pub fn name(self) -> String {
         match self {
@@ -251,6 +252,9 @@ impl Kernel {
                 let mut name = format!("{}_{}x{}", self.file_name(), s.tm, s.tn);
                 if s.padded {
                     name.push_str("_padded");
+                    if s.mode != crate::spec::PaddingMode::Zeros {
+                        name.push_str(&format!("_{}", s.mode));
+                    }
                 }
                 if let Some(c) = s.unrolled_channels {
                     name.push_str(&format!("_c{c}"));

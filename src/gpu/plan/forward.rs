@@ -155,6 +155,11 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
             tm,
             tn,
             padded,
+            mode: if padded {
+                shape.padding_mode
+            } else {
+                crate::spec::PaddingMode::Zeros
+            },
             unrolled_channels: unroll.then_some(cg),
             subgroup,
         };
