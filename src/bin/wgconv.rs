@@ -341,9 +341,9 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
     // The weight's rank picks the operation: conv1d, conv2d or conv3d.
     let output = match args.device {
         Device::Gpu => {
-            engine(args.algorithm)?.conv_by_rank(&input, &weight, bias.as_ref(), &conv)?
+            engine(args.algorithm)?.conv_by_rank(&input, &weight, bias.as_ref(), conv)?
         }
-        Device::Cpu => reference_by_rank(&input, &weight, bias.as_ref(), &conv)?,
+        Device::Cpu => reference_by_rank(&input, &weight, bias.as_ref(), conv)?,
     };
     io::write_npy(&args.output, &output)?;
     note!(
