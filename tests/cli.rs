@@ -971,7 +971,8 @@ fn run_takes_a_padding_mode_on_gpu_and_cpu() {
         "{}",
         stderr(&out)
     );
-    // Reflect padding as long as the input is refused in PyTorch's words, with no output file.
+    // Reflect padding 6 fits the width of 7 but not the height of 6: refused in PyTorch's words
+    // (the width is checked first, then the height, argument #6), with no output file.
     let out = wgconv(&[
         "run",
         "--input",
@@ -988,8 +989,8 @@ fn run_takes_a_padding_mode_on_gpu_and_cpu() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(
-            "Padding size should be less than the corresponding input dimension, but got: \
-             padding (6, 6) at dimension 3 of input [2, 3, 6, 7]"
+            "Argument #6: Padding size should be less than the corresponding input dimension, \
+             but got: padding (6, 6) at dimension 2 of input [2, 3, 6, 7]"
         ),
         "{}",
         stderr(&out)
