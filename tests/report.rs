@@ -162,8 +162,34 @@ fn suite_unknown_token_after_the_kernel_is_a_parse_error() {
     assert_eq!(line, 1);
     assert_contains(
         &message,
-        &["unknown token 'dilation'", "'stride S' or 'pad P'"],
+        &[
+            "unknown token 'dilation'",
+            "'stride S', 'pad P' or 'mode zeros|reflect|replicate|circular'",
+        ],
     );
+}
+
+#[test]
+fn suite_padding_mode_is_read_and_a_bad_one_is_a_parse_error() {
+    let layers = wgconv::bench::parse_suite_str(
+        "a 8 16 16 -> 8 3x3 pad 1 mode reflect\nb 8 100 -> 8 9 mode circular pad 4\n",
+        &suite_path(),
+    )
+    .unwrap();
+    assert_eq!(layers[0].mode, wgconv::PaddingMode::Reflect);
+    assert_eq!(
+        layers[0].params().padding_mode,
+        wgconv::PaddingMode::Reflect
+    );
+    assert_eq!(layers[1].mode, wgconv::PaddingMode::Circular);
+    assert_eq!(
+        layers[1].shape(1).unwrap().padding_mode,
+        wgconv::PaddingMode::Circular
+    );
+    let (_, message) = parse_error("c 64 56 56 -> 64 3x3 pad 1 mode mirror\n");
+    assert_contains(&message, &["padding_mode must be one of", "'mirror'"]);
+    let (_, message) = parse_error("c 64 56 56 -> 64 3x3 mode reflect mode zeros\n");
+    assert_contains(&message, &["'mode' is given twice"]);
 }
 
 #[test]
