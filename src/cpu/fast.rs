@@ -26,9 +26,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::spec::{
-    Conv2dParams, Conv2dShape, Conv3dParams, ConvNdParams, ConvParams as _, Padding, PaddingMode,
-};
+use crate::spec::{Conv2dParams, Conv2dShape, Conv3dParams, ConvNdParams, ConvParams as _};
 use crate::tensor::Tensor;
 
 /// Bytes of one im2col tile (`K x tile` floats); an L2 share that leaves room for the GEMM's
@@ -68,8 +66,8 @@ const DIRECT_MIN_TASK_FMAS: usize = 32 * 1024;
 /// For output element `(n, o, p, q)` with `g = o / (O/groups)`:
 /// `y = bias[o] + sum_{ci, i, j} x[n, g*C/groups + ci, p*sh + i*dh - top, q*sw + j*dw - left] * w[o, ci, i, j]`,
 /// input positions outside `[0, H) x [0, W)` reading the padding (zero, or under another
-/// [`PaddingMode`] a padded copy of the input is made first, as PyTorch does). Sums are in f32, in an order the GEMM
-/// chooses, so results differ from the f64 reference by rounding only. An empty batch gives an
+/// [`PaddingMode`](crate::spec::PaddingMode) a padded copy of the input is made first, as PyTorch
+/// does). Sums are in f32, in an order the GEMM chooses, so results differ from the f64 reference by rounding only. An empty batch gives an
 /// empty `[0, O, P, Q]` output.
 ///
 /// # Errors
@@ -85,13 +83,10 @@ pub fn conv2d(
     let s = shape.as_conv2d();
     if s.pads_with_mode() {
         // As PyTorch does for these modes: pad a copy (`F.pad`), then convolve it unpadded.
-        let unpadded = Conv2dParams {
-            padding: Padding::explicit(0, 0, 0, 0),
-            padding_mode: PaddingMode::Zeros,
-            ..*params
-        };
-        let y = conv2d(&padded_copy(&s, input.data())?, weight, bias, &unpadded)?;
-        return Tensor::new(shape.output_shape(), y.data().to_vec());
+        let padded = s.over_padded_input()?;
+        let x = padded_copy(&s, &padded, input.data())?;
+        let y = conv2d(&x, weight, bias, &padded.params())?;
+        return Tensor::new(shape.output_shape(), y.into_data());
     }
     // Every path writes every output element. Debug builds (and so the tests) start from NaN so
     // an element a path skipped fails loudly; release builds take the kernel's free zero pages.
@@ -118,18 +113,11 @@ pub fn conv2d(
     Tensor::new(shape.output_shape(), out)
 }
 
-/// The input of `s` `[N, C, H, W]` with its padding written out as `s.padding_mode` fills it:
-/// `[N, C, H + top + bottom, W + left + right]`.
-fn padded_copy(s: &Conv2dShape, x: &[f32]) -> Result<Tensor> {
-    let (ph, pw) = (
-        s.in_h + s.pad_top + s.pad_bottom,
-        s.in_w + s.pad_left + s.pad_right,
-    );
-    let shape = [s.batch, s.in_channels, ph, pw];
-    let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    let len = len.ok_or_else(|| Error::SizeOverflow {
-        what: format!("the padded input {shape:?}"),
-    })?;
+/// The input `x` of `s` `[N, C, H, W]` with its padding written out as `s.padding_mode` fills
+/// it: the input of `padded` ([`Conv2dShape::over_padded_input`]).
+fn padded_copy(s: &Conv2dShape, padded: &Conv2dShape, x: &[f32]) -> Result<Tensor> {
+    let (ph, pw, shape) = (padded.in_h, padded.in_w, padded.input_shape());
+    let len = padded.input_len();
     let mut out = crate::memory::try_vec(len, 0.0f32, || format!("the padded input {shape:?}"))?;
     let source = |i: usize, pad: usize, n: usize| s.padding_mode.source(i as i64 - pad as i64, n);
     let cols: Vec<Option<usize>> = (0..pw).map(|x| source(x, s.pad_left, s.in_w)).collect();

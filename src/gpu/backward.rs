@@ -5,7 +5,7 @@
 //!
 //! - `dL/dx[n, c, h, w] = sum over o in c's group, i, j of g[n, o, p, q] * w[o, c mod Cg, i, j]`
 //!   over the `(p, q)` whose window puts tap `(i, j)` on `(h, w)`: `conv_transpose2d(g, w)`.
-//!   When the padding reads the input (a [`PaddingMode`] other than zeros), taps in the padding
+//!   When the padding reads the input (a [`PaddingMode`](crate::spec::PaddingMode) other than zeros), taps in the padding
 //!   put their share on the element they read: the gradient of the padded input, folded back.
 //! - `dL/dw[o, ci, i, j] = sum over n, p, q of g[n, o, p, q] * x[n, g*Cg + ci, p*sh + i*dh - top, q*sw + j*dw - left]`
 //! - `dL/db[o] = sum over n, p, q of g[n, o, p, q]`
@@ -25,9 +25,7 @@ use crate::gpu::pipelines::is_build_failure;
 use crate::gpu::plan::{self, backward::check_indexing, backward::chunking};
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::tuning::Op;
-use crate::spec::{
-    Conv2dParams, Conv2dShape, ConvNdShape, ConvTranspose2dShape, Padding, PaddingMode,
-};
+use crate::spec::{Conv2dParams, Conv2dShape, ConvNdShape, ConvTranspose2dShape};
 
 /// The gradients of a convolution's loss ([`Engine::conv2d_backward`]).
 #[derive(Debug)]
@@ -157,33 +155,14 @@ impl Engine {
         grad_output: &GpuTensor,
         weight: &GpuTensor,
     ) -> Result<GpuTensor> {
-        let grow = |n: usize, before: usize, after: usize| {
-            n.checked_add(before)
-                .and_then(|v| v.checked_add(after))
-                .ok_or_else(|| Error::SizeOverflow {
-                    what: format!("the padded input size {n} + {before} + {after}"),
-                })
-        };
-        let padded_h = grow(shape.in_h, shape.pad_top, shape.pad_bottom)?;
-        let padded_w = grow(shape.in_w, shape.pad_left, shape.pad_right)?;
-        let unpadded = Conv2dParams {
-            padding: Padding::explicit(0, 0, 0, 0),
-            padding_mode: PaddingMode::Zeros,
-            ..shape.params()
-        };
-        let padded = Conv2dShape::new(
-            &[shape.batch, shape.in_channels, padded_h, padded_w],
-            &shape.weight_shape(),
-            None,
-            &unpadded,
-        )?;
+        let padded = shape.over_padded_input()?;
         self.check_bindings(&[("padded input gradient", padded.input_len())])?;
         let t = ConvTranspose2dShape::input_gradient_of(&padded);
         let grad_padded = self.transposed(&t, grad_output, weight, None)?;
         let grad = self.alloc(&shape.input_shape())?;
         let mut uniforms = plan::uniforms_of(shape)?;
-        uniforms.out_h = plan::index_u32("padded input height", padded_h)?;
-        uniforms.out_w = plan::index_u32("padded input width", padded_w)?;
+        uniforms.out_h = plan::index_u32("padded input height", padded.in_h)?;
+        uniforms.out_w = plan::index_u32("padded input width", padded.in_w)?;
         let fold = plan::flat(
             Kernel::FoldPadding,
             shape.input_len(),

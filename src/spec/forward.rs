@@ -277,6 +277,38 @@ impl Conv2dShape {
             && self.pad_top + self.pad_bottom + self.pad_left + self.pad_right > 0
     }
 
+    /// The same convolution over the input with its padding written out: input
+    /// `[N, C, H + top + bottom, W + left + right]`, no padding. What a padding mode computes,
+    /// padded first (PyTorch's `F.pad`, then an unpadded convolution); its output is this one's.
+    ///
+    /// # Errors
+    /// [`SizeOverflow`](crate::Error::SizeOverflow) when a padded size overflows.
+    pub fn over_padded_input(&self) -> Result<Conv2dShape> {
+        let grow = |n: usize, before: usize, after: usize| {
+            n.checked_add(before)
+                .and_then(|v| v.checked_add(after))
+                .ok_or_else(|| crate::error::Error::SizeOverflow {
+                    what: format!("the padded input size {n} + {before} + {after}"),
+                })
+        };
+        let unpadded = Conv2dParams {
+            padding: Padding::explicit(0, 0, 0, 0),
+            padding_mode: PaddingMode::Zeros,
+            ..self.params()
+        };
+        Conv2dShape::new(
+            &[
+                self.batch,
+                self.in_channels,
+                grow(self.in_h, self.pad_top, self.pad_bottom)?,
+                grow(self.in_w, self.pad_left, self.pad_right)?,
+            ],
+            &self.weight_shape(),
+            self.has_bias.then_some(&[self.out_channels][..]),
+            &unpadded,
+        )
+    }
+
     /// Input channels seen by one output channel: `C / groups`.
     pub fn in_channels_per_group(&self) -> usize {
         self.in_channels / self.groups
