@@ -96,8 +96,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var r = 0u; r < ROWS; r++) {
         let p = p0 + tp + r * (INVOCATIONS / TILE_W);
         if p < params.out_h && q < params.out_w {
-            output[((n * params.out_channels + o) * params.out_h + p) * params.out_w + q] =
-                acc[r] + bias_value;
+            let i = ((n * params.out_channels + o) * params.out_h + p) * params.out_w + q;
+            output[i] = epilogue(acc[r] + bias_value, i);
         }
     }
 }

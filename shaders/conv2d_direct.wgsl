@@ -64,5 +64,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if params.has_bias != 0u {
         acc += bias[o];
     }
-    output[idx] = acc;
+    output[idx] = epilogue(acc, idx);
 }

@@ -110,7 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var c = 0u; c < 4u; c++) {
             let pix = wid.x * BLOCK + tx * 4u + c;
             if pix < pixels {
-                output[out_base + pix] = rows[r][c] + b;
+                output[out_base + pix] = epilogue(rows[r][c] + b, out_base + pix);
             }
         }
     }

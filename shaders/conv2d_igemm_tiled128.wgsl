@@ -144,7 +144,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             for (var e = 0u; e < 4u; e++) {
                 let pix = wid.x * BLOCK + h * 64u + tx * 4u + e;
                 if pix < pixels {
-                    output[out_base + pix] = values[e] + bias_value;
+                    output[out_base + pix] = epilogue(values[e] + bias_value, out_base + pix);
                 }
             }
         }

@@ -71,7 +71,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let base = out_base + o * pixels + p0;
         for (var s = 0u; s < TILE; s++) {
             if p0 + s < pixels {
-                output[base + s] = acc[s];
+                output[base + s] = epilogue(acc[s], base + s);
             }
         }
     }

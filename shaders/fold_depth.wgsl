@@ -7,7 +7,8 @@
 //                  (where that depth is outside [0, D), the depth padding: 0, or the depth
 //                  `pad_source` names under a padding mode)
 //   fold_weight:   wf[o, a*Cg + ci, i, j] = w[o, ci, a, i, j]
-//   unfold_output: y[n, o, od, p, q] = yf[n*OD + od, o, p, q]
+//   unfold_output: y[n, o, od, p, q] = act(yf[n*OD + od, o, p, q] + r[n, o, od, p, q])
+//                  (the fused epilogue: `activate`, and the residual r when `has_residual`)
 //
 // so that sum over (a, ci, i, j) of xf * wf is the 3D convolution's sum over (ci, a, i, j). The
 // backward pass runs the same way, with the adjoints of the three:
@@ -27,6 +28,8 @@
 // `struct Params` (the uniform block) comes from shaders/conv_params.wgsl, prepended at load.
 
 @group(0) @binding(0) var<storage, read> source: array<f32>;
+// The fused epilogue's residual, of the 3D output's shape (unfold_output only).
+@group(0) @binding(1) var<storage, read> residual: array<f32>;
 @group(0) @binding(3) var<storage, read_write> folded: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -101,7 +104,11 @@ fn unfold_output(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = m / params.out_d;
     let dst = (((n * params.out_channels + o) * params.out_d + od) * params.out_h + p) * params.out_w;
     for (var q = 0u; q < params.out_w; q++) {
-        folded[dst + q] = source[e * params.out_w + q];
+        var v = source[e * params.out_w + q];
+        if params.has_residual != 0u {
+            v += residual[dst + q];
+        }
+        folded[dst + q] = activate(v);
     }
 }
 

@@ -52,7 +52,7 @@ impl Engine {
         |wait| {
             let (x, w) = (Tensor::from_ndarray(&input), Tensor::from_ndarray(&weight));
             let bias = bias.map(|b| Tensor::from_ndarray(&b));
-            to_array4(self.conv2d_with(&x, &w, bias.as_ref(), params, wait).await?)
+            to_array4(self.conv2d_with(&x, &w, bias.as_ref(), None, params, wait).await?)
         }
     }
 

@@ -295,6 +295,36 @@ pub enum Error {
         got: Vec<usize>,
     },
 
+    /// The residual added in a fused epilogue does not have the output's shape.
+    #[error("residual has shape {got:?}, but the convolution's output has shape {expected:?} (the residual is added element by element before the activation)")]
+    ResidualShape {
+        /// The convolution's output shape.
+        expected: Vec<usize>,
+        /// Shape of the residual given.
+        got: Vec<usize>,
+    },
+
+    /// An activation's parameter is not a number it can use.
+    #[error("activation {activation}: {parameter} must be {}, but got {value}", if *parameter == "slope" { "a finite number" } else { "a number (not NaN)" })]
+    ActivationParameter {
+        /// The activation's name (`leaky-relu`, `clamp`).
+        activation: &'static str,
+        /// The parameter (`slope`, `min`, `max`).
+        parameter: &'static str,
+        /// Its value as given.
+        value: String,
+    },
+
+    /// A backward pass of the convolution alone was asked for a convolution with a fused
+    /// activation, whose gradient needs the pre-activation values.
+    #[error("{op} differentiates the convolution alone, but the parameters have the fused activation {activation}: the layer types (wgconv::layer) and cpu::reference::conv_nd_fused_backward_f64 differentiate through the epilogue")]
+    EpilogueGradient {
+        /// The backward call.
+        op: &'static str,
+        /// The activation it was given.
+        activation: String,
+    },
+
     /// The gradient given for a convolution's output does not have the output's shape.
     #[error("Mismatch in shape: grad_output has a shape of {got:?} and the convolution's output has a shape of {expected:?}")]
     GradOutputShape {

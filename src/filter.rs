@@ -369,7 +369,9 @@ async fn apply_with(
             Mapping::PerChannel => rgb_band(image, i0..i1)?,
             Mapping::Magnitude | Mapping::Derivative => luminance_band(image, i0..i1)?,
         };
-        let y = engine.conv2d_with(&x, &weight, None, &params, wait).await?;
+        let y = engine
+            .conv2d_with(&x, &weight, None, None, &params, wait)
+            .await?;
         drop(x);
         let plane = (r1 - r0) * w;
         let y = y.data();

@@ -30,7 +30,7 @@ use crate::gpu::backward::Conv2dGrads;
 use crate::gpu::engine::Engine;
 use crate::gpu::tensor::GpuTensor;
 use crate::spec::{
-    Conv1dParams, Conv2dParams, Conv2dShape, Conv3dParams, ConvNdParams, ConvNdShape, IntoPair,
+    Activation, Conv1dParams, Conv2dParams, Conv3dParams, ConvNdParams, ConvNdShape, IntoPair,
 };
 use crate::tensor::Tensor;
 
@@ -96,8 +96,9 @@ impl Conv2d {
     /// `config.seed`.
     ///
     /// # Errors
-    /// The parameter and shape errors of [`Conv2dShape::new`] (checked against a one-pixel
-    /// input padded to the kernel), size and GPU errors.
+    /// The parameter and shape errors of [`Conv2dShape::new`](crate::Conv2dShape::new)
+    /// (checked against a one-image input just large enough for the kernel and the padding),
+    /// size and GPU errors.
     #[cfg(feature = "train")]
     pub fn new(engine: &Engine, config: Conv2dConfig) -> Result<Self> {
         let Conv2dConfig {
@@ -110,14 +111,14 @@ impl Conv2d {
         } = config;
         let groups = params.groups.max(1);
         let weight_shape = [out_channels, in_channels / groups, kh, kw];
-        // Validate channels, groups and parameters on an input large enough for any kernel.
-        let probe_h = params.dilation.0.saturating_mul(kh.max(1));
-        let probe_w = params.dilation.1.saturating_mul(kw.max(1));
-        Conv2dShape::new(
-            &[1, in_channels, probe_h, probe_w],
+        // Validate channels, groups and parameters on an input large enough for the kernel.
+        let bias_shape = [out_channels];
+        let nd = (&params).into();
+        probe::<2>(
+            Some(in_channels),
             &weight_shape,
-            bias.then_some(&[out_channels][..]),
-            &params,
+            bias.then_some(&bias_shape[..]),
+            &nd,
         )?;
         let fan_in = (in_channels / groups) * kh * kw;
         let bound = 1.0 / (fan_in as f32).sqrt();
@@ -140,27 +141,27 @@ impl Conv2d {
     /// A layer with the given weight (and bias), uploaded.
     ///
     /// # Errors
-    /// The parameter and shape errors of [`Conv2dShape::new`], size and GPU errors.
+    /// The parameter and shape errors of [`Conv2dShape::new`](crate::Conv2dShape::new), size and
+    /// GPU errors.
     pub fn from_tensors(
         engine: &Engine,
         weight: &Tensor,
         bias: Option<&Tensor>,
         params: Conv2dParams,
     ) -> Result<Self> {
-        let &[_, cg, kh, kw] = weight.shape() else {
+        let &[_, _, _, _] = weight.shape() else {
             return Err(Error::WeightRank {
                 op: "conv2d",
                 expected: "4D weight [O, C/groups, kh, kw]",
                 shape: weight.shape().to_vec(),
             });
         };
-        let probe = [
-            1,
-            cg.saturating_mul(params.groups),
-            params.dilation.0.saturating_mul(kh),
-            params.dilation.1.saturating_mul(kw),
-        ];
-        Conv2dShape::new(&probe, weight.shape(), bias.map(Tensor::shape), &params)?;
+        probe::<2>(
+            None,
+            weight.shape(),
+            bias.map(Tensor::shape),
+            &(&params).into(),
+        )?;
         Ok(Conv2d {
             weight: engine.upload(weight)?,
             bias: bias.map(|b| engine.upload(b)).transpose()?,
@@ -183,7 +184,7 @@ impl Conv2d {
         &self.params
     }
 
-    /// `conv2d(x, weight, bias)` on the GPU.
+    /// `act(conv2d(x, weight, bias))` on the GPU (`act` the parameters' fused activation).
     ///
     /// # Errors
     /// As [`Engine::conv2d_gpu`].
@@ -192,22 +193,31 @@ impl Conv2d {
     }
 
     /// The gradients with respect to `x`, the weight and the bias, given `grad_output = dL/dy`
-    /// for `y = self.forward(x)`.
+    /// for `y = self.forward(x)`; through the fused activation when the parameters have one
+    /// (the pre-activation recomputed, then [`Engine::activation_grad`]).
     ///
     /// # Errors
-    /// As [`Engine::conv2d_backward`].
+    /// As [`Engine::conv2d_backward`] and [`Engine::activation_grad`].
     pub fn backward(
         &self,
         engine: &Engine,
         x: &GpuTensor,
         grad_output: &GpuTensor,
     ) -> Result<Conv2dGrads> {
+        let linear = Conv2dParams {
+            activation: Activation::None,
+            ..self.params
+        };
+        let (w, b) = (&self.weight, self.bias.as_ref());
+        let dz = through_activation(engine, self.params.activation, grad_output, || {
+            engine.conv2d_gpu(x, w, b, &linear)
+        })?;
         engine.conv2d_backward(
             x,
-            &self.weight,
-            grad_output,
-            &self.params,
-            self.bias.is_some(),
+            w,
+            dz.as_ref().unwrap_or(grad_output),
+            &linear,
+            b.is_some(),
         )
     }
 
@@ -219,6 +229,24 @@ impl Conv2d {
     pub fn sgd_step(&mut self, engine: &Engine, grads: &Conv2dGrads, lr: f32) -> Result<()> {
         sgd_update(engine, &mut self.weight, self.bias.as_mut(), grads, lr)
     }
+}
+
+/// `dL/dpre = grad_output * act'(pre)` for a layer with a fused activation, `pre` computed by
+/// `pre` (the convolution without the activation); `None` without one (the gradient is
+/// `grad_output` itself).
+fn through_activation(
+    engine: &Engine,
+    activation: Activation,
+    grad_output: &GpuTensor,
+    pre: impl FnOnce() -> Result<GpuTensor>,
+) -> Result<Option<GpuTensor>> {
+    if activation.is_none() {
+        return Ok(None);
+    }
+    let pre = pre()?;
+    engine
+        .activation_grad(&pre, grad_output, activation)
+        .map(Some)
 }
 
 /// `p -= lr * dL/dp` for a layer's weight and bias.
@@ -422,19 +450,33 @@ where
     }
 
     /// The gradients with respect to `x`, the weight and the bias, given `grad_output = dL/dy`
-    /// for `y = self.forward(x)`.
+    /// for `y = self.forward(x)`; through the fused activation when the parameters have one
+    /// (as [`Conv2d::backward`]).
     ///
     /// # Errors
-    /// As [`Engine::conv1d_backward`] or [`Engine::conv3d_backward`].
+    /// As [`Engine::conv1d_backward`] or [`Engine::conv3d_backward`], and
+    /// [`Engine::activation_grad`].
     pub fn backward(
         &self,
         engine: &Engine,
         x: &GpuTensor,
         grad_output: &GpuTensor,
     ) -> Result<Conv2dGrads> {
-        let with_bias = self.bias.is_some();
-        self.params
-            .backward(engine, x, &self.weight, grad_output, with_bias)
+        let linear = ConvNdParams {
+            activation: Activation::None,
+            ..self.params
+        };
+        let (w, b) = (&self.weight, self.bias.as_ref());
+        let dz = through_activation(engine, self.params.activation, grad_output, || {
+            linear.forward(engine, x, w, b)
+        })?;
+        linear.backward(
+            engine,
+            x,
+            w,
+            dz.as_ref().unwrap_or(grad_output),
+            b.is_some(),
+        )
     }
 
     /// One SGD step on the weight and bias: `p -= lr * dL/dp`.
@@ -447,8 +489,8 @@ where
 }
 
 /// Checks `weight` (and `bias`) with `params` on an input of one image of `channels` channels
-/// (by default `weight[1] * groups`) just large enough for the dilated kernel:
-/// [`ConvNdShape::new`]'s errors, or [`Error::WeightRank`].
+/// (by default `weight[1] * groups`) just large enough for the dilated kernel and the padding
+/// mode: [`ConvNdShape::new`]'s errors, or [`Error::WeightRank`].
 fn probe<const N: usize>(
     channels: Option<usize>,
     weight: &[usize],
@@ -469,7 +511,17 @@ fn probe<const N: usize>(
     }
     let channels = channels.unwrap_or(weight[1].saturating_mul(params.groups));
     let mut input = vec![1, channels];
-    input.extend((0..N).map(|a| params.dilation[a].saturating_mul(weight[2 + a])));
+    // Long enough for the dilated kernel, and past each side's padding (reflect needs the
+    // input longer than it, circular at least as long).
+    input.extend((0..N).map(|a| {
+        let pad = match params.padding {
+            crate::spec::PaddingNd::Explicit(pads) => pads[a][0].max(pads[a][1]),
+            _ => 0,
+        };
+        params.dilation[a]
+            .saturating_mul(weight[2 + a])
+            .max(pad.saturating_add(1))
+    }));
     ConvNdShape::new(&input, weight, bias, params).map(drop)
 }
 

@@ -15,8 +15,8 @@ use wgconv::{
 };
 
 use common::{
-    check_against_central_differences, check_gpu_grads, compare, engine, log_uniform, max_abs,
-    random_tensor, rng, seed_offset, tolerance, view4,
+    axes, check_against_central_differences, check_gpu_grads, compare, engine, log_uniform,
+    max_abs, random_tensor, rng, seed_offset, tolerance, view4,
 };
 
 /// Random configurations per run (the family's bar is at least 300).
@@ -120,6 +120,7 @@ fn random_config<const N: usize>(rng: &mut ChaCha8Rng, max_macs: usize) -> Confi
                 padding_mode: mode,
                 dilation,
                 groups,
+                activation: wgconv::Activation::None,
             },
         };
         // Configurations whose kernel does not fit (or `same` past a mode's limit) are redrawn.
@@ -144,22 +145,6 @@ fn run_into<const N: usize>(
         1 => engine.conv1d_into_with(algorithm, x, w, b, &axes(params), out),
         2 => engine.conv2d_into_with(algorithm, x, w, b, &Conv2dParams::from(&axes(params)), out),
         _ => engine.conv3d_into_with(algorithm, x, w, b, &axes(params), out),
-    }
-}
-
-/// `params` as the parameters of `M` axes when `M == N` (the caller matched on the rank).
-fn axes<const N: usize, const M: usize>(p: &ConvNdParams<N>) -> ConvNdParams<M> {
-    let cut = |v: [usize; N]| -> [usize; M] { std::array::from_fn(|a| v[a]) };
-    ConvNdParams {
-        stride: cut(p.stride),
-        padding: match p.padding {
-            PaddingNd::Explicit(pads) => PaddingNd::Explicit(std::array::from_fn(|a| pads[a])),
-            PaddingNd::Same => PaddingNd::Same,
-            PaddingNd::Valid => PaddingNd::Valid,
-        },
-        padding_mode: p.padding_mode,
-        dilation: cut(p.dilation),
-        groups: p.groups,
     }
 }
 

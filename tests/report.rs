@@ -164,7 +164,7 @@ fn suite_unknown_token_after_the_kernel_is_a_parse_error() {
         &message,
         &[
             "unknown token 'dilation'",
-            "'stride S', 'pad P' or 'mode zeros|reflect|replicate|circular'",
+            "'stride S', 'pad P', 'mode zeros|reflect|replicate|circular' or 'act ACTIVATION'",
         ],
     );
 }
@@ -190,6 +190,52 @@ fn suite_padding_mode_is_read_and_a_bad_one_is_a_parse_error() {
     assert_contains(&message, &["padding_mode must be one of", "'mirror'"]);
     let (_, message) = parse_error("c 64 56 56 -> 64 3x3 mode reflect mode zeros\n");
     assert_contains(&message, &["'mode' is given twice"]);
+}
+
+#[test]
+fn built_in_activations_suite_pairs_every_activation_with_none() {
+    let layers = wgconv::bench::suite("activations").unwrap();
+    let named: Vec<String> = layers.iter().map(|l| l.activation.to_string()).collect();
+    for act in wgconv::Activation::ALL {
+        assert!(
+            named.iter().any(|n| n.starts_with(act.name())),
+            "{} missing from {named:?}",
+            act.name()
+        );
+    }
+    // Every row has the multiply-adds of its family's none row.
+    for layer in &layers {
+        let none = layers
+            .iter()
+            .find(|l| l.dims == layer.dims && l.activation.is_none())
+            .unwrap();
+        assert_eq!(
+            layer.shape(1).unwrap().flops(),
+            none.shape(1).unwrap().flops()
+        );
+    }
+}
+
+#[test]
+fn suite_activation_is_read_and_a_bad_one_is_a_parse_error() {
+    let layers = wgconv::bench::parse_suite_str(
+        "a 8 16 16 -> 8 3x3 pad 1 act gelu\nb 8 100 -> 8 9 act clamp=-1,2 pad 4\n",
+        &suite_path(),
+    )
+    .unwrap();
+    assert_eq!(layers[0].activation, wgconv::Activation::Gelu);
+    assert_eq!(layers[0].params().activation, wgconv::Activation::Gelu);
+    let clamp = wgconv::Activation::Clamp {
+        min: -1.0,
+        max: 2.0,
+    };
+    assert_eq!(layers[1].shape(1).unwrap().activation, clamp);
+    let (_, message) = parse_error("c 64 56 56 -> 64 3x3 pad 1 act swish\n");
+    assert_contains(&message, &["unknown activation 'swish'", "gelu-tanh"]);
+    let (_, message) = parse_error("c 64 56 56 -> 64 3x3 act relu act tanh\n");
+    assert_contains(&message, &["'act' is given twice"]);
+    let (_, message) = parse_error("c 64 56 56 -> 64 3x3 act\n");
+    assert_contains(&message, &["'act' needs a value"]);
 }
 
 #[test]

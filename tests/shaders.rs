@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use wgconv::gpu::codegen::{grad_weight_source, regtile_source, RegTileSpec};
-use wgconv::gpu::kernels::{with_params, PARAMS_WGSL, SHADER_FILES};
+use wgconv::gpu::kernels::{with_epilogue, with_params, EPILOGUE_WGSL, PARAMS_WGSL, SHADER_FILES};
 use wgconv::PaddingMode;
 
 fn validate(name: &str, source: &str) {
@@ -27,9 +27,19 @@ fn every_shader_file_parses_and_validates() {
         let path = entry.expect("readable entry").path();
         if path.extension().is_some_and(|e| e == "wgsl") {
             let source = std::fs::read_to_string(&path).expect("readable shader");
-            // Kernel files are completed by the shared uniform block, as the engine does.
+            // Kernel files are completed by the shared uniform block (and the forward kernels
+            // by the epilogue), as the engine does; the epilogue on its own by the output and
+            // uniform bindings it reads.
             let full = if source == PARAMS_WGSL {
-                source
+                // Its functions read the uniform block each kernel binds.
+                format!("{source}\n@group(0) @binding(4) var<uniform> params: Params;\n")
+            } else if source == EPILOGUE_WGSL {
+                with_epilogue(
+                    "@group(0) @binding(3) var<storage, read_write> output: array<f32>;\n\
+                     @group(0) @binding(4) var<uniform> params: Params;\n",
+                )
+            } else if source.contains("epilogue(") {
+                with_epilogue(&source)
             } else {
                 with_params(&source)
             };
@@ -39,7 +49,7 @@ fn every_shader_file_parses_and_validates() {
     }
     assert_eq!(
         count,
-        SHADER_FILES.len() + 1,
+        SHADER_FILES.len() + 2,
         "every file in shaders/ is compiled into the crate and vice versa"
     );
 }
@@ -54,6 +64,8 @@ fn compiled_in_sources_are_the_files_on_disk() {
     }
     let params = std::fs::read_to_string(dir.join("conv_params.wgsl")).expect("conv_params.wgsl");
     assert_eq!(params, PARAMS_WGSL);
+    let epilogue = std::fs::read_to_string(dir.join("epilogue.wgsl")).expect("epilogue.wgsl");
+    assert_eq!(epilogue, EPILOGUE_WGSL);
 }
 
 #[test]

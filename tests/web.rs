@@ -15,7 +15,7 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use wgconv::{cpu, web, Algorithm, Conv2dParams, Engine, EngineOptions, Error, Padding, Tensor};
 
-use numeric::{compare, compare_grads, describe, max_abs, tolerance, Grads};
+use numeric::{compare, compare_grads, describe, epilogue_tolerance, max_abs, tolerance, Grads};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -288,6 +288,73 @@ async fn random_configurations_match_the_reference() {
         forced >= 100,
         "only {forced} forced-kernel runs: the generator is too narrow"
     );
+}
+
+/// 66 random problems with a fused epilogue, every activation in turn and a residual on every
+/// other one, the input scaled by 4 so the pre-activations pass the knees: the one-shot call and
+/// one named algorithm in turn into a NaN output, against the f64 reference within
+/// common::epilogue_tolerance.
+#[wasm_bindgen_test]
+async fn fused_epilogues_match_the_reference() {
+    let engine = engine().await;
+    let mut rng = Rng(0x3eb_0005);
+    for case in 0..66 {
+        let mut pr = random_problem(&mut rng);
+        pr.p.activation = wgconv::Activation::ALL[case % wgconv::Activation::ALL.len()];
+        pr.x = t(pr.x.shape(), pr.x.data().iter().map(|v| 4.0 * v).collect());
+        let context = format!(
+            "case {case}: {} activation {}",
+            pr.describe(),
+            pr.p.activation
+        );
+        let shape = wgconv::Conv2dShape::new(pr.x.shape(), pr.w.shape(), None, &pr.p).unwrap();
+        let r = (case % 2 == 1).then(|| rng.tensor(&shape.output_shape()));
+        let nd = wgconv::ConvNdParams::<2>::from(&pr.p);
+        let (b, rr) = (pr.b.as_ref(), r.as_ref());
+        let (_, want) = cpu::reference::conv_nd_fused_f64(&pr.x, &pr.w, b, rr, &nd).unwrap();
+        let linear = wgconv::ConvNdParams {
+            activation: wgconv::Activation::None,
+            ..nd
+        };
+        let (_, pre) = cpu::reference::conv_nd_fused_f64(&pr.x, &pr.w, b, rr, &linear).unwrap();
+        let max_pre = pre.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let k = pr.w.shape()[1..].iter().product();
+        let conv = tolerance(k, max_abs(&pr.x), max_abs(&pr.w), b.map_or(0.0, max_abs));
+        let tol = epilogue_tolerance(nd.activation, conv, max_pre, rr.map_or(0.0, max_abs));
+        let got = engine
+            .conv2d_fused_async(&pr.x, &pr.w, b, rr, &pr.p)
+            .await
+            .expect(&context);
+        compare(&context, shape.output_shape(), got.data(), &want, tol)
+            .unwrap_or_else(|m| panic!("{m}"));
+        let algorithm = Algorithm::NAMED[1 + case % (Algorithm::NAMED.len() - 1)];
+        let up = |t: &Tensor| engine.upload(t).expect(&context);
+        let (x, w) = (up(&pr.x), up(&pr.w));
+        let (gb, gr) = (b.map(up), rr.map(up));
+        let mut out = up(&Tensor::full(shape.output_shape().to_vec(), f32::NAN).unwrap());
+        match engine.conv2d_fused_into_with(
+            algorithm,
+            &x,
+            &w,
+            gb.as_ref(),
+            gr.as_ref(),
+            &pr.p,
+            &mut out,
+        ) {
+            Ok(()) => {}
+            Err(Error::UnsupportedAlgorithm { .. }) => continue,
+            Err(e) => panic!("{context}, {algorithm:?}: {e}"),
+        }
+        let got = engine.download_async(&out).await.expect(&context);
+        compare(
+            &format!("{context}, {algorithm:?}"),
+            shape.output_shape(),
+            got.data(),
+            &want,
+            tol,
+        )
+        .unwrap_or_else(|m| panic!("{m}"));
+    }
 }
 
 // ---- PyTorch's golden files, embedded ----

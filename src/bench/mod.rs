@@ -58,7 +58,10 @@
 //!   height and width (`3x3`, `1x7`); all are positive integers;
 //! - `stride S` (positive, default 1), `pad P` (zero or more, default 0) and `mode M` (a
 //!   [`PaddingMode`](crate::PaddingMode) name: `zeros`, the default, `reflect`, `replicate` or
-//!   `circular`) may follow in any order, each at most once, and apply to every axis;
+//!   `circular`) and `act A` (the fused epilogue's [`Activation`](crate::Activation), as
+//!   `--activation` spells it: `relu`, `gelu`, `leaky-relu=0.1`, `clamp=-1,1`, ...; none by
+//!   default; the backward rows time the convolution's gradients alone) may follow in any
+//!   order, each at most once, and apply to every axis;
 //! - every number is at most [`MAX_SUITE_NUMBER`] (2147483647, `i32::MAX`), and so are the padded
 //!   input's height and width `H + 2 P` and `W + 2 P`: the shaders form input coordinates
 //!   (`p * stride + i - pad`) in i32 and pass every size as u32;
@@ -75,7 +78,8 @@
 //! without any layer is an error. A suite file is UTF-8 text of at most [`MAX_SUITE_BYTES`]
 //! (1 MiB), and a regular file (not a FIFO or a device such as `/dev/zero`). The built-in suites
 //! are [`RESNET_SUITE`], [`QUICK_SUITE`], [`FAMILY_SUITE`] (the family's rows beside conv2d
-//! rows of the same multiply-adds) and [`MODES_SUITE`] (each padding mode beside zeros).
+//! rows of the same multiply-adds), [`MODES_SUITE`] (each padding mode beside zeros) and
+//! [`ACTIVATIONS_SUITE`] (each fused activation beside none).
 //!
 //! ```
 //! use std::path::Path;
@@ -111,6 +115,7 @@ pub use suite_run::{
 };
 pub use suites::{
     family_suite, parse_suite, parse_suite_str, quick_suite, resnet_suite, suite, Layer,
-    FAMILY_SUITE, MAX_SUITE_BYTES, MAX_SUITE_NUMBER, MODES_SUITE, QUICK_SUITE, RESNET_SUITE,
+    ACTIVATIONS_SUITE, FAMILY_SUITE, MAX_SUITE_BYTES, MAX_SUITE_NUMBER, MODES_SUITE, QUICK_SUITE,
+    RESNET_SUITE,
 };
 pub use tune::tune_layer;

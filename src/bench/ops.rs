@@ -8,7 +8,7 @@ use crate::gpu::backward::Conv2dGrads;
 use crate::gpu::engine::Engine;
 use crate::gpu::plan::Algorithm;
 use crate::gpu::tensor::{GpuTensor, PackedWeights};
-use crate::spec::{Conv2dParams, Conv2dShape, Conv3dParams, ConvNdShape};
+use crate::spec::{Activation, Conv2dParams, Conv2dShape, Conv3dParams, ConvNdShape};
 use crate::tensor::Tensor;
 
 /// A layer's problem for one batch size, and which family of calls runs it.
@@ -119,9 +119,31 @@ impl Ops {
         }
     }
 
+    /// The calls of the convolution alone, without the fused activation: what the backward
+    /// rows time (the convolution's gradients; an activation's own element-wise derivative is
+    /// not in them).
+    fn conv_alone(&self) -> Ops {
+        match self {
+            Ops::Planar(s, p) => Ops::Planar(
+                *s,
+                Conv2dParams {
+                    activation: Activation::None,
+                    ..*p
+                },
+            ),
+            Ops::Volume(s, p) => Ops::Volume(
+                *s,
+                Conv3dParams {
+                    activation: Activation::None,
+                    ..*p
+                },
+            ),
+        }
+    }
+
     pub(super) fn grad_input(&self, e: &Engine, g: &GpuTensor, w: &GpuTensor) -> Result<GpuTensor> {
         let input_shape = self.input_shape();
-        match self {
+        match &self.conv_alone() {
             Ops::Planar(_, p) => e.conv2d_grad_input(g, w, &input_shape, p),
             Ops::Volume(_, p) => e.conv3d_grad_input(g, w, &input_shape, p),
         }
@@ -134,7 +156,7 @@ impl Ops {
         g: &GpuTensor,
     ) -> Result<GpuTensor> {
         let weight_shape = self.weight_shape();
-        match self {
+        match &self.conv_alone() {
             Ops::Planar(_, p) => e.conv2d_grad_weight(x, g, &weight_shape, p),
             Ops::Volume(_, p) => e.conv3d_grad_weight(x, g, &weight_shape, p),
         }
@@ -154,7 +176,7 @@ impl Ops {
         w: &GpuTensor,
         g: &GpuTensor,
     ) -> Result<Conv2dGrads> {
-        match self {
+        match &self.conv_alone() {
             Ops::Planar(_, p) => e.conv2d_backward(x, w, g, p, true),
             Ops::Volume(_, p) => e.conv3d_backward(x, w, g, p, true),
         }
@@ -167,7 +189,7 @@ impl Ops {
         w: &Tensor,
         g: &Tensor,
     ) -> Result<[Vec<f64>; 3]> {
-        let grads = match self {
+        let grads = match &self.conv_alone() {
             Ops::Planar(_, p) => {
                 let g = crate::cpu::reference::conv2d_backward_f64(x, w, g, p)?;
                 [g.input, g.weight, g.bias]

@@ -133,7 +133,7 @@ pub fn write_json(path: &Path, results: &SuiteResults) -> Result<(), BenchError>
 fn json_row(layer: &Layer, n: usize, pass: &str, fields: Value) -> Value {
     let mut row = json!({
         "name": layer.name, "dims": layer.dims, "n": n, "c": layer.c, "d": layer.d, "h": layer.h, "w": layer.w, "k": layer.k, "t": layer.t,
-        "r": layer.r, "s": layer.s, "stride": layer.stride, "pad": layer.pad, "padding_mode": layer.mode.name(), "pass": pass,
+        "r": layer.r, "s": layer.s, "stride": layer.stride, "pad": layer.pad, "padding_mode": layer.mode.name(), "activation": layer.activation.to_string(), "pass": pass,
     });
     if let (Some(row), Value::Object(fields)) = (row.as_object_mut(), fields) {
         row.extend(fields);

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::error::BenchError;
 use crate::error::Result;
 use crate::spec::{
-    Conv1dParams, Conv2dParams, Conv2dShape, Conv3dParams, ConvNdShape, PaddingMode,
+    Activation, Conv1dParams, Conv2dParams, Conv2dShape, Conv3dParams, ConvNdShape, PaddingMode,
 };
 
 /// One convolution layer of a suite: `C, H, W -> K, R x S, stride, pad` (square stride and pad);
@@ -43,6 +43,9 @@ pub struct Layer {
     pub pad: usize,
     /// What the padding holds (`mode reflect` in a suite file; zeros by default).
     pub mode: PaddingMode,
+    /// The fused epilogue's activation (`act gelu` in a suite file; none by default). The
+    /// forward rows time it; the backward rows time the convolution's gradients alone.
+    pub activation: Activation,
 }
 
 impl Layer {
@@ -73,6 +76,7 @@ impl Layer {
             stride,
             pad,
             mode: PaddingMode::Zeros,
+            activation: Activation::None,
         }
     }
 
@@ -116,6 +120,7 @@ impl Layer {
             .with_stride(self.stride)
             .with_padding(self.pad)
             .with_padding_mode(self.mode)
+            .with_activation(self.activation)
     }
 
     /// A conv3d layer's validated problem for a batch of `n`.
@@ -142,6 +147,7 @@ impl Layer {
                 .with_padding(self.pad),
         }
         .with_padding_mode(self.mode)
+        .with_activation(self.activation)
     }
 
     /// The validated problem for a batch of `n`, as the conv2d it runs as (a conv1d checked as
@@ -162,7 +168,8 @@ impl Layer {
             let params = Conv1dParams::default()
                 .with_stride(self.stride)
                 .with_padding(self.pad)
-                .with_padding_mode(self.mode);
+                .with_padding_mode(self.mode)
+                .with_activation(self.activation);
             let input = [n, self.c, self.w];
             let shape =
                 ConvNdShape::new(&input, &[self.k, self.c, self.s], Some(&[self.k]), &params)?;
@@ -232,6 +239,27 @@ conv3d_replicate  16 8 56 56 -> 32 3x3x3 pad 1 mode replicate
 conv3d_circular   16 8 56 56 -> 32 3x3x3 pad 1 mode circular
 ";
 
+/// The fused activations beside none (issue bar: each at most 1.05x the none row's time): a
+/// ResNet 3x3 layer with each activation, and the audio conv1d and video conv3d of
+/// [`FAMILY_SUITE`] with none and with the costliest (gelu, an erf per output).
+pub const ACTIVATIONS_SUITE: &str = "\
+conv2d_none       64 56 56 -> 64 3x3 pad 1
+conv2d_relu       64 56 56 -> 64 3x3 pad 1 act relu
+conv2d_relu6      64 56 56 -> 64 3x3 pad 1 act relu6
+conv2d_leaky      64 56 56 -> 64 3x3 pad 1 act leaky-relu=0.1
+conv2d_sigmoid    64 56 56 -> 64 3x3 pad 1 act sigmoid
+conv2d_tanh       64 56 56 -> 64 3x3 pad 1 act tanh
+conv2d_gelu       64 56 56 -> 64 3x3 pad 1 act gelu
+conv2d_gelu_tanh  64 56 56 -> 64 3x3 pad 1 act gelu-tanh
+conv2d_silu       64 56 56 -> 64 3x3 pad 1 act silu
+conv2d_hardswish  64 56 56 -> 64 3x3 pad 1 act hardswish
+conv2d_clamp      64 56 56 -> 64 3x3 pad 1 act clamp=-1,1
+conv1d_none       32 16000 -> 64 9 stride 4 pad 4
+conv1d_gelu       32 16000 -> 64 9 stride 4 pad 4 act gelu
+conv3d_none       16 8 56 56 -> 32 3x3x3 pad 1
+conv3d_gelu       16 8 56 56 -> 32 3x3x3 pad 1 act gelu
+";
+
 /// The layers of [`FAMILY_SUITE`].
 pub fn family_suite() -> Vec<Layer> {
     built_in(FAMILY_SUITE)
@@ -248,7 +276,8 @@ pub fn quick_suite() -> Vec<Layer> {
 }
 
 /// The layers of the suite `name`: `resnet` ([`resnet_suite`]), `quick` ([`quick_suite`]),
-/// `family` ([`family_suite`]), `modes` ([`MODES_SUITE`]), or else the path of a suite file ([`parse_suite`]).
+/// `family` ([`family_suite`]), `modes` ([`MODES_SUITE`]), `activations`
+/// ([`ACTIVATIONS_SUITE`]), or else the path of a suite file ([`parse_suite`]).
 ///
 /// # Errors
 /// As [`parse_suite`].
@@ -258,6 +287,7 @@ pub fn suite(name: &str) -> Result<Vec<Layer>, BenchError> {
         "quick" => Ok(quick_suite()),
         "family" => Ok(family_suite()),
         "modes" => Ok(built_in(MODES_SUITE)),
+        "activations" => Ok(built_in(ACTIVATIONS_SUITE)),
         file => parse_suite(Path::new(file)),
     }
 }
@@ -458,9 +488,17 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
         }
     };
 
-    let (mut stride, mut pad, mut mode) = (None, None, None);
+    let (mut stride, mut pad, mut mode, mut act) = (None, None, None, None);
     let mut rest = options.iter();
     while let Some(&key) = rest.next() {
+        if key == "act" {
+            if act.is_some() {
+                return Err("'act' is given twice".into());
+            }
+            let value = rest.next().ok_or("'act' needs a value, e.g. 'act relu'")?;
+            act = Some(value.parse::<Activation>()?);
+            continue;
+        }
         if key == "mode" {
             if mode.is_some() {
                 return Err("'mode' is given twice".into());
@@ -476,8 +514,8 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
             "pad" => &mut pad,
             _ => {
                 return Err(format!(
-                    "unknown token '{key}' after the kernel; expected 'stride S', 'pad P' or \
-                     'mode zeros|reflect|replicate|circular'"
+                    "unknown token '{key}' after the kernel; expected 'stride S', 'pad P', \
+                     'mode zeros|reflect|replicate|circular' or 'act ACTIVATION'"
                 ))
             }
         };
@@ -517,8 +555,12 @@ fn parse_layer(content: &str) -> Result<Layer, String> {
         (_, _, Some(h)) => Layer::new(name, c, h, w, k, r, s, stride, pad),
         _ => Layer::conv1d(name, c, w, k, s, stride, pad),
     };
-    let mode = mode.unwrap_or_default();
-    Ok(Layer { mode, ..layer })
+    let (mode, activation) = (mode.unwrap_or_default(), act.unwrap_or_default());
+    Ok(Layer {
+        mode,
+        activation,
+        ..layer
+    })
 }
 
 fn non_negative(text: &str, what: &str) -> Result<usize, String> {

@@ -153,6 +153,9 @@ struct RunArgs {
     /// Optional bias, float32 .npy, shape [O].
     #[arg(long)]
     bias: Option<PathBuf>,
+    /// Optional residual, float32 .npy of the output's shape, added before the activation.
+    #[arg(long)]
+    residual: Option<PathBuf>,
     #[command(flatten)]
     conv: ConvArgs,
     /// Where to write the output, float32 .npy: [N, O, *spatial] ([O, *spatial] unbatched).
@@ -337,13 +340,12 @@ fn run(args: &RunArgs) -> wgconv::Result<()> {
     let input = io::read_npy(&args.input)?;
     let weight = io::read_npy(&args.weight)?;
     let bias = args.bias.as_ref().map(io::read_npy).transpose()?;
-    let conv = &args.conv;
+    let residual = args.residual.as_ref().map(io::read_npy).transpose()?;
+    let (conv, extra) = (&args.conv, (bias.as_ref(), residual.as_ref()));
     // The weight's rank picks the operation: conv1d, conv2d or conv3d.
     let output = match args.device {
-        Device::Gpu => {
-            engine(args.algorithm)?.conv_by_rank(&input, &weight, bias.as_ref(), conv)?
-        }
-        Device::Cpu => reference_by_rank(&input, &weight, bias.as_ref(), conv)?,
+        Device::Gpu => engine(args.algorithm)?.conv_by_rank(&input, &weight, extra, conv)?,
+        Device::Cpu => reference_by_rank(&input, &weight, extra, conv)?,
     };
     io::write_npy(&args.output, &output)?;
     note!(

@@ -25,9 +25,11 @@ use std::cell::RefCell;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
-use crate::spec::{Conv2dParams, Conv2dShape, Conv3dParams, ConvNdParams, ConvParams as _};
+use crate::error::Result;
+use crate::spec::{Activation, Conv2dParams, Conv2dShape, ConvNdParams, ConvParams as _};
 use crate::tensor::Tensor;
+
+mod volume;
 
 /// Bytes of one im2col tile (`K x tile` floats); an L2 share that leaves room for the GEMM's
 /// own packed blocks.
@@ -60,8 +62,9 @@ const DIRECT_MAX_OUT_PER_GROUP: usize = 1;
 /// Multiply-adds a direct-loop task should at least hold, so rayon's per-task cost stays small.
 const DIRECT_MIN_TASK_FMAS: usize = 32 * 1024;
 
-/// `y = conv2d(x, w) + b` in f32 on all cores, with PyTorch's `nn.Conv2d` semantics: `[N, O, P, Q]`
-/// (`[O, P, Q]` for an unbatched input `[C, H, W]`).
+/// `y = act(conv2d(x, w) + b)` in f32 on all cores, with PyTorch's `nn.Conv2d` semantics and
+/// `act` the parameters' activation: `[N, O, P, Q]` (`[O, P, Q]` for an unbatched input
+/// `[C, H, W]`).
 ///
 /// For output element `(n, o, p, q)` with `g = o / (O/groups)`:
 /// `y = bias[o] + sum_{ci, i, j} x[n, g*C/groups + ci, p*sh + i*dh - top, q*sw + j*dw - left] * w[o, ci, i, j]`,
@@ -79,13 +82,45 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<Tensor> {
+    // Validated with the activation, as the reference validates.
+    ConvNdParams::<2>::from(params).shape_of(input, weight, bias)?;
+    let linear = Conv2dParams {
+        activation: Activation::None,
+        ..*params
+    };
+    activate(
+        params.activation,
+        conv2d_linear(input, weight, bias, &linear)?,
+    )
+}
+
+/// `y` through `activation` ([`Activation::apply_f32`], the shaders' formulas), on all cores.
+fn activate(activation: Activation, y: Tensor) -> Result<Tensor> {
+    if activation.is_none() {
+        return Ok(y);
+    }
+    let shape = y.shape().to_vec();
+    let mut data = y.into_data();
+    data.par_chunks_mut(16 * 1024).for_each(|chunk| {
+        chunk.iter_mut().for_each(|v| *v = activation.apply_f32(*v));
+    });
+    Tensor::new(shape, data)
+}
+
+/// [`conv2d`] without its activation.
+fn conv2d_linear(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &Conv2dParams,
+) -> Result<Tensor> {
     let shape = ConvNdParams::<2>::from(params).shape_of(input, weight, bias)?;
     let s = shape.as_conv2d();
     if s.pads_with_mode() {
         // As PyTorch does for these modes: pad a copy (`F.pad`), then convolve it unpadded.
         let padded = s.over_padded_input()?;
         let x = padded_copy(&s, &padded, input.data())?;
-        let y = conv2d(&x, weight, bias, &padded.params())?;
+        let y = conv2d_linear(&x, weight, bias, &padded.params())?;
         return Tensor::new(shape.output_shape(), y.into_data());
     }
     // Every path writes every output element. Debug builds (and so the tests) start from NaN so
@@ -623,7 +658,7 @@ fn depthwise_row<const FUSED: bool>(row: &DepthwiseRow, y: &mut [f32]) {
     y.iter_mut().for_each(|v| *v += row.bias);
 }
 
-/// `y = conv3d(x, w) + b` in f32 on all cores (PyTorch's `nn.Conv3d`): `[N, O, OD, P, Q]`
+/// `y = act(conv3d(x, w) + b)` in f32 on all cores (PyTorch's `nn.Conv3d`): `[N, O, OD, P, Q]`
 /// (`[O, OD, P, Q]` for an unbatched input `[C, D, H, W]`).
 ///
 /// The depth is folded into the batch and the channels, an im2col along the depth axis: plane
@@ -635,54 +670,14 @@ fn depthwise_row<const FUSED: bool>(row: &DepthwiseRow, y: &mut [f32]) {
 /// # Errors
 /// Every shape or parameter error of [`ConvNdShape::new`](crate::ConvNdShape::new), as the
 /// reference returns them;
-/// [`Error::SizeOverflow`] or [`Error::HostMemory`] when the folded input does not fit.
+/// [`Error::SizeOverflow`](crate::Error::SizeOverflow) or
+/// [`Error::HostMemory`](crate::Error::HostMemory) when the folded input does not fit.
 pub fn conv3d(
     input: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-    params: &Conv3dParams,
+    params: &crate::spec::Conv3dParams,
 ) -> Result<Tensor> {
-    let s = params.shape_of(input, weight, bias)?;
-    let folded = s.folded().ok_or_else(|| Error::SizeOverflow {
-        what: format!("the folded 2D problem of {:?}", s.input_shape()),
-    })?;
-    let ([d, h, w], [od, p, q], kd) = (s.input, s.output, s.kernel[0]);
-    let (c, o, cg) = (s.in_channels, s.out_channels, s.in_channels / s.groups);
-    let (plane, taps) = (h * w, s.kernel[1] * s.kernel[2]);
-    let mut xf = crate::memory::try_vec(folded.input_len(), 0.0f32, || {
-        format!("the depth-folded input {:?}", folded.input_shape())
-    })?;
-    for (index, out) in xf.chunks_mut(plane.max(1)).enumerate() {
-        // Plane `index` of [N*OD, KD*C, H, W] is (image m, folded channel cf).
-        let (m, cf) = (index / (kd * c), index % (kd * c));
-        let (n, od_at) = (m / od, m % od);
-        let (g, a, ci) = (cf / (kd * cg), (cf / cg) % kd, cf % cg);
-        let padded = (od_at * s.stride[0] + a * s.dilation[0]) as i64;
-        if let Some(depth) = s.padding_mode.source(padded - s.padding[0][0] as i64, d) {
-            let src = ((n * c + g * cg + ci) * d + depth) * plane;
-            out.copy_from_slice(&input.data()[src..src + plane]);
-        }
-    }
-    let mut wf = vec![0.0f32; weight.len()];
-    for (index, out) in wf.chunks_mut(taps).enumerate() {
-        // Kernel plane `index` of [O, KD*Cg, kh, kw] is (o, a*Cg + ci) of [O, Cg, KD, kh, kw].
-        let (oc, a, ci) = (index / (kd * cg), (index / cg) % kd, index % cg);
-        let src = ((oc * cg + ci) * kd + a) * taps;
-        out.copy_from_slice(&weight.data()[src..src + taps]);
-    }
-    let yf = conv2d(
-        &Tensor::new(folded.input_shape(), xf)?,
-        &Tensor::new(folded.weight_shape(), wf)?,
-        bias,
-        &folded.params(),
-    )?;
-    let out_plane = p * q;
-    let mut y = vec![0.0f32; yf.len()];
-    for (index, out) in y.chunks_mut(out_plane.max(1)).enumerate() {
-        // Plane `index` of [N, O, OD, P, Q] is plane (n*OD + od, o) of [N*OD, O, P, Q].
-        let (n, oc, od_at) = (index / (o * od), (index / od) % o, index % od);
-        let src = ((n * od + od_at) * o + oc) * out_plane;
-        out.copy_from_slice(&yf.data()[src..src + out_plane]);
-    }
-    Tensor::new(s.output_shape(), y)
+    let y = volume::conv3d_linear(input, weight, bias, params, conv2d_linear)?;
+    activate(params.activation, y)
 }

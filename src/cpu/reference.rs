@@ -203,12 +203,13 @@ pub fn conv2d_f64(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<(Conv2dShape, Vec<f64>)> {
-    let (s, out) = convolve(input, weight, bias, &params.into(), |v| v)?;
+    let (s, out) = convolve(input, weight, bias, None, &params.into(), |v| v)?;
     Ok((s.as_conv2d(), out))
 }
 
-/// The convolution over `N` spatial axes in f64: the validated shape and the output in C order,
-/// `[N, O, *out]` (or `[O, *out]` unbatched).
+/// The convolution over `N` spatial axes in f64 (through `params.activation`, the fused
+/// epilogue without a residual): the validated shape and the output in C order, `[N, O, *out]`
+/// (or `[O, *out]` unbatched).
 ///
 /// # Errors
 /// Every shape or parameter error of [`ConvNdShape::new`].
@@ -218,23 +219,44 @@ pub fn conv_nd_f64<const N: usize>(
     bias: Option<&Tensor>,
     params: &ConvNdParams<N>,
 ) -> Result<(ConvNdShape<N>, Vec<f64>)> {
-    convolve(input, weight, bias, params, |v| v)
+    convolve(input, weight, bias, None, params, |v| v)
 }
 
-/// The validated shape and the output in C order, each element accumulated in f64 and passed
-/// through `round` as it is made (so an f32 output never has an f64 twin in memory).
+/// The convolution with its fused epilogue in f64: `act(conv + bias + residual)` with `act`
+/// `params.activation` ([`Activation::apply`](crate::spec::Activation::apply)) and `residual`
+/// of the output's shape, added before it.
+///
+/// # Errors
+/// As [`conv_nd_f64`], and [`Error::ResidualShape`].
+pub fn conv_nd_fused_f64<const N: usize>(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    params: &ConvNdParams<N>,
+) -> Result<(ConvNdShape<N>, Vec<f64>)> {
+    convolve(input, weight, bias, residual, params, |v| v)
+}
+
+/// The validated shape and the output in C order, each element accumulated in f64, put through
+/// the epilogue (plus the residual's element, then the activation) and through `round` as it is
+/// made (so an f32 output never has an f64 twin in memory).
 fn convolve<const N: usize, T>(
     input: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
     params: &ConvNdParams<N>,
     round: impl Fn(f64) -> T,
 ) -> Result<(ConvNdShape<N>, Vec<T>)> {
-    let s = params.shape_of(input, weight, bias)?;
+    let s = params
+        .shape_of(input, weight, bias)?
+        .with_residual(residual.map(Tensor::shape))?;
     let mut out = crate::memory::try_with_capacity(s.output_len(), || {
         format!("the output {:?}", s.output_shape())
     })?;
     let (x, w) = (input.data(), weight.data());
+    let mut r = residual.map(|r| r.data().iter());
     let window = Window::of(&s);
     for n in 0..s.batch {
         for o in 0..s.out_channels {
@@ -244,7 +266,11 @@ fn convolve<const N: usize, T>(
                 window.each(n, o, pos, |xi, wi| {
                     acc += f64::from(x[xi]) * f64::from(w[wi]);
                 });
-                out.push(round(acc));
+                // The residual is walked in its C order, which is the loop order.
+                if let Some(v) = r.as_mut().and_then(Iterator::next) {
+                    acc += f64::from(*v);
+                }
+                out.push(round(s.activation.apply(acc)));
             });
         }
     }
@@ -289,7 +315,22 @@ pub fn conv_nd<const N: usize>(
     bias: Option<&Tensor>,
     params: &ConvNdParams<N>,
 ) -> Result<Tensor> {
-    let (s, out) = convolve(input, weight, bias, params, |v| v as f32)?;
+    conv_nd_fused(input, weight, bias, None, params)
+}
+
+/// The convolution over `N` spatial axes with its fused epilogue ([`conv_nd_fused_f64`]),
+/// accumulated in f64, rounded once to f32.
+///
+/// # Errors
+/// As [`conv_nd_fused_f64`].
+pub fn conv_nd_fused<const N: usize>(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    params: &ConvNdParams<N>,
+) -> Result<Tensor> {
+    let (s, out) = convolve(input, weight, bias, residual, params, |v| v as f32)?;
     Tensor::new(s.output_shape(), out)
 }
 
@@ -357,12 +398,7 @@ pub fn conv_nd_backward_f64<const N: usize>(
     params: &ConvNdParams<N>,
 ) -> Result<ConvNdGrads64<N>> {
     let s = ConvNdShape::new(input.shape(), weight.shape(), None, params)?;
-    if grad_output.shape() != s.output_shape() {
-        return Err(Error::GradOutputShape {
-            expected: s.output_shape(),
-            got: grad_output.shape().to_vec(),
-        });
-    }
+    s.check_backward("conv_nd_backward_f64", grad_output.shape())?;
     let (x, w, gy) = (input.data(), weight.data(), grad_output.data());
     let window = Window::of(&s);
     let mut grad_x = crate::memory::try_vec(input.len(), 0.0f64, || {
@@ -393,6 +429,52 @@ pub fn conv_nd_backward_f64<const N: usize>(
         weight: grad_w,
         bias: grad_b,
     })
+}
+
+/// The backward pass through the fused epilogue of [`conv_nd_fused_f64`] in f64: with
+/// `pre = conv + bias + residual` recomputed, `dz = grad_output * act'(pre)` element by element
+/// ([`Activation::derivative`](crate::spec::Activation::derivative)), the convolution's
+/// gradients for `dz` ([`conv_nd_backward_f64`]) and the residual's gradient, `dz` itself.
+///
+/// # Errors
+/// As [`conv_nd_fused_f64`], and [`Error::GradOutputShape`].
+pub fn conv_nd_fused_backward_f64<const N: usize>(
+    (input, weight, bias, residual): (&Tensor, &Tensor, Option<&Tensor>, Option<&Tensor>),
+    grad_output: &Tensor,
+    params: &ConvNdParams<N>,
+) -> Result<(ConvNdGrads64<N>, Vec<f64>)> {
+    let linear = ConvNdParams {
+        activation: crate::spec::Activation::None,
+        ..*params
+    };
+    let (s, pre) = conv_nd_fused_f64(input, weight, bias, residual, &linear)?;
+    if grad_output.shape() != s.output_shape() {
+        return Err(Error::GradOutputShape {
+            expected: s.output_shape(),
+            got: grad_output.shape().to_vec(),
+        });
+    }
+    let dz: Vec<f64> = (pre.iter().zip(grad_output.data()))
+        .map(|(&z, &g)| f64::from(g) * params.activation.derivative(z))
+        .collect();
+    // The convolution's backward pass takes f32 tensors: dz is split into an f32 head and an
+    // f32 tail, whose two gradients (linear in dz) add up to dz's in f64.
+    let head: Vec<f32> = dz.iter().map(|&v| v as f32).collect();
+    let tail: Vec<f32> = (dz.iter().zip(&head))
+        .map(|(&v, &h)| (v - f64::from(h)) as f32)
+        .collect();
+    let shape = s.output_shape();
+    let mut g = conv_nd_backward_f64(input, weight, &Tensor::new(&shape[..], head)?, &linear)?;
+    let t = conv_nd_backward_f64(input, weight, &Tensor::new(&shape[..], tail)?, &linear)?;
+    for (a, b) in [
+        (&mut g.input, &t.input),
+        (&mut g.weight, &t.weight),
+        (&mut g.bias, &t.bias),
+    ] {
+        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+    }
+    g.shape = s;
+    Ok((g, dz))
 }
 
 /// PyTorch's `conv_transpose2d` in f64, as a scatter: `out[n, g*Co/groups + c, p*sh + i*dh - pad_h,

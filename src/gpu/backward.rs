@@ -109,12 +109,7 @@ impl Engine {
     ) -> Result<(ConvNdShape<2>, Conv2dShape)> {
         self.check_owner("grad_output", grad_output)?;
         let shape = ConvNdShape::<2>::new(input_shape, weight_shape, None, &params.into())?;
-        if grad_output.shape() != shape.output_shape() {
-            return Err(Error::GradOutputShape {
-                expected: shape.output_shape(),
-                got: grad_output.shape().to_vec(),
-            });
-        }
+        shape.check_backward("conv2d_backward", grad_output.shape())?;
         Ok((shape, shape.as_conv2d()))
     }
 
@@ -313,6 +308,8 @@ impl Engine {
             out_h: p,
             out_w: q,
             padding_mode: crate::spec::PaddingMode::Zeros,
+            activation: crate::spec::Activation::None,
+            has_residual: false,
         };
         if let Some(images) = plan::split::batch_split(
             n,

@@ -7,8 +7,9 @@ use crate::spec::{spatial_dims_of, ConvArgs};
 use crate::tensor::Tensor;
 
 impl Engine {
-    /// [`Engine::conv1d`], [`Engine::conv2d`] or [`Engine::conv3d`], as the weight's rank (3, 4
-    /// or 5) says, with `args` resolved for its axes.
+    /// [`Engine::conv1d_fused`], [`Engine::conv2d_fused`] or [`Engine::conv3d_fused`], as the
+    /// weight's rank (3, 4 or 5) says, with `args` resolved for its axes (its activation
+    /// included) and `residual`, when given, added before the activation.
     ///
     /// # Errors
     /// [`Error::WeightRank`](crate::Error::WeightRank) for another rank,
@@ -18,32 +19,32 @@ impl Engine {
         &self,
         input: &Tensor,
         weight: &Tensor,
-        bias: Option<&Tensor>,
+        (bias, residual): (Option<&Tensor>, Option<&Tensor>),
         args: &ConvArgs,
     ) -> Result<Tensor> {
         match spatial_dims_of(weight.shape())? {
-            1 => self.conv1d(input, weight, bias, &args.params()?),
-            2 => self.conv2d(input, weight, bias, &(&args.params()?).into()),
-            _ => self.conv3d(input, weight, bias, &args.params()?),
+            1 => self.conv1d_fused(input, weight, bias, residual, &args.params()?),
+            2 => self.conv2d_fused(input, weight, bias, residual, &(&args.params()?).into()),
+            _ => self.conv3d_fused(input, weight, bias, residual, &args.params()?),
         }
     }
 }
 
-/// The CPU reference's [`Engine::conv_by_rank`]: [`conv_nd`](crate::cpu::reference::conv_nd)
-/// over the axes the weight's rank says.
+/// The CPU reference's [`Engine::conv_by_rank`]:
+/// [`conv_nd_fused`](crate::cpu::reference::conv_nd_fused) over the axes the weight's rank says.
 ///
 /// # Errors
 /// As [`Engine::conv_by_rank`].
 pub fn reference_by_rank(
     input: &Tensor,
     weight: &Tensor,
-    bias: Option<&Tensor>,
+    (bias, residual): (Option<&Tensor>, Option<&Tensor>),
     args: &ConvArgs,
 ) -> Result<Tensor> {
-    use crate::cpu::reference::conv_nd;
+    use crate::cpu::reference::conv_nd_fused;
     match spatial_dims_of(weight.shape())? {
-        1 => conv_nd(input, weight, bias, &args.params::<1>()?),
-        2 => conv_nd(input, weight, bias, &args.params::<2>()?),
-        _ => conv_nd(input, weight, bias, &args.params::<3>()?),
+        1 => conv_nd_fused(input, weight, bias, residual, &args.params::<1>()?),
+        2 => conv_nd_fused(input, weight, bias, residual, &args.params::<2>()?),
+        _ => conv_nd_fused(input, weight, bias, residual, &args.params::<3>()?),
     }
 }

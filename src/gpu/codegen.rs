@@ -15,9 +15,18 @@ use crate::spec::PaddingMode;
 /// The uniform block's WGSL definition, prepended to every kernel's text.
 pub const PARAMS_WGSL: &str = include_str!("../../shaders/conv_params.wgsl");
 
+/// The fused epilogue's `epilogue` and `residual_at` functions, prepended to the forward
+/// kernels after the uniform block.
+pub const EPILOGUE_WGSL: &str = include_str!("../../shaders/epilogue.wgsl");
+
 /// A kernel file's text with the uniform block's definition in front: what wgpu compiles.
 pub fn with_params(file_text: &str) -> String {
     format!("{PARAMS_WGSL}\n{file_text}")
+}
+
+/// A forward kernel's text with the uniform block and the fused epilogue in front.
+pub fn with_epilogue(file_text: &str) -> String {
+    format!("{PARAMS_WGSL}\n{EPILOGUE_WGSL}\n{file_text}")
 }
 
 /// The compile-time specialization of one register-tiled kernel. Kernel size, stride and
@@ -49,7 +58,7 @@ const MARKER: &str = "    // @generated body\n";
 pub fn regtile_source(spec: &RegTileSpec) -> String {
     let template = include_str!("../../shaders/conv2d_igemm_regtile.wgsl");
     // The template is ours and has the marker and signature; a miss would fail the naga test.
-    let text = with_params(&template.replacen(MARKER, &regtile_body(spec), 1));
+    let text = with_epilogue(&template.replacen(MARKER, &regtile_body(spec), 1));
     match spec.subgroup {
         None => text,
         // naga takes subgroup operations without an `enable` (wgpu's SUBGROUP feature gates them).
@@ -185,12 +194,30 @@ fn regtile_body(s: &RegTileSpec) -> String {
         w!("            let base = (n * params.out_channels + oc) * pixels;");
         for t in 0..tn {
             w!("            if ok{t} {{");
-            w!("                output[base + pix{t}] = acc{r}_{t} + b;");
+            w!("                output[base + pix{t}] = acc{r}_{t} + b + residual_at(base + pix{t});");
             w!("            }}");
         }
         w!("        }}");
         w!("    }}");
     }
+    // The fused activation, as a loop over the stores just made (each read back by the lane
+    // that wrote it): one call site, where one per store would multiply the kernel's size (and
+    // the driver's compile time) by TM x TN.
+    w!("    if params.activation != 0u {{");
+    w!("        for (var r = 0u; r < {tm}u; r++) {{");
+    w!("            let o = wid.y * {tm}u + r;");
+    w!("            if o >= og {{");
+    w!("                break;");
+    w!("            }}");
+    w!("            let base = (n * params.out_channels + g * og + o) * pixels;");
+    w!("            for (var t = 0u; t < {tn}u; t++) {{");
+    w!("                let pix = pix_base + t * WORKGROUP_SIZE;");
+    w!("                if pix < pixels {{");
+    w!("                    output[base + pix] = activate(output[base + pix]);");
+    w!("                }}");
+    w!("            }}");
+    w!("        }}");
+    w!("    }}");
     b
 }
 

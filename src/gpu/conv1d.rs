@@ -5,7 +5,7 @@
 //! see [`ConvNdShape::as_conv2d`]), so every 2D kernel, split and gradient serves it: the shapes
 //! are checked and worded as conv1d's, the work is planned and recorded as conv2d's.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::backward::Conv2dGrads;
 use crate::gpu::device::Wait;
 use crate::gpu::engine::{blocking_and_async, Engine};
@@ -23,10 +23,26 @@ impl Engine {
         ///
         /// # Errors
         /// Every shape or parameter error of [`ConvNdShape::new`], and as [`Engine::conv2d`].
-        conv1d, conv1d_async => conv1d_with(
+        self.conv1d, conv1d_async(
             input: &Tensor,
             weight: &Tensor,
             bias: Option<&Tensor>,
+            params: &Conv1dParams
+        ) -> Tensor,
+        |wait| { self.conv1d_with(input, weight, bias, None, params, wait).await }
+    }
+
+    blocking_and_async! {
+        /// One-shot 1D convolution with the fused epilogue
+        /// `act(conv1d(input, weight) + bias + residual)` (see [`Engine::conv2d_fused`]).
+        ///
+        /// # Errors
+        /// As [`Engine::conv1d`], and [`Error::ResidualShape`](crate::Error::ResidualShape).
+        conv1d_fused, conv1d_fused_async => conv1d_with(
+            input: &Tensor,
+            weight: &Tensor,
+            bias: Option<&Tensor>,
+            residual: Option<&Tensor>,
             params: &Conv1dParams
         ) -> Tensor
     }
@@ -36,12 +52,15 @@ impl Engine {
         input: &Tensor,
         weight: &Tensor,
         bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
         params: &Conv1dParams,
         wait: Wait,
     ) -> Result<Tensor> {
-        let shape = params.shape_of(input, weight, bias)?;
+        let shape = params
+            .shape_of(input, weight, bias)?
+            .with_residual(residual.map(Tensor::shape))?;
         let y = self
-            .conv_lowered(&shape.as_conv2d(), input, weight, bias, wait)
+            .conv_lowered(&shape.as_conv2d(), input, weight, bias, residual, wait)
             .await?;
         Tensor::new(shape.output_shape(), y.into_data())
     }
@@ -59,11 +78,27 @@ impl Engine {
         bias: Option<&GpuTensor>,
         params: &Conv1dParams,
     ) -> Result<GpuTensor> {
+        self.conv1d_fused_gpu(input, weights, bias, None, params)
+    }
+
+    /// 1D convolution of GPU tensors with the fused epilogue
+    /// `act(conv1d(input, weights) + bias + residual)` into a new GPU tensor.
+    ///
+    /// # Errors
+    /// As [`Engine::conv1d_gpu`], and [`Error::ResidualShape`](crate::Error::ResidualShape).
+    pub fn conv1d_fused_gpu<'w>(
+        &self,
+        input: &GpuTensor,
+        weights: impl Into<Weights<'w>>,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        params: &Conv1dParams,
+    ) -> Result<GpuTensor> {
         let weights = weights.into();
-        let shape = self.call_shape(input, weights, bias, params)?;
+        let shape = self.fused_shape(input, weights, bias, residual, params)?;
         let output = self.alloc(&shape.output_shape())?;
-        let lowered = shape.as_conv2d();
-        self.plan_and_record(&lowered, input, weights, bias, &output, self.algorithm())?;
+        let tensors = (input, weights, bias, residual);
+        self.plan_and_record(&shape.as_conv2d(), tensors, &output, self.algorithm())?;
         Ok(output)
     }
 
@@ -71,7 +106,7 @@ impl Engine {
     /// with `algorithm` (the engine's own with [`Engine::algorithm`]).
     ///
     /// # Errors
-    /// As [`Engine::conv1d_gpu`], [`Error::OutputShape`] and [`Error::UnsupportedAlgorithm`].
+    /// As [`Engine::conv1d_gpu`], [`Error::OutputShape`](crate::Error::OutputShape) and [`Error::UnsupportedAlgorithm`](crate::Error::UnsupportedAlgorithm).
     pub fn conv1d_into_with<'w>(
         &self,
         algorithm: Algorithm,
@@ -81,10 +116,29 @@ impl Engine {
         params: &Conv1dParams,
         output: &mut GpuTensor,
     ) -> Result<()> {
+        self.conv1d_fused_into_with(algorithm, input, weights, bias, None, params, output)
+    }
+
+    /// As [`Engine::conv1d_fused_gpu`], written into `output`, with an explicit algorithm.
+    ///
+    /// # Errors
+    /// As [`Engine::conv1d_into_with`], and [`Error::ResidualShape`](crate::Error::ResidualShape).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv1d_fused_into_with<'w>(
+        &self,
+        algorithm: Algorithm,
+        input: &GpuTensor,
+        weights: impl Into<Weights<'w>>,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        params: &Conv1dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
         let weights = weights.into();
-        let shape = self.call_shape(input, weights, bias, params)?;
+        let shape = self.fused_shape(input, weights, bias, residual, params)?;
         self.check_output(output, &shape.output_shape())?;
-        self.plan_and_record(&shape.as_conv2d(), input, weights, bias, output, algorithm)
+        let tensors = (input, weights, bias, residual);
+        self.plan_and_record(&shape.as_conv2d(), tensors, output, algorithm)
     }
 
     /// All gradients of `y = conv1d(input, weight, bias)` given `grad_output = dL/dy`, in the
@@ -92,7 +146,7 @@ impl Engine {
     /// `[O, C/groups, k]`, and bias `[O]` when `with_bias`.
     ///
     /// # Errors
-    /// Every shape or parameter error of [`ConvNdShape::new`], [`Error::GradOutputShape`], and
+    /// Every shape or parameter error of [`ConvNdShape::new`], [`Error::GradOutputShape`](crate::Error::GradOutputShape), and
     /// as [`Engine::conv2d_backward`].
     pub fn conv1d_backward(
         &self,
@@ -103,12 +157,7 @@ impl Engine {
         with_bias: bool,
     ) -> Result<Conv2dGrads> {
         let shape = ConvNdShape::new(input.shape(), weight.shape(), None, params)?;
-        if grad_output.shape() != shape.output_shape() {
-            return Err(Error::GradOutputShape {
-                expected: shape.output_shape(),
-                got: grad_output.shape().to_vec(),
-            });
-        }
+        shape.check_backward("conv1d_backward", grad_output.shape())?;
         let s = shape.as_conv2d();
         let grads = self.conv2d_backward(
             &input.view(&s.input_shape()),

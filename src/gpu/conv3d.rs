@@ -32,16 +32,46 @@ impl Engine {
             bias: Option<&Tensor>,
             params: &Conv3dParams
         ) -> Tensor,
-        |wait| {
-            // Validated and planned before anything is uploaded.
-            let shape = params.shape_of(input, weight, bias)?;
-            self.conv3d_plan(&shape, self.algorithm(), false)?;
-            let x = self.upload(input)?;
-            let w = self.upload(weight)?;
-            let b = bias.map(|b| self.upload(b)).transpose()?;
-            let y = self.conv3d_gpu(&x, &w, b.as_ref(), params)?;
-            self.download_with(&y, wait).await
-        }
+        |wait| { self.conv3d_with(input, weight, bias, None, params, wait).await }
+    }
+
+    blocking_and_async! {
+        /// One-shot 3D convolution with the fused epilogue
+        /// `act(conv3d(input, weight) + bias + residual)` (see [`Engine::conv2d_fused`]).
+        ///
+        /// # Errors
+        /// As [`Engine::conv3d`], and [`Error::ResidualShape`].
+        conv3d_fused, conv3d_fused_async => conv3d_with(
+            input: &Tensor,
+            weight: &Tensor,
+            bias: Option<&Tensor>,
+            residual: Option<&Tensor>,
+            params: &Conv3dParams
+        ) -> Tensor
+    }
+
+    async fn conv3d_with(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
+        params: &Conv3dParams,
+        wait: crate::gpu::device::Wait,
+    ) -> Result<Tensor> {
+        // Validated and planned before anything is uploaded.
+        let shape = params
+            .shape_of(input, weight, bias)?
+            .with_residual(residual.map(Tensor::shape))?;
+        self.conv3d_plan(&shape, self.algorithm(), false)?;
+        let x = self.upload(input)?;
+        let w = self.upload(weight)?;
+        let b = bias.map(|b| self.upload(b)).transpose()?;
+        let r = residual.map(|r| self.upload(r)).transpose()?;
+        let y = self.alloc(&shape.output_shape())?;
+        let tensors = (&x, &w, b.as_ref(), r.as_ref());
+        self.record_conv3d(&shape, tensors, &y, self.algorithm())?;
+        self.download_with(&y, wait).await
     }
 
     /// 3D convolution of GPU tensors into a new GPU tensor `[N, O, OD, P, Q]` (`[O, OD, P, Q]`
@@ -59,9 +89,27 @@ impl Engine {
         bias: Option<&GpuTensor>,
         params: &Conv3dParams,
     ) -> Result<GpuTensor> {
-        let shape = self.call_shape(input, Weights::Plain(weight), bias, params)?;
+        self.conv3d_fused_gpu(input, weight, bias, None, params)
+    }
+
+    /// 3D convolution of GPU tensors with the fused epilogue
+    /// `act(conv3d(input, weight) + bias + residual)` into a new GPU tensor; the epilogue runs
+    /// as the output's depth is put back in place.
+    ///
+    /// # Errors
+    /// As [`Engine::conv3d_gpu`], and [`Error::ResidualShape`].
+    pub fn conv3d_fused_gpu(
+        &self,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        params: &Conv3dParams,
+    ) -> Result<GpuTensor> {
+        let shape = self.fused_shape(input, Weights::Plain(weight), bias, residual, params)?;
         let output = self.alloc(&shape.output_shape())?;
-        self.record_conv3d(&shape, input, weight, bias, &output, self.algorithm())?;
+        let tensors = (input, weight, bias, residual);
+        self.record_conv3d(&shape, tensors, &output, self.algorithm())?;
         Ok(output)
     }
 
@@ -79,9 +127,27 @@ impl Engine {
         params: &Conv3dParams,
         output: &mut GpuTensor,
     ) -> Result<()> {
-        let shape = self.call_shape(input, Weights::Plain(weight), bias, params)?;
+        self.conv3d_fused_into_with(algorithm, input, weight, bias, None, params, output)
+    }
+
+    /// As [`Engine::conv3d_fused_gpu`], written into `output`, with an explicit algorithm.
+    ///
+    /// # Errors
+    /// As [`Engine::conv3d_into_with`], and [`Error::ResidualShape`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv3d_fused_into_with(
+        &self,
+        algorithm: Algorithm,
+        input: &GpuTensor,
+        weight: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        params: &Conv3dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
+        let shape = self.fused_shape(input, Weights::Plain(weight), bias, residual, params)?;
         self.check_output(output, &shape.output_shape())?;
-        self.record_conv3d(&shape, input, weight, bias, output, algorithm)
+        self.record_conv3d(&shape, (input, weight, bias, residual), output, algorithm)
     }
 
     /// The folded 2D problem of `shape` and how many of its images (`n*OD + od`) one piece
@@ -187,12 +253,7 @@ impl Engine {
             self.check_owner(what, t)?;
         }
         let shape = ConvNdShape::new(input_shape, weight_shape, None, params)?;
-        if grad_output.shape() != shape.output_shape() {
-            return Err(Error::GradOutputShape {
-                expected: shape.output_shape(),
-                got: grad_output.shape().to_vec(),
-            });
-        }
+        shape.check_backward("conv3d_backward", grad_output.shape())?;
         let (folded, _) = self.conv3d_plan(&shape, Algorithm::Auto, true)?;
         Ok((shape, folded))
     }
@@ -329,13 +390,11 @@ impl Engine {
     }
 
     /// Folds `input` and `weight`, runs the folded 2D convolution with `algorithm`, and unfolds
-    /// its result into `output`.
+    /// its result into `output` through the fused epilogue (the residual, then the activation).
     fn record_conv3d(
         &self,
         shape: &ConvNdShape<3>,
-        input: &GpuTensor,
-        weight: &GpuTensor,
-        bias: Option<&GpuTensor>,
+        (input, weight, bias, residual): Sources3d<'_>,
         output: &GpuTensor,
         algorithm: Algorithm,
     ) -> Result<()> {
@@ -367,15 +426,30 @@ impl Engine {
             )?;
             let x = self.flat_into("folding a 3D input", fold, input, &piece.input_shape())?;
             let y = self.alloc(&piece.output_shape())?;
-            self.plan_and_record(&piece, &x, Weights::Plain(&w), bias, &y, algorithm)?;
+            self.plan_and_record(&piece, (&x, Weights::Plain(&w), bias, None), &y, algorithm)?;
             self.submit_steps(
                 "unfolding a 3D output",
-                &[(unfold, &[y.buffer(), output.buffer()])],
+                &[(
+                    unfold,
+                    &[
+                        y.buffer(),
+                        residual.map_or(self.no_bias(), GpuTensor::buffer),
+                        output.buffer(),
+                    ],
+                )],
             )?;
         }
         Ok(())
     }
 }
+
+/// A 3D convolution's GPU tensors: input, weight, bias and the epilogue's residual.
+type Sources3d<'a> = (
+    &'a GpuTensor,
+    &'a GpuTensor,
+    Option<&'a GpuTensor>,
+    Option<&'a GpuTensor>,
+);
 
 /// The invocations of a folding kernel over `images` folded images (`n*OD + od`; for the
 /// kernels of the whole problem, all of them): one per row of the tensor it writes (a width's
@@ -429,6 +503,10 @@ fn fold_uniforms(s: &ConvNdShape<3>) -> Result<ConvUniforms> {
         dilation_w: u("dilation_w", s.dilation[2])?,
         has_bias: u32::from(s.has_bias),
         pad_mode: s.padding_mode.code(),
+        activation: s.activation.code().0,
+        act_a: s.activation.code().1,
+        act_b: s.activation.code().2,
+        has_residual: u32::from(s.has_residual),
         ..ConvUniforms::default()
     })
 }

@@ -10,16 +10,13 @@ use crate::error::{Error, Result};
 use crate::gpu::buffer::OwnedBuffer;
 use crate::gpu::device::Wait;
 use crate::gpu::engine::{blocking_and_async, copy, Engine};
+use crate::gpu::pieces::{piece_residual, piece_tensors};
 use crate::gpu::pipelines::is_build_failure;
 use crate::gpu::plan::{self, Algorithm, ConvDispatch, Execution, Plan, Split};
 use crate::gpu::tensor::{GpuTensor, PackedWeights};
 use crate::memory::try_vec;
 use crate::spec::{Conv2dParams, Conv2dShape, ConvNdParams, ConvNdShape, ConvParams as _};
 use crate::tensor::Tensor;
-
-/// Bytes of split pieces' temporary buffers submitted before the engine waits for the GPU to
-/// catch up (see `record_split`).
-const SPLIT_IN_FLIGHT_BYTES: usize = 512 << 20;
 
 /// A convolution's weights on the GPU: an OIHW [`GpuTensor`], or [`PackedWeights`] packed once
 /// by [`Engine::pack_weights`]. Both convert with `.into()`, so every GPU call takes either.
@@ -68,10 +65,27 @@ impl Engine {
         ///
         /// # Errors
         /// As [`Engine::conv2d_gpu`] and [`Engine::download`].
-        conv2d, conv2d_async => conv2d_with(
+        self.conv2d, conv2d_async(
             input: &Tensor,
             weight: &Tensor,
             bias: Option<&Tensor>,
+            params: &Conv2dParams
+        ) -> Tensor,
+        |wait| { self.conv2d_with(input, weight, bias, None, params, wait).await }
+    }
+
+    blocking_and_async! {
+        /// One-shot convolution with the fused epilogue
+        /// `act(conv2d(input, weight) + bias + residual)`: `residual` has the output's shape and
+        /// `act` is `params.activation`; each kernel applies it as it stores its outputs.
+        ///
+        /// # Errors
+        /// As [`Engine::conv2d`], and [`Error::ResidualShape`].
+        conv2d_fused, conv2d_fused_async => conv2d_with(
+            input: &Tensor,
+            weight: &Tensor,
+            bias: Option<&Tensor>,
+            residual: Option<&Tensor>,
             params: &Conv2dParams
         ) -> Tensor
     }
@@ -81,12 +95,15 @@ impl Engine {
         input: &Tensor,
         weight: &Tensor,
         bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
         params: &Conv2dParams,
         wait: Wait,
     ) -> Result<Tensor> {
-        let shape = ConvNdParams::<2>::from(params).shape_of(input, weight, bias)?;
+        let shape = ConvNdParams::<2>::from(params)
+            .shape_of(input, weight, bias)?
+            .with_residual(residual.map(Tensor::shape))?;
         let y = self
-            .conv_lowered(&shape.as_conv2d(), input, weight, bias, wait)
+            .conv_lowered(&shape.as_conv2d(), input, weight, bias, residual, wait)
             .await?;
         Tensor::new(shape.output_shape(), y.into_data())
     }
@@ -99,19 +116,23 @@ impl Engine {
         input: &Tensor,
         weight: &Tensor,
         bias: Option<&Tensor>,
+        residual: Option<&Tensor>,
         wait: Wait,
     ) -> Result<Tensor> {
         let Some(pieces) = plan::host_pieces(shape, &self.limits())? else {
-            return self.conv2d_whole(shape, input, weight, bias, wait).await;
+            let tensors = (input, weight, bias, residual);
+            return self.conv2d_whole(shape, tensors, wait).await;
         };
         let mut output = try_vec(shape.output_len(), 0.0, || {
             format!("the output {:?}", shape.output_shape())
         })?;
         for piece in &pieces {
             let (x, w, b) = piece_tensors(shape, piece, input, weight, bias)?;
-            let y = self
-                .conv2d_whole(&piece.shape, &x, &w, b.as_ref(), wait)
-                .await?;
+            let r = residual
+                .map(|r| piece_residual(shape, piece, r))
+                .transpose()?;
+            let tensors = (&x, &w, b.as_ref(), r.as_ref());
+            let y = self.conv2d_whole(&piece.shape, tensors, wait).await?;
             for r in piece.output_runs(shape) {
                 output[r.dst..r.dst + r.len].copy_from_slice(&y.data()[r.src..r.src + r.len]);
             }
@@ -124,9 +145,7 @@ impl Engine {
     async fn conv2d_whole(
         &self,
         shape: &Conv2dShape,
-        input: &Tensor,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
+        (input, weight, bias, residual): HostTensors<'_>,
         wait: Wait,
     ) -> Result<Tensor> {
         let execution = self.forward_execution(shape, self.algorithm(), false)?;
@@ -136,13 +155,14 @@ impl Engine {
         let input = self.upload(input)?;
         let weight = self.upload(weight)?;
         let bias = bias.map(|b| self.upload(b)).transpose()?;
+        let residual = residual.map(|r| self.upload(r)).transpose()?;
         let output = self.alloc(&shape.output_shape())?;
         self.record_execution(
             shape,
             &execution,
             &input,
             Weights::Plain(&weight),
-            bias.as_ref(),
+            (bias.as_ref(), residual.as_ref()),
             &output,
         )?;
         self.download_with(&output, wait).await
@@ -163,11 +183,29 @@ impl Engine {
         bias: Option<&GpuTensor>,
         params: &Conv2dParams,
     ) -> Result<GpuTensor> {
+        self.conv2d_fused_gpu(input, weights, bias, None, params)
+    }
+
+    /// Convolution of GPU tensors with the fused epilogue
+    /// `act(conv2d(input, weights) + bias + residual)` (see [`Engine::conv2d_fused`]) into a new
+    /// GPU tensor.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_gpu`], and [`Error::ResidualShape`].
+    pub fn conv2d_fused_gpu<'w>(
+        &self,
+        input: &GpuTensor,
+        weights: impl Into<Weights<'w>>,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        params: &Conv2dParams,
+    ) -> Result<GpuTensor> {
         let weights = weights.into();
-        let shape = self.call_shape(input, weights, bias, &params.into())?;
+        let shape = self.fused_shape(input, weights, bias, residual, &params.into())?;
         let output = self.alloc(&shape.output_shape())?;
-        let lowered = shape.as_conv2d();
-        self.plan_and_record(&lowered, input, weights, bias, &output, self.algorithm())?;
+        let algorithm = self.algorithm();
+        let tensors = (input, weights, bias, residual);
+        self.plan_and_record(&shape.as_conv2d(), tensors, &output, algorithm)?;
         Ok(output)
     }
 
@@ -200,10 +238,29 @@ impl Engine {
         params: &Conv2dParams,
         output: &mut GpuTensor,
     ) -> Result<()> {
+        self.conv2d_fused_into_with(algorithm, input, weights, bias, None, params, output)
+    }
+
+    /// As [`Engine::conv2d_fused_gpu`], written into `output`, with an explicit algorithm.
+    ///
+    /// # Errors
+    /// As [`Engine::conv2d_into_with`], and [`Error::ResidualShape`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_fused_into_with<'w>(
+        &self,
+        algorithm: Algorithm,
+        input: &GpuTensor,
+        weights: impl Into<Weights<'w>>,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        params: &Conv2dParams,
+        output: &mut GpuTensor,
+    ) -> Result<()> {
         let weights = weights.into();
-        let shape = self.call_shape(input, weights, bias, &params.into())?;
+        let shape = self.fused_shape(input, weights, bias, residual, &params.into())?;
         self.check_output(output, &shape.output_shape())?;
-        self.plan_and_record(&shape.as_conv2d(), input, weights, bias, output, algorithm)
+        let tensors = (input, weights, bias, residual);
+        self.plan_and_record(&shape.as_conv2d(), tensors, output, algorithm)
     }
 
     /// `output` belongs to this engine and has the call's output shape.
@@ -306,19 +363,33 @@ impl Engine {
         params.shape_of(input, weight, bias)
     }
 
+    /// As [`Engine::call_shape`], with the residual's owner and shape checked too.
+    pub(crate) fn fused_shape<const N: usize>(
+        &self,
+        input: &GpuTensor,
+        weights: Weights<'_>,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        params: &ConvNdParams<N>,
+    ) -> Result<ConvNdShape<N>> {
+        let shape = self.call_shape(input, weights, bias, params)?;
+        if let Some(r) = residual {
+            self.check_owner("residual", r)?;
+        }
+        shape.with_residual(residual.map(GpuTensor::shape))
+    }
+
     /// Plans the validated `shape` once on the host, then records what was planned.
     pub(crate) fn plan_and_record(
         &self,
         shape: &Conv2dShape,
-        input: &GpuTensor,
-        weights: Weights<'_>,
-        bias: Option<&GpuTensor>,
+        (input, weights, bias, residual): GpuSources<'_, '_>,
         output: &GpuTensor,
         algorithm: Algorithm,
     ) -> Result<()> {
         let packed = weights.packed().is_some();
         let execution = self.forward_execution(shape, algorithm, packed)?;
-        self.record_execution(shape, &execution, input, weights, bias, output)
+        self.record_execution(shape, &execution, input, weights, (bias, residual), output)
     }
 
     /// The algorithm a call with `algorithm` runs for `shape`: a forced one as it is; for `Auto`,
@@ -379,7 +450,7 @@ impl Engine {
         execution: &Execution,
         input: &GpuTensor,
         weights: Weights<'_>,
-        bias: Option<&GpuTensor>,
+        (bias, residual): (Option<&GpuTensor>, Option<&GpuTensor>),
         output: &GpuTensor,
     ) -> Result<()> {
         match execution {
@@ -395,19 +466,29 @@ impl Engine {
                 ];
                 let during = format!("dispatching {}", dispatch.conv.kernel.file_name());
                 self.gpu().submit(&during, |encoder| {
+                    // The epilogue reads the residual where it writes (shaders/epilogue.wgsl).
+                    if let Some(r) = residual.filter(|r| r.buffer() != output.buffer()) {
+                        let run = plan::CopyRun {
+                            src: 0,
+                            dst: 0,
+                            len: r.len(),
+                        };
+                        copy(encoder, r.buffer(), output.buffer(), &[run]);
+                    }
                     self.record(encoder, dispatch, &pipelines, buffers, weights.packed())
                 })?;
                 Ok(())
             }
             Execution::Split { split, pieces } => {
                 log::debug!("wgconv: splitting {shape:?} into pieces of {split:?}");
-                self.record_split(shape, pieces, input, weights.plain(), bias, output)
+                let tensors = (input, weights.plain(), bias, residual);
+                self.record_split(shape, pieces, tensors, output)
             }
         }
     }
 
     /// The pipelines of a dispatch: the convolution's, and the packing's when it packs.
-    fn pipelines_of(
+    pub(crate) fn pipelines_of(
         &self,
         dispatch: &ConvDispatch,
     ) -> Result<(wgpu::ComputePipeline, Option<wgpu::ComputePipeline>)> {
@@ -423,7 +504,7 @@ impl Engine {
     /// Records a dispatch on `[input, weight (OIHW), bias, output]`, packing the weights first
     /// when it needs packed ones and `packed` has none. Returns the per-call packed buffer, if
     /// any, to keep until submission.
-    fn record(
+    pub(crate) fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         dispatch: &ConvDispatch,
@@ -458,108 +539,23 @@ impl Engine {
         );
         temp_packed
     }
-
-    /// Runs a convolution too large for one dispatch piece by piece: each piece's input (with its
-    /// halo), weights and bias are copied into buffers of their own, convolved, and its output
-    /// copied into place. One submission per piece, so temporaries are freed as the GPU goes;
-    /// after every [`SPLIT_IN_FLIGHT_BYTES`] of them the call waits for the GPU, so a huge
-    /// problem's call returns when all but its last pieces are done.
-    fn record_split(
-        &self,
-        shape: &Conv2dShape,
-        pieces: &[(plan::Piece, ConvDispatch)],
-        input: &GpuTensor,
-        weight: &GpuTensor,
-        bias: Option<&GpuTensor>,
-        output: &GpuTensor,
-    ) -> Result<()> {
-        let mut in_flight = 0usize;
-        for (piece, dispatch) in pieces {
-            let pipelines = self.pipelines_of(dispatch)?;
-            let gpu = self.gpu();
-            let temp = |label, elements: usize| {
-                // Created zeroed (wgpu's guarantee), which the all-padding zero row needs.
-                gpu.buffer(
-                    label,
-                    elements as u64 * 4,
-                    wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                )
-            };
-            let during = "dispatching a piece of a split convolution";
-            let (_, submission) = gpu.submit(during, |encoder| {
-                // 1. The piece's input rows (with halo), weight rows and bias entries.
-                let x = temp("wgconv piece input", piece.shape.input_len());
-                copy(encoder, input.buffer(), &x, &piece.input_runs(shape));
-                let w_range = piece.weight_range(shape);
-                let w = temp("wgconv piece weight", w_range.len());
-                let w_run = plan::CopyRun {
-                    src: w_range.start,
-                    dst: 0,
-                    len: w_range.len(),
-                };
-                copy(encoder, weight.buffer(), &w, &[w_run]);
-                let b = bias.map(|bias| {
-                    let b = temp("wgconv piece bias", piece.out_channels.len());
-                    let run = plan::CopyRun {
-                        src: piece.out_channels.start,
-                        dst: 0,
-                        len: piece.out_channels.len(),
-                    };
-                    copy(encoder, bias.buffer(), &b, &[run]);
-                    b
-                });
-                // 2. The piece's convolution, then its output into place.
-                let y = temp("wgconv piece output", piece.shape.output_len());
-                let b_buffer = b.as_deref().unwrap_or(self.no_bias());
-                let temp_packed =
-                    self.record(encoder, dispatch, &pipelines, [&x, &w, b_buffer, &y], None);
-                copy(encoder, &y, output.buffer(), &piece.output_runs(shape));
-                (x, w, b, y, temp_packed)
-            })?;
-            // Temporaries are freed when their piece is done; waiting now and then bounds how
-            // many are alive at once.
-            in_flight += 4 * (piece.shape.input_len() + piece.shape.weight_len())
-                + 4 * piece.shape.output_len();
-            if in_flight > SPLIT_IN_FLIGHT_BYTES {
-                self.wait_for(&submission, "a piece of a split convolution")?;
-                in_flight = 0;
-            }
-        }
-        Ok(())
-    }
 }
 
-/// A piece's input (rows with halo, or one zero row), weights and bias, cut from host tensors.
-fn piece_tensors(
-    whole: &Conv2dShape,
-    piece: &plan::Piece,
-    input: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let mut x = try_vec(piece.shape.input_len(), 0.0, || {
-        format!("a piece of the input, {:?}", piece.shape.input_shape())
-    })?;
-    for r in piece.input_runs(whole) {
-        x[r.dst..r.dst + r.len].copy_from_slice(&input.data()[r.src..r.src + r.len]);
-    }
-    let x = Tensor::new(piece.shape.input_shape(), x)?;
-    let w = Tensor::new(
-        piece.shape.weight_shape(),
-        weight.data()[piece.weight_range(whole)].to_vec(),
-    )?;
-    let b = bias
-        .map(|b| {
-            Tensor::new(
-                [piece.out_channels.len()],
-                b.data()[piece.out_channels.clone()].to_vec(),
-            )
-        })
-        .transpose()?;
-    Ok((x, w, b))
-}
+/// A forward convolution's GPU tensors: input, weights, bias, residual.
+pub(crate) type GpuSources<'a, 'w> = (
+    &'a GpuTensor,
+    Weights<'w>,
+    Option<&'a GpuTensor>,
+    Option<&'a GpuTensor>,
+);
+
+/// A one-shot convolution's host tensors: input, weight, bias, residual.
+type HostTensors<'a> = (
+    &'a Tensor,
+    &'a Tensor,
+    Option<&'a Tensor>,
+    Option<&'a Tensor>,
+);
 
 /// The shape whose packing plan packs `weight` for `groups` groups: an input exactly the size of
 /// the kernel, so every weight shape that can convolve anything is accepted.

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::codegen::{grad_weight_source, regtile_source, RegTileSpec};
-pub use crate::gpu::codegen::{with_params, PARAMS_WGSL};
+pub use crate::gpu::codegen::{with_epilogue, with_params, EPILOGUE_WGSL, PARAMS_WGSL};
 
 /// A compute kernel wgconv can dispatch, with its compile-time specialization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +43,9 @@ pub enum Kernel {
     SquaredErrorSum,
     /// `param -= lr * grad`.
     SgdStep,
+    /// `grad_output * act'(pre)`, element by element: the backward pass through the fused
+    /// epilogue's activation.
+    EpilogueGrad,
     /// Zeros between a tensor's values (a strided input gradient as a stride-1 one).
     ZeroUpsample,
     /// A 3D convolution's input with its depth folded into batch and channels.
@@ -69,7 +72,10 @@ pub enum Kernel {
 /// dispatch (shaders/conv2d_direct.wgsl: `input`, `weight` (OIHW), `bias`, `output` at bindings
 /// 0-3, `params: Params` at 4, one invocation per output element over a flattened grid, an
 /// `override WORKGROUP_SIZE`, entry point `main`), without the `Params` struct, which is
-/// prepended.
+/// prepended. A kernel that calls `epilogue(v, i)` as it stores, as shaders/conv2d_direct.wgsl
+/// does, gets shaders/epilogue.wgsl prepended too (it reads the `output` binding); the fused
+/// epilogue itself (an activation or a residual) is refused for custom kernels, so there it
+/// returns `v`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CustomKernel {
     /// Its name in reports (`custom:NAME`).
@@ -82,9 +88,12 @@ pub struct CustomKernel {
 /// binding 4. Callers pass exactly these, no placeholders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Bindings {
-    /// 0 input, 1 weight, 2 bias (read), 3 output: the convolutions and the gather.
+    /// 0 input, 1 weight, 2 bias (read), 3 output: the convolutions and the gather (a forward
+    /// kernel's fused epilogue reads a residual from the output it overwrites: four storage
+    /// buffers, the least an adapter has).
     Conv,
-    /// 0 and 1 read, 3 written: kernels of two inputs (weight gradient, squared error).
+    /// 0 and 1 read, 3 written: kernels of two inputs (weight gradient, squared error, the
+    /// epilogue of a 3D convolution as its output is unfolded).
     Binary,
     /// 0 read, 3 written: the element-wise and reduction kernels.
     Unary,
@@ -130,7 +139,7 @@ pub const DEPTHWISE_HALO_CAPACITY: usize = 4096;
 
 /// Every kernel's shader file with its text, as compiled into the crate (the register-tiled one
 /// is the frame its generator fills); each is completed by [`with_params`].
-pub const SHADER_FILES: [(&str, &str); 17] = [
+pub const SHADER_FILES: [(&str, &str); 18] = [
     (
         "conv2d_direct",
         include_str!("../../shaders/conv2d_direct.wgsl"),
@@ -185,6 +194,10 @@ pub const SHADER_FILES: [(&str, &str); 17] = [
     ),
     ("sgd_step", include_str!("../../shaders/sgd_step.wgsl")),
     (
+        "epilogue_grad",
+        include_str!("../../shaders/epilogue_grad.wgsl"),
+    ),
+    (
         "zero_upsample",
         include_str!("../../shaders/zero_upsample.wgsl"),
     ),
@@ -208,7 +221,15 @@ impl Kernel {
         match self {
             Kernel::RegisterTiled(spec) => Cow::Owned(regtile_source(&spec)),
             Kernel::GradWeight(tile_o, entries) => Cow::Owned(grad_weight_source(tile_o, entries)),
+            Kernel::Custom(custom) if custom.source.contains("epilogue(") => {
+                Cow::Owned(with_epilogue(custom.source))
+            }
             Kernel::Custom(custom) => Cow::Owned(with_params(custom.source)),
+            Kernel::Direct
+            | Kernel::Pointwise
+            | Kernel::SharedTiled
+            | Kernel::LargeTiled
+            | Kernel::Depthwise => Cow::Owned(with_epilogue(file(self.file_name()))),
             other => Cow::Owned(with_params(file(other.file_name()))),
         }
     }
@@ -230,6 +251,7 @@ impl Kernel {
             Kernel::FlipWeights => "flip_weights",
             Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => "squared_error",
             Kernel::SgdStep => "sgd_step",
+            Kernel::EpilogueGrad => "epilogue_grad",
             Kernel::ZeroUpsample => "zero_upsample",
             Kernel::FoldInput
             | Kernel::FoldWeight
@@ -306,9 +328,11 @@ impl Kernel {
             | Kernel::Depthwise
             | Kernel::GradInput
             | Kernel::Custom(_) => Bindings::Conv,
-            Kernel::GradWeight(..) | Kernel::SquaredErrorGrad | Kernel::SquaredErrorSum => {
-                Bindings::Binary
-            }
+            Kernel::GradWeight(..)
+            | Kernel::SquaredErrorGrad
+            | Kernel::SquaredErrorSum
+            | Kernel::EpilogueGrad
+            | Kernel::UnfoldOutput => Bindings::Binary,
             Kernel::PackWeights
             | Kernel::GradBias
             | Kernel::ReducePartials
@@ -317,7 +341,6 @@ impl Kernel {
             | Kernel::ZeroUpsample
             | Kernel::FoldInput
             | Kernel::FoldWeight
-            | Kernel::UnfoldOutput
             | Kernel::FoldOutput
             | Kernel::UnfoldWeight
             | Kernel::UnfoldInputGrad
@@ -398,4 +421,13 @@ pub struct ConvUniforms {
     /// What the padding holds ([`PaddingMode`](crate::spec::PaddingMode)'s number: 0 zeros,
     /// 1 reflect, 2 replicate, 3 circular).
     pub pad_mode: u32,
+    /// The fused epilogue's activation ([`Activation`](crate::spec::Activation)'s number, 0 none).
+    pub activation: u32,
+    /// Its first f32 parameter as bits (the leaky slope, the clamp's minimum).
+    pub act_a: u32,
+    /// Its second f32 parameter as bits (the clamp's maximum).
+    pub act_b: u32,
+    /// Whether the epilogue adds the residual (copied into the output first) before the
+    /// activation.
+    pub has_residual: u32,
 }

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod forward;
 pub mod info;
 pub mod kernels;
+pub(crate) mod pieces;
 pub mod pipelines;
 pub mod plan;
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,10 +1,12 @@
-//! Training on the GPU: the squared-error loss with its gradient, and the SGD step.
+//! Training on the GPU: the squared-error loss with its gradient, the backward pass through a
+//! fused activation, and the SGD step.
 
 use crate::error::{Error, Result};
 use crate::gpu::engine::Engine;
 use crate::gpu::kernels::{ConvUniforms, Kernel};
 use crate::gpu::plan::{self, backward::chunking};
 use crate::gpu::tensor::GpuTensor;
+use crate::spec::Activation;
 
 impl Engine {
     /// The squared-error loss `L = sum (prediction - target)^2` as a one-element tensor, and its
@@ -51,6 +53,46 @@ impl Engine {
         }
         self.submit_steps("squared error", &steps)?;
         Ok((loss, grad))
+    }
+
+    /// The gradient through a fused epilogue's activation: `grad_output * act'(pre)` element by
+    /// element ([`Activation::derivative`]'s choices at the kinks), for `pre = conv + bias
+    /// (+ residual)` and `grad_output = dL/d act(pre)`. The residual's gradient is this too.
+    ///
+    /// # Errors
+    /// [`Error::ActivationParameter`], [`Error::GradOutputShape`] when the shapes differ, size and
+    /// GPU errors.
+    pub fn activation_grad(
+        &self,
+        pre: &GpuTensor,
+        grad_output: &GpuTensor,
+        activation: Activation,
+    ) -> Result<GpuTensor> {
+        self.check_owner("pre", pre)?;
+        self.check_owner("grad_output", grad_output)?;
+        activation.check()?;
+        if pre.shape() != grad_output.shape() {
+            return Err(Error::GradOutputShape {
+                expected: pre.shape().to_vec(),
+                got: grad_output.shape().to_vec(),
+            });
+        }
+        let dz = self.alloc(pre.shape())?;
+        if pre.is_empty() {
+            return Ok(dz);
+        }
+        self.check_bindings(&[("pre", pre.len())])?;
+        let (code, act_a, act_b) = activation.code();
+        let uniforms = ConvUniforms {
+            activation: code,
+            act_a,
+            act_b,
+            ..ConvUniforms::default()
+        };
+        let plan = plan::flat(Kernel::EpilogueGrad, pre.len(), uniforms, &self.limits())?;
+        let buffers: &[&wgpu::Buffer] = &[pre.buffer(), grad_output.buffer(), dz.buffer()];
+        self.submit_steps("the activation's gradient", &[(plan, buffers)])?;
+        Ok(dz)
     }
 
     /// One plain SGD step: `param -= lr * grad`.

@@ -2,6 +2,7 @@
 //! many spatial axes there are: [`AxisValues`] (`2`, `2,1`), [`PaddingArg`] (`1`, `1,2`,
 //! `0,1,2,0`, `same`, `valid`), resolved for `N` axes by [`ConvArgs::params`].
 
+use super::activation::Activation;
 use super::common::parse_numbers;
 use super::mode::PaddingMode;
 use super::nd::{ConvNdParams, PaddingNd};
@@ -79,6 +80,9 @@ pub struct ConvArgs {
     /// Groups.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 1))]
     pub groups: usize,
+    /// Activation of the fused epilogue, applied to conv + bias (+ residual).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "relu|relu6|leaky-relu[=SLOPE]|sigmoid|tanh|gelu|gelu-tanh|silu|hardswish|clamp=MIN,MAX", default_value = "none", value_parser = clap::value_parser!(Activation)))]
+    pub activation: Activation,
 }
 
 /// The spatial axes of the convolution a weight of its rank runs: 3 conv1d, 4 conv2d, 5 conv3d.
@@ -153,6 +157,7 @@ impl ConvArgs {
             padding_mode: self.padding_mode,
             dilation: axes("dilation", &self.dilation)?,
             groups: self.groups,
+            activation: self.activation,
         })
     }
 }

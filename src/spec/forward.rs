@@ -1,5 +1,6 @@
 //! The forward convolution: [`Padding`], [`Conv2dParams`] and the validated [`Conv2dShape`].
 
+use super::activation::Activation;
 use super::common::{check_byte_sizes, ConvParams, IntoPair, Shaped};
 use super::mode::PaddingMode;
 use super::nd::{ConvNdParams, ConvNdShape, PaddingNd};
@@ -133,6 +134,8 @@ pub struct Conv2dParams {
     pub dilation: (usize, usize),
     /// Input and output channels are split into this many independent groups.
     pub groups: usize,
+    /// The activation the fused epilogue applies to `conv + bias + residual`.
+    pub activation: Activation,
 }
 
 impl Default for Conv2dParams {
@@ -144,6 +147,7 @@ impl Default for Conv2dParams {
             padding_mode: PaddingMode::Zeros,
             dilation: (1, 1),
             groups: 1,
+            activation: Activation::None,
         }
     }
 }
@@ -160,6 +164,8 @@ impl Conv2dParams {
         with_dilation(dilation: impl IntoPair) => into_pair;
         /// Sets the number of groups.
         with_groups(groups: usize);
+        /// Sets the fused epilogue's activation.
+        with_activation(activation: Activation);
     }
 }
 
@@ -219,6 +225,10 @@ pub struct Conv2dShape {
     pub out_w: usize,
     /// What the padding holds.
     pub padding_mode: PaddingMode,
+    /// The activation of the fused epilogue.
+    pub activation: Activation,
+    /// Whether the fused epilogue adds a residual (a tensor of the output's shape) before it.
+    pub has_residual: bool,
 }
 
 impl Conv2dShape {
@@ -267,6 +277,7 @@ impl Conv2dShape {
             padding_mode: self.padding_mode,
             dilation: (self.dilation_h, self.dilation_w),
             groups: self.groups,
+            activation: self.activation,
         }
     }
 
@@ -385,6 +396,7 @@ impl From<&Conv2dParams> for ConvNdParams<2> {
             padding_mode: p.padding_mode,
             dilation: [p.dilation.0, p.dilation.1],
             groups: p.groups,
+            activation: p.activation,
         }
     }
 }
@@ -415,6 +427,8 @@ impl ConvNdShape<1> {
             out_h: 1,
             out_w: self.output[0],
             padding_mode: self.padding_mode,
+            activation: self.activation,
+            has_residual: self.has_residual,
         }
     }
 }
@@ -444,6 +458,8 @@ impl ConvNdShape<2> {
             out_h: self.output[0],
             out_w: self.output[1],
             padding_mode: self.padding_mode,
+            activation: self.activation,
+            has_residual: self.has_residual,
         }
     }
 }
@@ -462,6 +478,7 @@ impl From<&ConvNdParams<2>> for Conv2dParams {
             padding_mode: p.padding_mode,
             dilation: (p.dilation[0], p.dilation[1]),
             groups: p.groups,
+            activation: p.activation,
         }
     }
 }
@@ -498,6 +515,9 @@ impl ConvNdShape<3> {
             out_h: self.output[1],
             out_w: self.output[2],
             padding_mode: self.padding_mode,
+            // The epilogue runs as the output's depth is put back (shaders/fold_depth.wgsl).
+            activation: Activation::None,
+            has_residual: false,
         };
         let tensors = [
             ("folded input", &folded.input_shape()[..]),

@@ -9,6 +9,7 @@
 //! spatial axes in `nd.rs` ([`ConvNdShape`], which conv1d and conv2d share), the transposed one in
 //! `transposed.rs`; what both check the same way, in `common.rs`.
 
+mod activation;
 mod args;
 #[macro_use]
 mod common;
@@ -17,6 +18,7 @@ mod mode;
 mod nd;
 mod transposed;
 
+pub use activation::Activation;
 pub use args::{spatial_dims_of, AxisValues, ConvArgs, PaddingArg};
 pub use common::{parse_finite_f32, parse_numbers, parse_pair, parse_positive, IntoPair};
 pub(crate) use common::{ConvParams, Shaped};

@@ -6,6 +6,7 @@
 //! unbatched too); weights `[O, C/groups, *kernel]`. Along each axis the output length is
 //! `floor((n + before + after - dilation*(k-1) - 1) / stride) + 1` ([`conv_output_len`]).
 
+use super::activation::Activation;
 use super::common::{
     check_bias, check_byte_sizes, check_groups_divide_weight, overflow, ConvParams, Shaped,
 };
@@ -53,6 +54,8 @@ pub struct ConvNdParams<const N: usize> {
     pub dilation: [usize; N],
     /// Input and output channels are split into this many independent groups.
     pub groups: usize,
+    /// The activation the fused epilogue applies to `conv + bias + residual`.
+    pub activation: Activation,
 }
 
 /// A 1D convolution's parameters (`torch.nn.Conv1d`).
@@ -143,6 +146,7 @@ impl<const N: usize> Default for ConvNdParams<N> {
             padding_mode: PaddingMode::Zeros,
             dilation: [1; N],
             groups: 1,
+            activation: Activation::None,
         }
     }
 }
@@ -178,6 +182,12 @@ impl<const N: usize> ConvNdParams<N> {
         self.groups = groups;
         self
     }
+
+    /// Sets the fused epilogue's activation.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
 }
 
 /// A validated convolution over `N` spatial axes with every size resolved.
@@ -209,6 +219,11 @@ pub struct ConvNdShape<const N: usize> {
     pub padding: [[usize; 2]; N],
     /// What the padding holds.
     pub padding_mode: PaddingMode,
+    /// The activation of the fused epilogue.
+    pub activation: Activation,
+    /// Whether the fused epilogue adds a residual of the output's shape before the activation
+    /// (set by [`ConvNdShape::with_residual`]).
+    pub has_residual: bool,
 }
 
 /// The operation's name in messages: `conv1d`, `conv2d` or `conv3d`.
@@ -265,6 +280,7 @@ impl<const N: usize> ConvNdShape<N> {
                 value: "0".into(),
             });
         }
+        params.activation.check()?;
         let unbatched = input.len() == N + 1;
         if !unbatched && input.len() != N + 2 {
             return Err(Error::InputRank {
@@ -397,9 +413,51 @@ impl<const N: usize> ConvNdShape<N> {
             dilation: params.dilation,
             padding,
             padding_mode: params.padding_mode,
+            activation: params.activation,
+            has_residual: false,
         };
         shape.check_sizes()?;
         Ok(shape)
+    }
+
+    /// The checks of a backward pass of the convolution alone (`op` names it): no fused
+    /// activation, whose gradient needs the pre-activation values, and `grad_output` of the
+    /// output's shape.
+    ///
+    /// # Errors
+    /// [`Error::EpilogueGradient`], [`Error::GradOutputShape`].
+    pub fn check_backward(&self, op: &'static str, grad_output: &[usize]) -> Result<()> {
+        if !self.activation.is_none() {
+            return Err(Error::EpilogueGradient {
+                op,
+                activation: self.activation.to_string(),
+            });
+        }
+        if grad_output != self.output_shape() {
+            return Err(Error::GradOutputShape {
+                expected: self.output_shape(),
+                got: grad_output.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// This convolution with a residual of shape `residual` added before the activation, if
+    /// one is given: it must have the output's shape.
+    ///
+    /// # Errors
+    /// [`Error::ResidualShape`] naming both shapes.
+    pub fn with_residual(mut self, residual: Option<&[usize]>) -> Result<Self> {
+        if let Some(r) = residual {
+            if r != self.output_shape() {
+                return Err(Error::ResidualShape {
+                    expected: self.output_shape(),
+                    got: r.to_vec(),
+                });
+            }
+        }
+        self.has_residual = residual.is_some();
+        Ok(self)
     }
 
     /// Every tensor's byte size fits the host's address space, and, for an empty batch, each
@@ -465,6 +523,7 @@ impl<const N: usize> ConvNdShape<N> {
             padding_mode: self.padding_mode,
             dilation: self.dilation,
             groups: self.groups,
+            activation: self.activation,
         }
     }
 }

@@ -329,3 +329,23 @@ pub fn check_gpu_grads<const N: usize>(
     };
     compare_grads_nd(context, want, got, scale)
 }
+
+/// `params` as the parameters of `M` axes when `M == N` (the caller matched on the rank).
+pub fn axes<const N: usize, const M: usize>(
+    p: &wgconv::ConvNdParams<N>,
+) -> wgconv::ConvNdParams<M> {
+    use wgconv::PaddingNd;
+    let cut = |v: [usize; N]| -> [usize; M] { std::array::from_fn(|a| v[a]) };
+    wgconv::ConvNdParams {
+        stride: cut(p.stride),
+        padding: match p.padding {
+            PaddingNd::Explicit(pads) => PaddingNd::Explicit(std::array::from_fn(|a| pads[a])),
+            PaddingNd::Same => PaddingNd::Same,
+            PaddingNd::Valid => PaddingNd::Valid,
+        },
+        padding_mode: p.padding_mode,
+        dilation: cut(p.dilation),
+        groups: p.groups,
+        activation: p.activation,
+    }
+}

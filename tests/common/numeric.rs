@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use wgconv::cpu::reference::{Conv2dGrads64, ConvNdGrads64};
-use wgconv::{Conv2dParams, ConvNdShape, Padding, PaddingMode, Tensor};
+use wgconv::{Activation, Conv2dParams, ConvNdShape, Padding, PaddingMode, Tensor};
 
 /// Tolerance constant `c` in `|gpu - ref| <= c * K * eps32 * max|x| * max|w| + eps32 * max|b| + tiny`.
 ///
@@ -21,6 +21,64 @@ pub const TOLERANCE_C: f64 = 1.0;
 pub fn tolerance(k: usize, max_x: f64, max_w: f64, max_b: f64) -> f64 {
     let eps = f64::from(f32::EPSILON);
     TOLERANCE_C * k as f64 * eps * max_x * max_w + eps * max_b + f64::from(f32::MIN_POSITIVE)
+}
+
+/// The largest slope of `act`: how much an error in its argument can grow through it
+/// (gelu's `Phi(x) + x phi(x)` peaks at 1.129, silu's at 1.100, hardswish's `(2x + 3) / 6` at 1.5).
+pub fn lipschitz(act: Activation) -> f64 {
+    match act {
+        Activation::LeakyRelu(slope) => f64::from(slope.abs()).max(1.0),
+        Activation::Sigmoid => 0.25,
+        Activation::Gelu | Activation::GeluTanh => 1.13,
+        Activation::Silu => 1.1,
+        Activation::Hardswish => 1.5,
+        _ => 1.0,
+    }
+}
+
+/// The tolerance of a fused epilogue `act(conv + bias + residual)` whose convolution (bias
+/// included) is within `conv_tol` of the truth, with `max_pre` the largest `|conv + bias +
+/// residual|` and `max_r` the largest residual:
+///
+/// - the residual's f32 addition rounds once: `eps * (max_pre + max_r)` bounds it (the sum
+///   before it is at most `max_pre + max_r`);
+/// - the activation multiplies the argument's error by at most [`lipschitz`];
+/// - its own f32 evaluation: exact for the piecewise-linear ones up to one rounding of the
+///   product (`eps * max_pre`); for the others, exp / tanh / erf (Abramowitz-Stegun, 1.5e-7
+///   absolute = 1.3 eps) and a few roundings of products of magnitude at most `max(1, |x|)`,
+///   which 8 eps * max(1, max_pre) bounds with room (the worst formula, gelu's, adds 0.7 eps |x|
+///   from erf and 3 roundings).
+pub fn epilogue_tolerance(act: Activation, conv_tol: f64, max_pre: f64, max_r: f64) -> f64 {
+    let eps = f64::from(f32::EPSILON);
+    let pre = conv_tol + eps * (max_pre + max_r);
+    let own = match act {
+        Activation::None
+        | Activation::Relu
+        | Activation::Relu6
+        | Activation::LeakyRelu(_)
+        | Activation::Clamp { .. } => eps * max_pre,
+        _ => 8.0 * eps * max_pre.max(1.0),
+    };
+    lipschitz(act) * pre + own
+}
+
+/// How far `dz = grad_output * act'(pre)` computed in f32 can be from the truth, for
+/// `|grad_output| <= max_gy` and a pre-activation within `pre_tol` of its truth (largest
+/// `max_pre`): for the smooth activations (sigmoid, tanh, gelu, gelu-tanh, silu: `|act''| <= 1`)
+/// `max_gy * (pre_tol + 8 eps max(1, max_pre))` (the slope moves by at most `pre_tol`, and its
+/// own f32 evaluation as in [`epilogue_tolerance`]); for the piecewise ones 0 (their slope is
+/// exact away from the kinks, which the golden cases keep the pre-activations clear of), the
+/// product's rounding being in the convolution's own tolerance.
+pub fn activation_grad_error(act: Activation, pre_tol: f64, max_pre: f64, max_gy: f64) -> f64 {
+    let eps = f64::from(f32::EPSILON);
+    match act {
+        Activation::Sigmoid
+        | Activation::Tanh
+        | Activation::Gelu
+        | Activation::GeluTanh
+        | Activation::Silu => max_gy * (pre_tol + 8.0 * eps * max_pre.max(1.0)),
+        _ => 0.0,
+    }
 }
 
 /// Largest absolute value in a tensor.

@@ -72,7 +72,9 @@ allows):
        Unbatched inputs are passed to F.convNd / F.pad unbatched (PyTorch
        accepts them and returns an unbatched output).
        pre = conv + residual;  y = act(pre), act from torch:
-         relu F.relu, relu6 F.relu6, leaky_relu F.leaky_relu(x, slope),
+         relu F.relu, relu6 F.relu6, leaky_relu F.leaky_relu(x, slope32)
+         (slope32: the slope rounded to float32 and widened back, the slope
+         a float32 model applies; clamp bounds are float32 values already),
          sigmoid torch.sigmoid, tanh torch.tanh, gelu F.gelu (erf),
          gelu_tanh F.gelu(approximate="tanh"), silu F.silu,
          hardswish F.hardswish, clamp torch.clamp(x, min, max).
@@ -149,7 +151,7 @@ def apply_act(act, x):
     if n == "relu6":
         return F.relu6(x)
     if n == "leaky_relu":
-        return F.leaky_relu(x, act["slope"])
+        return F.leaky_relu(x, float(np.float32(act["slope"])))
     if n == "sigmoid":
         return torch.sigmoid(x)
     if n == "tanh":

@@ -228,6 +228,21 @@ pub fn plan(shape: &Conv2dShape, limits: &PlanLimits, algorithm: Algorithm) -> R
                 shape.padding_mode
             ),
         )),
+        Algorithm::Custom(_) if !shape.activation.is_none() || shape.has_residual => {
+            Err(unsupported(
+                "custom",
+                format!(
+                    "a custom kernel writes conv + bias; the fused epilogue (activation {}, {}) \
+                     needs one of wgconv's kernels",
+                    shape.activation,
+                    if shape.has_residual {
+                        "a residual"
+                    } else {
+                        "no residual"
+                    }
+                ),
+            ))
+        }
         Algorithm::Custom(custom) => flat(Kernel::Custom(custom), shape.output_len()),
         Algorithm::Pointwise if is_pointwise(shape) => pointwise(),
         Algorithm::Pointwise => Err(Error::UnsupportedAlgorithm {

@@ -134,12 +134,17 @@ fn piece_shape(
         ..shape.params()
     };
     let bias = [out_channels];
-    Conv2dShape::new(
+    let piece = Conv2dShape::new(
         &[images, groups * cg, in_h, shape.in_w],
         &[out_channels, cg, shape.kernel_h, shape.kernel_w],
         shape.has_bias.then_some(&bias[..]),
         &params,
-    )
+    )?;
+    // The epilogue's residual is cut with the output (its activation came with the params).
+    Ok(Conv2dShape {
+        has_residual: shape.has_residual,
+        ..piece
+    })
 }
 
 /// Whether the pieces of `shape` must keep every input row: its top or bottom padding reads the
