@@ -244,7 +244,12 @@ impl Engine {
         let weight = self.upload(&integers(&shape.weight_shape(), m, 2)?)?;
         let w = self.pack_weights(weight, shape.groups)?;
         let b = self.upload(&integers(&[shape.out_channels], m, 3)?)?;
-        let params = shape.params();
+        // The kernels are the same with and without a fused activation: the linear problem is
+        // checked exactly and timed (the cache's class does not depend on the activation).
+        let params = crate::spec::Conv2dParams {
+            activation: crate::spec::Activation::None,
+            ..shape.params()
+        };
         let untuned = plan::plan(shape, &self.limits(), Algorithm::Auto)
             .ok()
             .and_then(|p| Algorithm::of_kernel(p.kernel))
