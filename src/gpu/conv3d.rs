@@ -13,6 +13,7 @@ use crate::gpu::backward::Conv2dGrads;
 use crate::gpu::engine::{blocking_and_async, Engine};
 use crate::gpu::forward::Weights;
 use crate::gpu::kernels::{ConvUniforms, Kernel};
+use crate::gpu::pieces::PlainSources;
 use crate::gpu::plan::{self, index_u32, Algorithm};
 use crate::gpu::tensor::GpuTensor;
 use crate::spec::{Conv3dParams, ConvNdShape, ConvParams as _};
@@ -394,7 +395,7 @@ impl Engine {
     fn record_conv3d(
         &self,
         shape: &ConvNdShape<3>,
-        (input, weight, bias, residual): Sources3d<'_>,
+        (input, weight, bias, residual): PlainSources<'_>,
         output: &GpuTensor,
         algorithm: Algorithm,
     ) -> Result<()> {
@@ -442,14 +443,6 @@ impl Engine {
         Ok(())
     }
 }
-
-/// A 3D convolution's GPU tensors: input, weight, bias and the epilogue's residual.
-type Sources3d<'a> = (
-    &'a GpuTensor,
-    &'a GpuTensor,
-    Option<&'a GpuTensor>,
-    Option<&'a GpuTensor>,
-);
 
 /// The invocations of a folding kernel over `images` folded images (`n*OD + od`; for the
 /// kernels of the whole problem, all of them): one per row of the tensor it writes (a width's
@@ -503,10 +496,7 @@ fn fold_uniforms(s: &ConvNdShape<3>) -> Result<ConvUniforms> {
         dilation_w: u("dilation_w", s.dilation[2])?,
         has_bias: u32::from(s.has_bias),
         pad_mode: s.padding_mode.code(),
-        activation: s.activation.code().0,
-        act_a: s.activation.code().1,
-        act_b: s.activation.code().2,
-        has_residual: u32::from(s.has_residual),
         ..ConvUniforms::default()
-    })
+    }
+    .with_epilogue(s.activation, s.has_residual))
 }

@@ -431,3 +431,18 @@ pub struct ConvUniforms {
     /// activation.
     pub has_residual: u32,
 }
+
+impl ConvUniforms {
+    /// These uniforms with the fused epilogue's fields set: `activation`'s number and
+    /// parameters, and whether a residual is added before it.
+    pub fn with_epilogue(self, activation: crate::spec::Activation, has_residual: bool) -> Self {
+        let (code, act_a, act_b) = activation.code();
+        ConvUniforms {
+            activation: code,
+            act_a,
+            act_b,
+            has_residual: u32::from(has_residual),
+            ..self
+        }
+    }
+}

@@ -26,7 +26,7 @@ impl Engine {
         &self,
         shape: &Conv2dShape,
         pieces: &[(plan::Piece, ConvDispatch)],
-        (input, weight, bias, residual): PieceSources<'_>,
+        (input, weight, bias, residual): PlainSources<'_>,
         output: &GpuTensor,
     ) -> Result<()> {
         let mut in_flight = 0usize;
@@ -99,8 +99,9 @@ impl Engine {
     }
 }
 
-/// The tensors a split convolution cuts its pieces' from: input, weight, bias, residual.
-pub(crate) type PieceSources<'a> = (
+/// A convolution's GPU tensors with plain (OIHW) weights: input, weight, bias, residual (what a
+/// split convolution cuts its pieces from, and a conv3d folds).
+pub(crate) type PlainSources<'a> = (
     &'a GpuTensor,
     &'a GpuTensor,
     Option<&'a GpuTensor>,

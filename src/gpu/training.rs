@@ -82,13 +82,7 @@ impl Engine {
             return Ok(dz);
         }
         self.check_bindings(&[("pre", pre.len())])?;
-        let (code, act_a, act_b) = activation.code();
-        let uniforms = ConvUniforms {
-            activation: code,
-            act_a,
-            act_b,
-            ..ConvUniforms::default()
-        };
+        let uniforms = ConvUniforms::default().with_epilogue(activation, false);
         let plan = plan::flat(Kernel::EpilogueGrad, pre.len(), uniforms, &self.limits())?;
         let buffers: &[&wgpu::Buffer] = &[pre.buffer(), grad_output.buffer(), dz.buffer()];
         self.submit_steps("the activation's gradient", &[(plan, buffers)])?;

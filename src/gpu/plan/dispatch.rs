@@ -299,11 +299,9 @@ pub(crate) fn base_uniforms(shape: &Conv2dShape) -> Result<ConvUniforms> {
         dilation_d: 1,
         first_image: 0,
         pad_mode: shape.padding_mode.code(),
-        activation: shape.activation.code().0,
-        act_a: shape.activation.code().1,
-        act_b: shape.activation.code().2,
-        has_residual: u32::from(shape.has_residual),
-    })
+        ..ConvUniforms::default()
+    }
+    .with_epilogue(shape.activation, shape.has_residual))
 }
 
 /// A flat dispatch of `kernel` over `work_items` invocations (one per element), in workgroups of
