@@ -78,6 +78,27 @@ impl Tensor {
     pub fn into_data(self) -> Vec<f32> {
         self.data
     }
+
+    /// A weight `[O, C/groups, *kernel]` with its kernel turned 180 degrees: reversed along every
+    /// spatial axis, which is each `[*kernel]` block read backwards. A convolution with
+    /// [`flip_kernel`](crate::ConvNdParams::flip_kernel) is the cross-correlation with this
+    /// weight. Tensors of fewer than 3 dimensions have no kernel axes and come back as they are.
+    ///
+    /// # Errors
+    /// [`Error::HostMemory`] when the copy's memory cannot be had.
+    pub fn kernel_turned(&self) -> Result<Tensor> {
+        let taps: usize = self.shape.get(2..).map_or(1, |k| k.iter().product());
+        let mut data = crate::memory::try_with_capacity(self.len(), || {
+            format!("the turned kernel of a weight {:?}", self.shape)
+        })?;
+        for block in self.data.chunks(taps.max(1)) {
+            data.extend(block.iter().rev());
+        }
+        Ok(Tensor {
+            shape: self.shape.clone(),
+            data,
+        })
+    }
 }
 
 /// The number of elements of `shape`, checked as ndarray checks it: the product of the non-zero

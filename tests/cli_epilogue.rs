@@ -1,6 +1,7 @@
 //! `wgconv run --activation A --residual R.npy`: the fused epilogue from the command line on
 //! the GPU and the CPU reference, in 1D, 2D and 3D, and its errors (a usage error naming the
-//! activations for a bad one, the residual's shape naming both, no output file).
+//! activations for a bad one, the residual's shape naming both, no output file); and
+//! `--flip-kernel`, true convolution, as the convolution with the turned weight file.
 
 mod common;
 
@@ -145,5 +146,46 @@ fn a_bad_activation_or_residual_is_refused_without_an_output_file() {
             stderr(&out)
         );
         assert!(!y.exists());
+    }
+}
+
+#[test]
+fn run_flip_kernel_is_the_convolution_with_the_turned_weight_file_in_every_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = |i: usize| ((i * 29) % 19) as f32 / 4.0 - 2.0;
+    let ranks: [(&[usize], &[usize]); 3] = [
+        (&[2, 3, 9], &[4, 3, 3]),
+        (&[3, 5, 6], &[4, 3, 2, 3]),
+        (&[1, 2, 3, 4, 5], &[3, 2, 2, 3, 2]),
+    ];
+    for (rank, (input, weight)) in ranks.into_iter().enumerate() {
+        let x = npy_file(dir.path(), &format!("x{rank}.npy"), input, value);
+        let w = npy_file(dir.path(), &format!("w{rank}.npy"), weight, |i| {
+            value(i * 7)
+        });
+        let turned = io::read_npy(&w).unwrap().kernel_turned().unwrap();
+        let w_turned = dir.path().join(format!("w{rank}_turned.npy"));
+        io::write_npy(&w_turned, &turned).unwrap();
+        for device in ["gpu", "cpu"] {
+            let run = |weight: &str, flip: bool, name: &str| {
+                let y = dir.path().join(format!("{name}{rank}_{device}.npy"));
+                let mut args = vec!["run", "--input", &x, "--weight", weight];
+                args.extend(["--padding", "1", "--padding-mode", "circular"]);
+                args.extend(["--device", device, "--output", y.to_str().unwrap()]);
+                if flip {
+                    args.push("--flip-kernel");
+                }
+                let out = wgconv(&args);
+                let context = format!("conv{}d {device} flip {flip}", rank + 1);
+                assert!(out.status.success(), "{context}: {}", stderr(&out));
+                io::read_npy(&y).unwrap()
+            };
+            let flipped = run(&w, true, "flipped");
+            let plain = run(w_turned.to_str().unwrap(), false, "plain");
+            let unturned = run(&w, false, "unturned");
+            let context = format!("conv{}d {device}", rank + 1);
+            assert_eq!(flipped, plain, "{context}");
+            assert_ne!(flipped, unturned, "{context}: the flag changed nothing");
+        }
     }
 }

@@ -34,8 +34,8 @@ impl Config {
     fn describe(&self) -> String {
         let p = &self.params;
         format!(
-            "conv1d input {:?} weight {:?} bias {} stride {:?} padding {:?} dilation {:?} groups {}",
-            self.input, self.weight, self.bias, p.stride, p.padding, p.dilation, p.groups
+            "conv1d input {:?} weight {:?} bias {} stride {:?} padding {:?} dilation {:?} groups {} flip {}",
+            self.input, self.weight, self.bias, p.stride, p.padding, p.dilation, p.groups, p.flip_kernel
         )
     }
 
@@ -95,6 +95,8 @@ fn random_config(rng: &mut ChaCha8Rng, max_macs: usize) -> Config {
                 padding,
                 dilation: [dilation],
                 groups,
+                // True convolution in one configuration in five.
+                flip_kernel: rng.random_bool(0.2),
                 ..Conv1dParams::default()
             },
         };

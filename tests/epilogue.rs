@@ -38,7 +38,7 @@ impl<const N: usize> Case<N> {
         let p = &self.params;
         format!(
             "conv{N}d input {:?} weight {:?} bias {} residual {} stride {:?} padding {:?} \
-             mode {} dilation {:?} groups {} activation {}",
+             mode {} dilation {:?} groups {} activation {} flip {}",
             self.x.shape(),
             self.w.shape(),
             self.b.is_some(),
@@ -48,7 +48,8 @@ impl<const N: usize> Case<N> {
             p.padding_mode,
             p.dilation,
             p.groups,
-            p.activation
+            p.activation,
+            p.flip_kernel
         )
     }
 
@@ -147,6 +148,7 @@ fn random_case<const N: usize>(rng: &mut ChaCha8Rng, i: usize, max_macs: usize) 
             dilation: std::array::from_fn(|_| rng.random_range(1..=2)),
             groups,
             activation: act,
+            flip_kernel: rng.random_bool(0.2),
         };
         let mut input = vec![c];
         input.extend(input_len);

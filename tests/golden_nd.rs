@@ -3,7 +3,7 @@
 //!
 //! The files cover every feature of the convolution family. The cases these tests run are those
 //! of the features wgconv has (`implemented`): every padding mode, the fused epilogue (bias,
-//! residual, activation), channels-first, no kernel flip; every one of them runs, and each test asserts how many it ran, so a case that
+//! residual, activation), true convolution (the kernel flipped), channels-first; every one of them runs, and each test asserts how many it ran, so a case that
 //! goes missing fails, on the reference and on the GPU (conv1d on every kernel).
 
 mod common;
@@ -85,7 +85,7 @@ fn load_cases() -> Vec<Case> {
 impl Case {
     /// Whether the case uses only features wgconv has so far.
     fn implemented(&self) -> bool {
-        self.meta["layout"] == "channels_first" && self.meta["flip_kernel"] == false
+        self.meta["layout"] == "channels_first"
     }
 
     /// The case's activation (`null` is none), with PyTorch's parameters.
@@ -132,6 +132,7 @@ impl Case {
             dilation: axes("dilation"),
             groups: self.meta["groups"].as_u64().expect("groups") as usize,
             activation: self.activation(),
+            flip_kernel: self.meta["flip_kernel"].as_bool().expect("flip_kernel"),
         }
     }
 
@@ -213,6 +214,12 @@ fn golden_nd_set_covers_every_feature_of_the_family() {
     assert!(count(&|c| c.meta["residual"] == true) >= 10);
     assert!(count(&|c| c.meta["layout"] == "channels_last") >= 10);
     assert!(count(&|c| c.meta["flip_kernel"] == true) >= 10);
+    // True convolution runs (channels-first), with gradients in every rank.
+    for dims in 1..=3 {
+        let flipped = |c: &Case| c.dims == dims && c.implemented() && c.meta["flip_kernel"] == true;
+        assert!(count(&flipped) >= 2, "conv{dims}d flip cases");
+        assert!(count(&|c| flipped(c) && c.grads.is_some()) >= 1);
+    }
 }
 
 /// Runs `check` on every implemented case of `dims` and returns how many there were.

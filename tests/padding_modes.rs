@@ -42,7 +42,7 @@ impl<const N: usize> Config<N> {
         let p = &self.params;
         format!(
             "conv{N}d input {:?} weight {:?} bias {} stride {:?} padding {:?} mode {} \
-             dilation {:?} groups {}",
+             dilation {:?} groups {} flip {}",
             self.input,
             self.weight,
             self.bias,
@@ -50,7 +50,8 @@ impl<const N: usize> Config<N> {
             p.padding,
             p.padding_mode,
             p.dilation,
-            p.groups
+            p.groups,
+            p.flip_kernel
         )
     }
 
@@ -121,6 +122,9 @@ fn random_config<const N: usize>(rng: &mut ChaCha8Rng, max_macs: usize) -> Confi
                 dilation,
                 groups,
                 activation: wgconv::Activation::None,
+                // True convolution in one configuration in five: the turned kernel meets
+                // every mode's padding.
+                flip_kernel: rng.random_bool(0.2),
             },
         };
         // Configurations whose kernel does not fit (or `same` past a mode's limit) are redrawn.

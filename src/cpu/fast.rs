@@ -115,6 +115,11 @@ fn conv2d_linear(
     params: &Conv2dParams,
 ) -> Result<Tensor> {
     let shape = ConvNdParams::<2>::from(params).shape_of(input, weight, bias)?;
+    if params.flip_kernel {
+        // True convolution is the cross-correlation with the kernel turned.
+        let unflipped = params.with_flip_kernel(false);
+        return conv2d_linear(input, &weight.kernel_turned()?, bias, &unflipped);
+    }
     let s = shape.as_conv2d();
     if s.pads_with_mode() {
         // As PyTorch does for these modes: pad a copy (`F.pad`), then convolve it unpadded.
@@ -678,6 +683,13 @@ pub fn conv3d(
     bias: Option<&Tensor>,
     params: &crate::spec::Conv3dParams,
 ) -> Result<Tensor> {
-    let y = volume::conv3d_linear(input, weight, bias, params, conv2d_linear)?;
+    let y = if params.flip_kernel {
+        // True convolution is the cross-correlation with the kernel turned.
+        let unflipped = params.with_flip_kernel(false);
+        let turned = weight.kernel_turned()?;
+        volume::conv3d_linear(input, &turned, bias, &unflipped, conv2d_linear)?
+    } else {
+        volume::conv3d_linear(input, weight, bias, params, conv2d_linear)?
+    };
     activate(params.activation, y)
 }

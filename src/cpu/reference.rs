@@ -78,6 +78,9 @@ struct Window {
     channels: (usize, usize),
     groups: usize,
     axes: Vec<Axis>,
+    /// True convolution: tap `t` of an axis of length `k` multiplies the weight's element
+    /// `k-1-t` along it (the kernel turned 180 degrees).
+    flip: bool,
 }
 
 impl Window {
@@ -96,6 +99,7 @@ impl Window {
                     mode: s.padding_mode,
                 })
                 .collect(),
+            flip: s.flip_kernel,
         }
     }
 
@@ -128,11 +132,13 @@ impl Window {
             return;
         }
         let [d_len, h_len, w_len] = axes.map(|a| a.len);
-        let [_, kh, kw] = axes.map(|a| a.k);
+        let [kd, kh, kw] = axes.map(|a| a.k);
+        // The weight's element that tap `t` of an axis of length `k` multiplies.
+        let tap = |t: usize, k: usize| if self.flip { k - 1 - t } else { t };
         for ci in 0..cg {
             let c = k / kg * cg + ci;
             let x_image = (n * big_c + c) * d_len * h_len * w_len;
-            let w_image = (k * cg + ci) * axes[0].k * kh * kw;
+            let w_image = (k * cg + ci) * kd * kh * kw;
             for a in taps[0].clone() {
                 let Some(d) = axes[0].at(at[0], a) else {
                     continue;
@@ -146,7 +152,8 @@ impl Window {
                             continue;
                         };
                         let xi = x_image + (d * h_len + h) * w_len + w;
-                        f(xi, w_image + (a * kh + i) * kw + j);
+                        let wi = (tap(a, kd) * kh + tap(i, kh)) * kw + tap(j, kw);
+                        f(xi, w_image + wi);
                     }
                 }
             }
@@ -188,6 +195,7 @@ fn transposed_window(s: &ConvTranspose2dShape) -> Window {
             axis(s.kernel_h, s.stride_h, s.dilation_h, s.pad_top, s.out_h),
             axis(s.kernel_w, s.stride_w, s.dilation_w, s.pad_left, s.out_w),
         ],
+        flip: false,
     }
 }
 

@@ -128,6 +128,12 @@ impl Engine {
     ) -> Result<GpuTensor> {
         let (given, shape) =
             self.backward_shape(input_shape, weight.shape(), grad_output, params)?;
+        if params.flip_kernel {
+            // True convolution: the cross-correlation's gradient with the kernel turned.
+            let turned = self.kernel_turned(weight)?;
+            let unflipped = params.with_flip_kernel(false);
+            return self.conv2d_grad_input(grad_output, &turned, input_shape, &unflipped);
+        }
         // An unbatched problem runs as its batch of one, and its gradient comes back unbatched.
         let gy = grad_output.view(&shape.output_shape());
         let grad = if shape.pads_with_mode() {
@@ -183,6 +189,13 @@ impl Engine {
     ) -> Result<GpuTensor> {
         self.check_owner("input", input)?;
         let (_, shape) = self.backward_shape(input.shape(), weight_shape, grad_output, params)?;
+        if params.flip_kernel {
+            // True convolution: the gradient with respect to the turned kernel, turned back to
+            // the weight as stored.
+            let unflipped = params.with_flip_kernel(false);
+            let turned = self.conv2d_grad_weight(input, grad_output, weight_shape, &unflipped)?;
+            return self.kernel_turned(&turned);
+        }
         // An unbatched problem runs as its batch of one.
         let (input, grad_output) = (
             &input.view(&shape.input_shape()),
@@ -310,6 +323,7 @@ impl Engine {
             padding_mode: crate::spec::PaddingMode::Zeros,
             activation: crate::spec::Activation::None,
             has_residual: false,
+            flip_kernel: false,
         };
         if let Some(images) = plan::split::batch_split(
             n,

@@ -299,6 +299,13 @@ impl Engine {
             params,
             &[("weight", weight)],
         )?;
+        // True convolution: the cross-correlation's gradient with the kernel turned (before it
+        // is folded, so its depth turns too; the folded problem turns nothing).
+        let turned = shape
+            .flip_kernel
+            .then(|| self.kernel_turned(weight))
+            .transpose()?;
+        let weight = turned.as_ref().unwrap_or(weight);
         let w = self.fold_pass(Kernel::FoldWeight, &shape, weight, &folded.weight_shape())?;
         let g = self.fold_pass(
             Kernel::FoldOutput,
@@ -339,7 +346,13 @@ impl Engine {
         )?;
         let params = folded.params();
         let gw = self.conv2d_grad_weight(&x, &g, &folded.weight_shape(), &params)?;
-        self.fold_pass(Kernel::UnfoldWeight, &shape, &gw, &shape.weight_shape())
+        let gw = self.fold_pass(Kernel::UnfoldWeight, &shape, &gw, &shape.weight_shape())?;
+        if shape.flip_kernel {
+            // True convolution: the turned kernel's gradient, turned back to the weight as
+            // stored (the folded problem turns nothing).
+            return self.kernel_turned(&gw);
+        }
+        Ok(gw)
     }
 
     /// `dL/dbias` `[O]`: `grad_output` (`[N, O, OD, P, Q]`, or unbatched) summed over everything
@@ -400,6 +413,13 @@ impl Engine {
         algorithm: Algorithm,
     ) -> Result<()> {
         let (folded, images) = self.conv3d_plan(shape, algorithm, false)?;
+        // True convolution: the kernel turned before it is folded, so its depth turns too (the
+        // folded problem turns nothing).
+        let turned = shape
+            .flip_kernel
+            .then(|| self.kernel_turned(weight))
+            .transpose()?;
+        let weight = turned.as_ref().unwrap_or(weight);
         let w = self.fold_pass(Kernel::FoldWeight, shape, weight, &folded.weight_shape())?;
         if folded.batch > images {
             log::debug!("wgconv: splitting {shape:?} into pieces of {images} folded images");

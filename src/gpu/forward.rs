@@ -119,6 +119,18 @@ impl Engine {
         residual: Option<&Tensor>,
         wait: Wait,
     ) -> Result<Tensor> {
+        // True convolution: the cross-correlation with the kernel turned (src/gpu/true_conv.rs).
+        let (turned, unflipped);
+        let (shape, weight) = if shape.flip_kernel {
+            turned = weight.kernel_turned()?;
+            unflipped = Conv2dShape {
+                flip_kernel: false,
+                ..*shape
+            };
+            (&unflipped, &turned)
+        } else {
+            (shape, weight)
+        };
         let Some(pieces) = plan::host_pieces(shape, &self.limits())? else {
             let tensors = (input, weight, bias, residual);
             return self.conv2d_whole(shape, tensors, wait).await;
@@ -387,6 +399,17 @@ impl Engine {
         output: &GpuTensor,
         algorithm: Algorithm,
     ) -> Result<()> {
+        if shape.flip_kernel {
+            // True convolution: the cross-correlation with the kernel turned, from the plain
+            // weight (packed weights hold the unturned one too; src/gpu/true_conv.rs).
+            let turned = self.kernel_turned(weights.plain())?;
+            let unflipped = Conv2dShape {
+                flip_kernel: false,
+                ..*shape
+            };
+            let tensors = (input, Weights::Plain(&turned), bias, residual);
+            return self.plan_and_record(&unflipped, tensors, output, algorithm);
+        }
         let packed = weights.packed().is_some();
         let execution = self.forward_execution(shape, algorithm, packed)?;
         self.record_execution(shape, &execution, input, weights, (bias, residual), output)

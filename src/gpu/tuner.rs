@@ -244,10 +244,12 @@ impl Engine {
         let weight = self.upload(&integers(&shape.weight_shape(), m, 2)?)?;
         let w = self.pack_weights(weight, shape.groups)?;
         let b = self.upload(&integers(&[shape.out_channels], m, 3)?)?;
-        // The kernels are the same with and without a fused activation: the linear problem is
-        // checked exactly and timed (the cache's class does not depend on the activation).
+        // The kernels are the same with and without a fused activation or a turned kernel: the
+        // linear cross-correlation is checked exactly and timed (the cache's class depends on
+        // neither).
         let params = crate::spec::Conv2dParams {
             activation: crate::spec::Activation::None,
+            flip_kernel: false,
             ..shape.params()
         };
         let untuned = plan::plan(shape, &self.limits(), Algorithm::Auto)

@@ -83,6 +83,10 @@ pub struct ConvArgs {
     /// Activation of the fused epilogue, applied to conv + bias (+ residual).
     #[cfg_attr(feature = "cli", arg(long, value_name = "relu|relu6|leaky-relu[=SLOPE]|sigmoid|tanh|gelu|gelu-tanh|silu|hardswish|clamp=MIN,MAX", default_value = "none", value_parser = clap::value_parser!(Activation)))]
     pub activation: Activation,
+    /// True convolution: turn the kernel 180 degrees (reversed along every axis) instead of
+    /// PyTorch's cross-correlation; the weight file stays as stored.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub flip_kernel: bool,
 }
 
 /// The spatial axes of the convolution a weight of its rank runs: 3 conv1d, 4 conv2d, 5 conv3d.
@@ -158,6 +162,7 @@ impl ConvArgs {
             dilation: axes("dilation", &self.dilation)?,
             groups: self.groups,
             activation: self.activation,
+            flip_kernel: self.flip_kernel,
         })
     }
 }

@@ -136,6 +136,8 @@ pub struct Conv2dParams {
     pub groups: usize,
     /// The activation the fused epilogue applies to `conv + bias + residual`.
     pub activation: Activation,
+    /// True convolution: the kernel turned 180 degrees ([`ConvNdParams::flip_kernel`]).
+    pub flip_kernel: bool,
 }
 
 impl Default for Conv2dParams {
@@ -148,6 +150,7 @@ impl Default for Conv2dParams {
             dilation: (1, 1),
             groups: 1,
             activation: Activation::None,
+            flip_kernel: false,
         }
     }
 }
@@ -166,6 +169,8 @@ impl Conv2dParams {
         with_groups(groups: usize);
         /// Sets the fused epilogue's activation.
         with_activation(activation: Activation);
+        /// Sets whether the kernel is turned 180 degrees (true convolution).
+        with_flip_kernel(flip_kernel: bool);
     }
 }
 
@@ -229,6 +234,8 @@ pub struct Conv2dShape {
     pub activation: Activation,
     /// Whether the fused epilogue adds a residual (a tensor of the output's shape) before it.
     pub has_residual: bool,
+    /// Whether the kernel is turned 180 degrees ([`ConvNdParams::flip_kernel`]).
+    pub flip_kernel: bool,
 }
 
 impl Conv2dShape {
@@ -278,6 +285,7 @@ impl Conv2dShape {
             dilation: (self.dilation_h, self.dilation_w),
             groups: self.groups,
             activation: self.activation,
+            flip_kernel: self.flip_kernel,
         }
     }
 
@@ -397,6 +405,7 @@ impl From<&Conv2dParams> for ConvNdParams<2> {
             dilation: [p.dilation.0, p.dilation.1],
             groups: p.groups,
             activation: p.activation,
+            flip_kernel: p.flip_kernel,
         }
     }
 }
@@ -429,6 +438,7 @@ impl ConvNdShape<1> {
             padding_mode: self.padding_mode,
             activation: self.activation,
             has_residual: self.has_residual,
+            flip_kernel: self.flip_kernel,
         }
     }
 }
@@ -460,6 +470,7 @@ impl ConvNdShape<2> {
             padding_mode: self.padding_mode,
             activation: self.activation,
             has_residual: self.has_residual,
+            flip_kernel: self.flip_kernel,
         }
     }
 }
@@ -479,6 +490,7 @@ impl From<&ConvNdParams<2>> for Conv2dParams {
             dilation: (p.dilation[0], p.dilation[1]),
             groups: p.groups,
             activation: p.activation,
+            flip_kernel: p.flip_kernel,
         }
     }
 }
@@ -518,6 +530,8 @@ impl ConvNdShape<3> {
             // The epilogue runs as the output's depth is put back (shaders/fold_depth.wgsl).
             activation: Activation::None,
             has_residual: false,
+            // A turned kernel is turned before it is folded (its depth with it).
+            flip_kernel: false,
         };
         let tensors = [
             ("folded input", &folded.input_shape()[..]),

@@ -56,6 +56,10 @@ pub struct ConvNdParams<const N: usize> {
     pub groups: usize,
     /// The activation the fused epilogue applies to `conv + bias + residual`.
     pub activation: Activation,
+    /// True convolution: the kernel turned 180 degrees (reversed along every spatial axis), as
+    /// in signal processing, instead of PyTorch's cross-correlation. The weight is given as
+    /// stored (unturned); its gradients are with respect to it.
+    pub flip_kernel: bool,
 }
 
 /// A 1D convolution's parameters (`torch.nn.Conv1d`).
@@ -147,6 +151,7 @@ impl<const N: usize> Default for ConvNdParams<N> {
             dilation: [1; N],
             groups: 1,
             activation: Activation::None,
+            flip_kernel: false,
         }
     }
 }
@@ -188,6 +193,12 @@ impl<const N: usize> ConvNdParams<N> {
         self.activation = activation;
         self
     }
+
+    /// Sets whether the kernel is turned 180 degrees (true convolution).
+    pub fn with_flip_kernel(mut self, flip_kernel: bool) -> Self {
+        self.flip_kernel = flip_kernel;
+        self
+    }
 }
 
 /// A validated convolution over `N` spatial axes with every size resolved.
@@ -224,6 +235,8 @@ pub struct ConvNdShape<const N: usize> {
     /// Whether the fused epilogue adds a residual of the output's shape before the activation
     /// (set by [`ConvNdShape::with_residual`]).
     pub has_residual: bool,
+    /// Whether the kernel is turned 180 degrees ([`ConvNdParams::flip_kernel`]).
+    pub flip_kernel: bool,
 }
 
 /// The operation's name in messages: `conv1d`, `conv2d` or `conv3d`.
@@ -415,6 +428,7 @@ impl<const N: usize> ConvNdShape<N> {
             padding_mode: params.padding_mode,
             activation: params.activation,
             has_residual: false,
+            flip_kernel: params.flip_kernel,
         };
         shape.check_sizes()?;
         Ok(shape)
@@ -524,6 +538,7 @@ impl<const N: usize> ConvNdShape<N> {
             dilation: self.dilation,
             groups: self.groups,
             activation: self.activation,
+            flip_kernel: self.flip_kernel,
         }
     }
 }

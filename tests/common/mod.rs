@@ -347,5 +347,6 @@ pub fn axes<const N: usize, const M: usize>(
         dilation: cut(p.dilation),
         groups: p.groups,
         activation: p.activation,
+        flip_kernel: p.flip_kernel,
     }
 }

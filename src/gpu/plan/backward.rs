@@ -246,3 +246,31 @@ pub fn transposed(t: &ConvTranspose2dShape, limits: &PlanLimits) -> Result<Trans
     )?;
     Ok(Transposed::Gather(plan))
 }
+
+/// The dispatch that turns the kernel of a weight of `weight_shape` (`[O, C/groups, *kernel]`)
+/// by 180 degrees, for true convolution: the flipping kernel with one group per `[*kernel]`
+/// block and the block as one row (`kernel_h` 1, `kernel_w` its length), so it swaps no channels
+/// and reverses each block, which reverses every spatial axis at once.
+///
+/// # Errors
+/// [`Error::TooLarge`] or [`Error::DeviceLimit`] when the weight does not fit one binding.
+pub fn turned_kernel(weight_shape: &[usize], limits: &PlanLimits) -> Result<Plan> {
+    let blocks = weight_shape.iter().take(2).product::<usize>();
+    let taps = weight_shape.iter().skip(2).product::<usize>();
+    let len = blocks
+        .checked_mul(taps)
+        .ok_or_else(|| Error::SizeOverflow {
+            what: format!("the weight {weight_shape:?}"),
+        })?;
+    check_bindings(&[("weight", len)], limits)?;
+    let blocks = index_u32("weight channels", blocks)?;
+    let uniforms = ConvUniforms {
+        in_channels: blocks,
+        out_channels: blocks,
+        groups: blocks,
+        kernel_h: 1,
+        kernel_w: index_u32("kernel taps", taps)?,
+        ..ConvUniforms::default()
+    };
+    flat(Kernel::FlipWeights, len, uniforms, limits)
+}
