@@ -15,8 +15,8 @@
 //
 //   fold_output:       gf[n*OD + od, o, p, q] = g[n, o, od, p, q]
 //   unfold_weight:     dw[o, ci, a, i, j] = dwf[o, a*Cg + ci, i, j]
-//   unfold_input_grad: dx[n, c, d, h, w] = sum over the taps a whose depth od*sd + a*dd - pf
-//                      reads d (is d, or under a padding mode a padded depth that reads d; od
+//   unfold_input_grad: dx[n, c, d, h, w] = bias[c] (when has_bias) + sum over the taps a
+//                      whose depth od*sd + a*dd - pf reads d (is d, or under a padding mode a padded depth that reads d; od
 //                      inside [0, OD)) of dxf[n*OD + od, g*KD*Cg + a*Cg + ci, h, w],
 //                      in order, so the sum does not depend on scheduling.
 // Each invocation moves one row (a width's worth of elements, or one kernel plane), so the index
@@ -28,8 +28,10 @@
 // `struct Params` (the uniform block) comes from shaders/conv_params.wgsl, prepended at load.
 
 @group(0) @binding(0) var<storage, read> source: array<f32>;
-// The fused epilogue's residual, of the 3D output's shape (unfold_output only).
-@group(0) @binding(1) var<storage, read> residual: array<f32>;
+// The second operand of the kernels that take two: unfold_output's fused-epilogue residual,
+// of the 3D output's shape; unfold_input_grad's bias [C], added when `has_bias` (a transposed
+// 3D convolution's; src/gpu/transposed_nd.rs).
+@group(0) @binding(1) var<storage, read> second: array<f32>;
 @group(0) @binding(3) var<storage, read_write> folded: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -106,7 +108,7 @@ fn unfold_output(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var q = 0u; q < params.out_w; q++) {
         var v = source[e * params.out_w + q];
         if params.has_residual != 0u {
-            v += residual[dst + q];
+            v += second[dst + q];
         }
         folded[dst + q] = activate(v);
     }
@@ -165,8 +167,12 @@ fn unfold_input_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ci = c % cg;
     let folded_channels = params.kernel_d * params.in_channels;
     let dst = e * params.in_w;
+    var start = 0.0;
+    if params.has_bias != 0u {
+        start = second[c];
+    }
     for (var w = 0u; w < params.in_w; w++) {
-        folded[dst + w] = 0.0;
+        folded[dst + w] = start;
     }
     // The padded depths that read d: its own, and under a padding mode the ones in the padding
     // that mirror, repeat or wrap onto it (`pad_candidate`), up to the last depth any tap reads.

@@ -132,15 +132,17 @@ pub enum Error {
         value: String,
     },
 
-    /// A transposed convolution's output padding is not smaller than its stride or dilation.
-    #[error("output padding must be smaller than either stride or dilation, but got output_padding_height: {} output_padding_width: {} stride_height: {} stride_width: {} dilation_height: {} dilation_width: {}", output_padding.0, output_padding.1, stride.0, stride.1, dilation.0, dilation.1)]
+    /// A transposed convolution's output padding is not smaller than its stride or dilation
+    /// (per axis in axis order; a conv_transpose1d's as the 2D problem PyTorch runs it as, its
+    /// height 0 or 1).
+    #[error("output padding must be smaller than either stride or dilation, but got {}", axis_report(&[("output_padding", output_padding), ("stride", stride), ("dilation", dilation)]))]
     OutputPaddingTooLarge {
-        /// `(oph, opw)`.
-        output_padding: (usize, usize),
-        /// `(sh, sw)`.
-        stride: (usize, usize),
-        /// `(dh, dw)`.
-        dilation: (usize, usize),
+        /// Per axis, e.g. `[oph, opw]`.
+        output_padding: Vec<usize>,
+        /// Per axis.
+        stride: Vec<usize>,
+        /// Per axis.
+        dilation: Vec<usize>,
     },
 
     /// A transposed convolution's input channels differ from `weight[0]`.
@@ -168,12 +170,12 @@ pub enum Error {
     },
 
     /// A transposed convolution's padding removes the whole output.
-    #[error("Given input size per channel: ({} x {}). Calculated output size per channel: ({} x {}). Output size is too small", input.0, input.1, output.0, output.1)]
+    #[error("Given input size per channel: ({}). Calculated output size per channel: ({}). Output size is too small", by_sep(input, " x "), by_sep(output, " x "))]
     TransposedOutputTooSmall {
-        /// `(P, Q)`.
-        input: (usize, usize),
-        /// The computed `(H, W)`, zero or negative.
-        output: (i128, i128),
+        /// The input's size per axis, e.g. `[P, Q]` (a conv_transpose1d's `[1, L]`).
+        input: Vec<usize>,
+        /// The computed output size per axis, some zero or negative.
+        output: Vec<i128>,
     },
 
     /// `padding = Same` with a stride other than 1, as PyTorch refuses it.
@@ -520,9 +522,23 @@ pub(crate) fn tuple(values: &[usize]) -> String {
     }
 }
 
-fn by_sep(values: &[usize], sep: &str) -> String {
-    let parts: Vec<String> = values.iter().map(usize::to_string).collect();
+fn by_sep<T: ToString>(values: &[T], sep: &str) -> String {
+    let parts: Vec<String> = values.iter().map(T::to_string).collect();
     parts.join(sep)
+}
+
+/// PyTorch's per-axis report of named values: `output_padding_height: 0 output_padding_width: 2
+/// stride_height: 2 ...` (with `_depth` first for three axes).
+fn axis_report(values: &[(&str, &Vec<usize>)]) -> String {
+    let mut parts = Vec::new();
+    for (name, per_axis) in values {
+        let axes = ["depth", "height", "width"];
+        let axes = &axes[axes.len().saturating_sub(per_axis.len())..];
+        for (axis, v) in axes.iter().zip(per_axis.iter()) {
+            parts.push(format!("{name}_{axis}: {v}"));
+        }
+    }
+    parts.join(" ")
 }
 
 /// Sizes as PyTorch prints them per channel: `5`, `6 x 7`.

@@ -40,7 +40,8 @@ pub use gpu::plan::Algorithm;
 pub use gpu::tensor::{GpuTensor, PackedWeights};
 pub use spec::{
     conv_output_len, output_shape, Activation, Conv1dParams, Conv2dParams, Conv2dShape,
-    Conv3dParams, ConvNdParams, ConvNdShape, ConvTranspose2dParams, ConvTranspose2dShape, IntoPair,
-    Padding, PaddingMode, PaddingNd,
+    Conv3dParams, ConvNdParams, ConvNdShape, ConvTranspose1dParams, ConvTranspose2dParams,
+    ConvTranspose2dShape, ConvTranspose3dParams, ConvTransposeNdParams, ConvTransposeNdShape,
+    IntoPair, Padding, PaddingMode, PaddingNd,
 };
 pub use tensor::Tensor;

@@ -27,7 +27,8 @@
 use crate::error::{Error, Result};
 use crate::spec::{
     Conv1dParams, Conv2dParams, Conv2dShape, ConvNdParams, ConvNdShape, ConvParams as _,
-    ConvTranspose2dParams, ConvTranspose2dShape, PaddingMode,
+    ConvTranspose2dParams, ConvTranspose2dShape, ConvTransposeNdParams, ConvTransposeNdShape,
+    PaddingMode,
 };
 use crate::tensor::Tensor;
 
@@ -175,27 +176,6 @@ fn for_each_position(lens: &[usize], mut f: impl FnMut(&[usize])) {
         };
         pos[a] += 1;
         pos[a + 1..].iter_mut().for_each(|t| *t = 0);
-    }
-}
-
-/// The [`Window`] of a [`ConvTranspose2dShape`], whose input is on the window's output side.
-fn transposed_window(s: &ConvTranspose2dShape) -> Window {
-    let axis = |k, stride, dilation, pad, len| Axis {
-        k,
-        stride,
-        dilation,
-        pad,
-        len,
-        mode: PaddingMode::Zeros,
-    };
-    Window {
-        channels: (s.in_channels, s.out_channels),
-        groups: s.groups,
-        axes: vec![
-            axis(s.kernel_h, s.stride_h, s.dilation_h, s.pad_top, s.out_h),
-            axis(s.kernel_w, s.stride_w, s.dilation_w, s.pad_left, s.out_w),
-        ],
-        flip: false,
     }
 }
 
@@ -497,29 +477,86 @@ pub fn conv_transpose2d_f64(
     bias: Option<&Tensor>,
     params: &ConvTranspose2dParams,
 ) -> Result<(ConvTranspose2dShape, Vec<f64>)> {
+    // Validated as conv_transpose2d (4D only, its messages), then the scatter over two axes.
     let s = params.shape_of(input, weight, bias)?;
-    let (x, w) = (input.data(), weight.data());
-    let (big_ci, big_p, big_q) = (s.in_channels, s.in_h, s.in_w);
-    let (big_co, big_hw) = (s.out_channels, s.out_h * s.out_w);
-    // Input element [n, ci, p, q] scatters as a convolution's output element gathers.
-    let window = transposed_window(&s);
+    let pair = |(a, b): (usize, usize)| [a, b];
+    let nd = ConvTransposeNdParams {
+        stride: pair(params.stride),
+        padding: pair(params.padding),
+        output_padding: pair(params.output_padding),
+        dilation: pair(params.dilation),
+        groups: params.groups,
+    };
+    let (_, out) = conv_transpose_nd_f64(input, weight, bias, &nd)?;
+    Ok((s, out))
+}
+
+/// PyTorch's `conv_transpose1d`/`conv_transpose3d` in f64, the scatter of
+/// [`conv_transpose2d_f64`] over `N` axes: input element `[n, ci, *p]` adds
+/// `x[n, ci, *p] * w[ci, c, *t]` to output `[n, g*Co/groups + c, *(p*stride + t*dilation -
+/// padding)]` where that lies inside the output, which starts as `bias`. The validated shape
+/// and the output in C order (`[N, Co, *out]`, or `[Co, *out]` unbatched).
+///
+/// # Errors
+/// Every shape or parameter error of [`ConvTransposeNdShape::new`].
+pub fn conv_transpose_nd_f64<const N: usize>(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &ConvTransposeNdParams<N>,
+) -> Result<(ConvTransposeNdShape<N>, Vec<f64>)> {
+    let s = params.shape_of(input, weight, bias)?;
+    // Input element [n, ci, *p] scatters as a convolution's output element gathers.
+    let window = Window {
+        channels: (s.in_channels, s.out_channels),
+        groups: s.groups,
+        axes: (0..N)
+            .map(|a| Axis {
+                k: s.kernel[a],
+                stride: s.stride[a],
+                dilation: s.dilation[a],
+                pad: s.padding[a],
+                len: s.output[a],
+                mode: PaddingMode::Zeros,
+            })
+            .collect(),
+        flip: false,
+    };
     let mut out = crate::memory::try_vec(s.output_len(), 0.0f64, || {
         format!("the f64 output {:?}", s.output_shape())
     })?;
+    let plane: usize = s.output.iter().product();
     if let Some(b) = bias {
         for (k, v) in out.iter_mut().enumerate() {
-            *v = f64::from(b.data()[(k / big_hw) % big_co]);
+            *v = f64::from(b.data()[(k / plane) % s.out_channels]);
         }
     }
+    let (w, mut x) = (weight.data(), input.data().iter());
+    // The input is walked in its C order, which is the loop order.
     for n in 0..s.batch {
-        for ci in 0..big_ci {
-            for p in 0..big_p {
-                for q in 0..big_q {
-                    let xv = f64::from(x[((n * big_ci + ci) * big_p + p) * big_q + q]);
-                    window.each(n, ci, &[p, q], |oi, wi| out[oi] += xv * f64::from(w[wi]));
-                }
-            }
+        for ci in 0..s.in_channels {
+            for_each_position(&s.input, |pos| {
+                let xv = x.next().map_or(0.0, |&v| f64::from(v));
+                window.each(n, ci, pos, |oi, wi| out[oi] += xv * f64::from(w[wi]));
+            });
         }
     }
     Ok((s, out))
+}
+
+/// [`conv_transpose_nd_f64`] rounded once to f32, in the output's shape.
+///
+/// # Errors
+/// As [`conv_transpose_nd_f64`].
+pub fn conv_transpose_nd<const N: usize>(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    params: &ConvTransposeNdParams<N>,
+) -> Result<Tensor> {
+    let (s, out) = conv_transpose_nd_f64(input, weight, bias, params)?;
+    Tensor::new(
+        s.output_shape(),
+        out.into_iter().map(|v| v as f32).collect(),
+    )
 }

@@ -156,7 +156,7 @@ impl Engine {
     /// (the forward pass runs piece by piece; `whole` asks that no piece be needed, as the
     /// backward passes do). The input, the output and the folded weight must each fit one
     /// binding; a forced `algorithm` must cover the folded problem.
-    fn conv3d_plan(
+    pub(crate) fn conv3d_plan(
         &self,
         shape: &ConvNdShape<3>,
         algorithm: Algorithm,
@@ -261,7 +261,7 @@ impl Engine {
 
     /// Runs the folding kernel `kernel` over `items` elements of `shape`'s problem, reading
     /// `source`, into a new tensor of `out_shape`.
-    fn fold_pass(
+    pub(crate) fn fold_pass(
         &self,
         kernel: Kernel,
         shape: &ConvNdShape<3>,
@@ -276,6 +276,28 @@ impl Engine {
             &self.limits(),
         )?;
         self.flat_into(kernel.entry_point(), plan, source, out_shape)
+    }
+
+    /// The folded input gradient `gx` of `shape`'s problem summed back over the depth taps into
+    /// a new tensor of `out_shape`, each element starting from `bias` of its channel (a
+    /// transposed convolution's) or zero.
+    pub(crate) fn unfold_input_grad(
+        &self,
+        shape: &ConvNdShape<3>,
+        gx: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        out_shape: &[usize],
+    ) -> Result<GpuTensor> {
+        let kernel = Kernel::UnfoldInputGrad;
+        let mut uniforms = fold_uniforms(shape)?;
+        uniforms.has_bias = u32::from(bias.is_some());
+        let rows = rows(kernel, shape, shape.batch * shape.output[0]);
+        let plan = plan::flat(kernel, rows, uniforms, &self.limits())?;
+        let out = self.alloc(out_shape)?;
+        let bias = bias.map_or(self.no_bias(), GpuTensor::buffer);
+        let buffers = [gx.buffer(), bias, out.buffer()];
+        self.submit_steps("unfolding a 3D input gradient", &[(plan, &buffers)])?;
+        Ok(out)
     }
 
     /// `dL/dinput` (`[N, C, D, H, W]` or unbatched) of the 3D convolution of an input of
@@ -315,7 +337,7 @@ impl Engine {
         )?;
         let params = folded.params();
         let gx = self.conv2d_grad_input(&g, &w, &folded.input_shape(), &params)?;
-        self.fold_pass(Kernel::UnfoldInputGrad, &shape, &gx, &shape.input_shape())
+        self.unfold_input_grad(&shape, &gx, None, &shape.input_shape())
     }
 
     /// `dL/dweight` `[O, C/groups, kd, kh, kw]` of the 3D convolution of `input` with weights of

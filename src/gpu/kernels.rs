@@ -332,7 +332,8 @@ impl Kernel {
             | Kernel::SquaredErrorGrad
             | Kernel::SquaredErrorSum
             | Kernel::EpilogueGrad
-            | Kernel::UnfoldOutput => Bindings::Binary,
+            | Kernel::UnfoldOutput
+            | Kernel::UnfoldInputGrad => Bindings::Binary,
             Kernel::PackWeights
             | Kernel::GradBias
             | Kernel::ReducePartials
@@ -343,7 +344,6 @@ impl Kernel {
             | Kernel::FoldWeight
             | Kernel::FoldOutput
             | Kernel::UnfoldWeight
-            | Kernel::UnfoldInputGrad
             | Kernel::FoldPadding => Bindings::Unary,
         }
     }

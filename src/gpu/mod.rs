@@ -1,6 +1,6 @@
 //! The GPU path, one way down: [`plan`] decides (kernels, dispatches, pieces) on the host;
 //! [`engine`] records what was planned on its [`device`] with the [`pipelines`] it caches; the
-//! operations come by family: [`forward`], [`conv1d`], [`conv3d`], [`transposed`], [`true_conv`], [`backward`], [`training`].
+//! operations come by family: [`forward`], [`conv1d`], [`conv3d`], [`transposed`], [`transposed_nd`], [`true_conv`], [`backward`], [`training`].
 
 pub mod backward;
 #[cfg(target_arch = "wasm32")]
@@ -24,6 +24,7 @@ pub mod profile;
 pub mod tensor;
 pub mod training;
 pub mod transposed;
+pub mod transposed_nd;
 pub mod true_conv;
 // Blocking and timed with `Instant`: not in the browser (the planner's choices run there).
 #[cfg(not(target_arch = "wasm32"))]

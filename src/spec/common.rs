@@ -120,6 +120,71 @@ pub(super) fn check_positive(
     Ok(())
 }
 
+/// Stride and dilation (one value per axis) and groups must be positive, as PyTorch checks first.
+pub(super) fn check_positive_axes(
+    stride: &[usize],
+    dilation: &[usize],
+    groups: usize,
+) -> Result<()> {
+    for (name, values) in [("stride", stride), ("dilation", dilation)] {
+        if values.contains(&0) {
+            return Err(Error::NonPositive {
+                name,
+                value: crate::error::tuple(values),
+            });
+        }
+    }
+    if groups == 0 {
+        return Err(Error::NonPositive {
+            name: "groups",
+            value: "0".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The ranks of an operation `op` over `spatial` axes: the input batched (`spatial + 2`
+/// dimensions) or not (`spatial + 1`), the weight `spatial + 2` (`weight_layout` in messages),
+/// neither with an empty dimension but for the batch. `(unbatched, batch, the input without its
+/// batch)`.
+pub(super) fn check_ranks<'a>(
+    op: &'static str,
+    spatial: usize,
+    weight_layout: &'static str,
+    input: &'a [usize],
+    weight: &[usize],
+) -> Result<(bool, usize, &'a [usize])> {
+    let unbatched = input.len() == spatial + 1;
+    if !unbatched && input.len() != spatial + 2 {
+        return Err(Error::InputRank {
+            op,
+            expected: format!("{}D (unbatched) or {}D (batched)", spatial + 1, spatial + 2),
+            shape: input.to_vec(),
+        });
+    }
+    if weight.len() != spatial + 2 {
+        return Err(Error::WeightRank {
+            op,
+            expected: weight_layout,
+            shape: weight.to_vec(),
+        });
+    }
+    let (batch, image) = if unbatched {
+        (1, input)
+    } else {
+        (input[0], &input[1..])
+    };
+    for (what, shape, dims) in [("input", input, image), ("weight", weight, weight)] {
+        if dims.contains(&0) {
+            return Err(Error::EmptyDimension {
+                what,
+                shape: shape.to_vec(),
+            });
+        }
+    }
+    Ok((unbatched, batch, image))
+}
+
 /// A transposed convolution's input and weight as 4-D shapes, neither with an empty dimension
 /// (but for the input's batch).
 pub(super) fn check_operands(

@@ -7,7 +7,7 @@
 //!
 //! The forward convolution (with [`Padding`]) lives in `forward.rs`, its checks over 1 to 3
 //! spatial axes in `nd.rs` ([`ConvNdShape`], which conv1d and conv2d share), the transposed one in
-//! `transposed.rs`; what both check the same way, in `common.rs`.
+//! `transposed.rs` (over 1 or 3 axes in `transposed_nd.rs`); what both check the same way, in `common.rs`.
 
 mod activation;
 mod args;
@@ -17,6 +17,7 @@ mod forward;
 mod mode;
 mod nd;
 mod transposed;
+mod transposed_nd;
 
 pub use activation::Activation;
 pub use args::{spatial_dims_of, AxisValues, ConvArgs, PaddingArg};
@@ -28,3 +29,6 @@ pub use nd::{
     conv_output_len, Conv1dParams, Conv3dParams, ConvNdParams, ConvNdShape, IntoAxes, PaddingNd,
 };
 pub use transposed::{ConvTranspose2dParams, ConvTranspose2dShape};
+pub use transposed_nd::{
+    ConvTranspose1dParams, ConvTranspose3dParams, ConvTransposeNdParams, ConvTransposeNdShape,
+};

@@ -8,7 +8,8 @@
 
 use super::activation::Activation;
 use super::common::{
-    check_bias, check_byte_sizes, check_groups_divide_weight, overflow, ConvParams, Shaped,
+    check_bias, check_byte_sizes, check_groups_divide_weight, check_positive_axes, check_ranks,
+    overflow, ConvParams, Shaped,
 };
 use super::mode::{check_amounts, PaddingMode};
 use crate::error::{tuple, Error, Result};
@@ -279,49 +280,10 @@ impl<const N: usize> ConvNdShape<N> {
             return Err(Error::SpatialDims { dims: N });
         }
         let groups = params.groups;
-        for (name, values) in [("stride", &params.stride), ("dilation", &params.dilation)] {
-            if values.contains(&0) {
-                return Err(Error::NonPositive {
-                    name,
-                    value: tuple(values),
-                });
-            }
-        }
-        if groups == 0 {
-            return Err(Error::NonPositive {
-                name: "groups",
-                value: "0".into(),
-            });
-        }
+        check_positive_axes(&params.stride, &params.dilation, groups)?;
         params.activation.check()?;
-        let unbatched = input.len() == N + 1;
-        if !unbatched && input.len() != N + 2 {
-            return Err(Error::InputRank {
-                op: op_name(N),
-                expected: format!("{}D (unbatched) or {}D (batched)", N + 1, N + 2),
-                shape: input.to_vec(),
-            });
-        }
-        if weight.len() != N + 2 {
-            return Err(Error::WeightRank {
-                op: op_name(N),
-                expected: weight_layout(N),
-                shape: weight.to_vec(),
-            });
-        }
-        let (batch, image) = if unbatched {
-            (1, input)
-        } else {
-            (input[0], &input[1..])
-        };
-        for (what, shape, dims) in [("input", input, image), ("weight", weight, weight)] {
-            if dims.contains(&0) {
-                return Err(Error::EmptyDimension {
-                    what,
-                    shape: shape.to_vec(),
-                });
-            }
-        }
+        let (unbatched, batch, image) =
+            check_ranks(op_name(N), N, weight_layout(N), input, weight)?;
         if params.padding == PaddingNd::Same && params.stride.iter().any(|&s| s != 1) {
             return Err(Error::SameWithStride {
                 stride: params.stride.to_vec(),

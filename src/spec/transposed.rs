@@ -121,10 +121,11 @@ impl ConvTranspose2dShape {
         let groups = params.groups;
         check_positive(params.stride, params.dilation, groups)?;
         if (oph >= sh && oph >= dh) || (opw >= sw && opw >= dw) {
+            let pair = |(a, b): (usize, usize)| vec![a, b];
             return Err(Error::OutputPaddingTooLarge {
-                output_padding: params.output_padding,
-                stride: params.stride,
-                dilation: params.dilation,
+                output_padding: pair(params.output_padding),
+                stride: pair(params.stride),
+                dilation: pair(params.dilation),
             });
         }
         let ([n, ci, p, q], [wi, cog, kh, kw]) = check_operands(input, weight)?;
@@ -163,8 +164,8 @@ impl ConvTranspose2dShape {
         };
         if out_h <= 0 || out_w <= 0 {
             return Err(Error::TransposedOutputTooSmall {
-                input: (p, q),
-                output: (out_h, out_w),
+                input: vec![p, q],
+                output: vec![out_h, out_w],
             });
         }
         let (Ok(out_h), Ok(out_w)) = (usize::try_from(out_h), usize::try_from(out_w)) else {
