@@ -280,9 +280,10 @@ fn a_box_kernel_sums_each_2x2x2_block_exactly() {
 }
 
 /// On a device whose bindings hold 16384 values (65536 bytes), a conv3d whose folded input (3
-/// times the input) does not fit runs piece by piece over its folded images, and matches the reference; a backward
-/// pass of that size, which is not split, is refused with the binding limit named; and a folded
-/// image larger than a binding is refused before any work.
+/// times the input) does not fit runs piece by piece over its folded images, and matches the
+/// reference; its backward pass runs over pieces of the batch and matches too, and one 3D image
+/// too large for that is refused with the binding limit named; a folded image larger than a
+/// binding is refused before any work.
 #[test]
 fn a_conv3d_past_the_binding_limit_is_split_over_its_folded_images() {
     let limits = wgpu::Limits {
@@ -317,10 +318,32 @@ fn a_conv3d_past_the_binding_limit_is_split_over_its_folded_images() {
     )
     .unwrap();
 
+    // The backward pass runs over pieces of the batch (one 3D image each here), for a plain and
+    // a turned kernel, and matches the reference.
     let up = |t: &Tensor| small.upload(t).unwrap();
     let gy = random_tensor(&mut rng, &shape.output_shape());
+    for flip in [false, true] {
+        let params = params.with_flip_kernel(flip);
+        let want = reference::conv_nd_backward_f64(&x, &w, &gy, &params).unwrap();
+        let grads = small
+            .conv3d_backward(&up(&x), &up(&w), &up(&gy), &params, true)
+            .unwrap();
+        let scale = (max_abs(&x), max_abs(&w), max_abs(&gy));
+        check_gpu_grads(
+            &small,
+            &format!("split conv3d backward, flip {flip}"),
+            &grads,
+            &want,
+            scale,
+        )
+        .unwrap_or_else(|m| panic!("{m}"));
+    }
+    // One image whose folded tensors do not fit cannot be cut further: the binding limit named.
+    // (1*2*16*16*16 = 8192 values, folded 16 images of 3*2*16*16: 24576.)
+    let x1 = random_tensor(&mut rng, &[1, 2, 16, 16, 16]);
+    let gy1 = random_tensor(&mut rng, &[1, 3, 16, 16, 16]);
     let e = small
-        .conv3d_backward(&up(&x), &up(&w), &up(&gy), &params, true)
+        .conv3d_backward(&up(&x1), &up(&w), &up(&gy1), &params, true)
         .unwrap_err();
     assert!(
         matches!(

@@ -79,7 +79,7 @@ impl Engine {
 
     /// Runs `pass` on batch pieces of `images` images each and adds the results (`total + part`,
     /// in piece order, so the sum is deterministic).
-    fn summed_over_pieces(
+    pub(crate) fn summed_over_pieces(
         &self,
         batch: usize,
         images: usize,
@@ -374,6 +374,18 @@ impl Engine {
         if len == 0 {
             return Ok(out);
         }
+        // Fewer, longer chunks when their partial sums would not fit one binding (a small
+        // device): the same rows, summed in the same kind of order.
+        let room = usize::try_from(self.limits().max_binding / 4).unwrap_or(usize::MAX);
+        let (chunks, chunk_len, items) = match room / len {
+            fit if fit >= 1 && fit < chunks => {
+                let tiles = items / chunks;
+                let chunk_len = rows.div_ceil(fit).max(1);
+                let chunks = rows.div_ceil(chunk_len).max(1);
+                (chunks, chunk_len, chunks * tiles)
+            }
+            _ => (chunks, chunk_len, items),
+        };
         let partial_len = chunks.checked_mul(len).ok_or_else(|| Error::SizeOverflow {
             what: "partial sums".into(),
         })?;

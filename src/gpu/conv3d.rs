@@ -240,8 +240,10 @@ impl Engine {
         Ok((folded, images))
     }
 
-    /// The problem of a backward call and its folded 2D one, with `grad_output` checked against
-    /// the output's shape and every tensor's owner.
+    /// The problem of a backward call, with `grad_output` checked against the output's shape
+    /// and every tensor's owner, and how it runs: whole, as its folded 2D problem, when the
+    /// folded tensors fit one binding each; else over pieces of whole 3D images of the batch, as
+    /// many as fit (when not even one does, the whole problem's error names the tensor).
     fn backward_problem(
         &self,
         input_shape: &[usize],
@@ -249,14 +251,29 @@ impl Engine {
         grad_output: &GpuTensor,
         params: &Conv3dParams,
         tensors: &[(&'static str, &GpuTensor)],
-    ) -> Result<(ConvNdShape<3>, crate::spec::Conv2dShape)> {
+    ) -> Result<(ConvNdShape<3>, Backward3d)> {
         for &(what, t) in tensors.iter().chain(&[("grad_output", grad_output)]) {
             self.check_owner(what, t)?;
         }
         let shape = ConvNdShape::new(input_shape, weight_shape, None, params)?;
         shape.check_backward("conv3d_backward", grad_output.shape())?;
+        let (folded, images) = self.conv3d_plan(&shape, Algorithm::Auto, false)?;
+        let per_piece = images / shape.output[0].max(1);
+        if images < folded.batch && per_piece >= 1 {
+            return Ok((shape, Backward3d::Pieces(per_piece)));
+        }
         let (folded, _) = self.conv3d_plan(&shape, Algorithm::Auto, true)?;
-        Ok((shape, folded))
+        Ok((shape, Backward3d::Whole(folded)))
+    }
+
+    /// The images `range` of a batched 3D tensor `t` whose batched shape is `batched`.
+    fn images_of(
+        &self,
+        t: &GpuTensor,
+        batched: &[usize],
+        range: &std::ops::Range<usize>,
+    ) -> Result<GpuTensor> {
+        self.batch_slice(&t.view(batched), range)
     }
 
     /// Runs the folding kernel `kernel` over `items` elements of `shape`'s problem, reading
@@ -314,13 +331,30 @@ impl Engine {
         input_shape: &[usize],
         params: &Conv3dParams,
     ) -> Result<GpuTensor> {
-        let (shape, folded) = self.backward_problem(
+        let (shape, pass) = self.backward_problem(
             input_shape,
             weight.shape(),
             grad_output,
             params,
             &[("weight", weight)],
         )?;
+        let folded = match pass {
+            Backward3d::Whole(folded) => folded,
+            Backward3d::Pieces(images) => {
+                // Each piece's input gradient in its place in the whole one.
+                let [x_shape, y_shape] = [shape.input_shape(), shape.output_shape()];
+                let out = self.alloc(&x_shape)?;
+                let per_image = out.len() / shape.batch;
+                for range in plan::split::batch_ranges(shape.batch, images) {
+                    let gy = self.images_of(grad_output, &y_shape, &range)?;
+                    let mut piece = x_shape.clone();
+                    piece[0] = range.len();
+                    let gx = self.conv3d_grad_input(&gy, weight, &piece, params)?;
+                    self.copy_elements(&gx, 0, &out, range.start * per_image, gx.len())?;
+                }
+                return Ok(out);
+            }
+        };
         // True convolution: the cross-correlation's gradient with the kernel turned (before it
         // is folded, so its depth turns too; the folded problem turns nothing).
         let turned = shape
@@ -352,13 +386,25 @@ impl Engine {
         weight_shape: &[usize],
         params: &Conv3dParams,
     ) -> Result<GpuTensor> {
-        let (shape, folded) = self.backward_problem(
+        let (shape, pass) = self.backward_problem(
             input.shape(),
             weight_shape,
             grad_output,
             params,
             &[("input", input)],
         )?;
+        let folded = match pass {
+            Backward3d::Whole(folded) => folded,
+            Backward3d::Pieces(images) => {
+                // The pieces' weight gradients added in piece order.
+                let [x_shape, y_shape] = [shape.input_shape(), shape.output_shape()];
+                return self.summed_over_pieces(shape.batch, images, |range| {
+                    let x = self.images_of(input, &x_shape, range)?;
+                    let gy = self.images_of(grad_output, &y_shape, range)?;
+                    self.conv3d_grad_weight(&x, &gy, weight_shape, params)
+                });
+            }
+        };
         let x = self.fold_pass(Kernel::FoldInput, &shape, input, &folded.input_shape())?;
         let g = self.fold_pass(
             Kernel::FoldOutput,
@@ -541,4 +587,12 @@ fn fold_uniforms(s: &ConvNdShape<3>) -> Result<ConvUniforms> {
         ..ConvUniforms::default()
     }
     .with_epilogue(s.activation, s.has_residual))
+}
+
+/// How a 3D backward pass runs ([`Engine::backward_problem`]).
+enum Backward3d {
+    /// As one folded 2D problem.
+    Whole(crate::spec::Conv2dShape),
+    /// Over pieces of this many whole 3D images of the batch.
+    Pieces(usize),
 }
