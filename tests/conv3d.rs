@@ -400,3 +400,41 @@ fn huge_depth_padding_or_dilation_is_refused_not_miscomputed() {
         "{e:?}"
     );
 }
+
+/// Planes of at least 256 elements fold and unfold as buffer copies (src/gpu/plan/fold.rs):
+/// under every padding mode (the depth padding read from the plane it names, or zeros), with a
+/// stride and dilation in depth, with a fused activation (whose unfold runs as the kernel), on
+/// the reference's values.
+#[test]
+fn large_planes_fold_as_copies_and_match_the_reference() {
+    let e = engine();
+    let mut rng = rng(0x0c0d_3d07);
+    let x = random_tensor(&mut rng, &[2, 3, 5, 16, 20]);
+    let w = random_tensor(&mut rng, &[4, 3, 3, 3, 3]);
+    let b = random_tensor(&mut rng, &[4]);
+    assert!(16 * 20 >= wgconv::gpu::plan::fold::MIN_PLANE);
+    for mode in ["zeros", "reflect", "replicate", "circular"] {
+        for activation in [wgconv::Activation::None, wgconv::Activation::Silu] {
+            for (stride, dilation) in [(1, 1), (2, 2)] {
+                let params = Conv3dParams::default()
+                    .with_padding([[2, 1], [1, 1], [0, 1]])
+                    .with_padding_mode(mode.parse().unwrap())
+                    .with_stride([stride, 1, 1])
+                    .with_dilation([dilation, 1, 1])
+                    .with_activation(activation);
+                let context = format!("{mode} {activation} stride {stride} dilation {dilation}");
+                let (s, want) = reference::conv_nd_f64(&x, &w, Some(&b), &params).expect(&context);
+                let got = e.conv3d(&x, &w, Some(&b), &params).expect(&context);
+                assert_eq!(got.shape(), s.output_shape(), "{context}");
+                // The convolution's tolerance through the activation (common::epilogue_tolerance).
+                let linear = params.with_activation(wgconv::Activation::None);
+                let (_, pre) = reference::conv_nd_f64(&x, &w, Some(&b), &linear).unwrap();
+                let max_pre = pre.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let conv = tolerance(3 * 27, max_abs(&x), max_abs(&w), max_abs(&b));
+                let tol = common::epilogue_tolerance(activation, conv, max_pre, 0.0);
+                compare(&context, view4(got.shape()), got.data(), &want, tol)
+                    .unwrap_or_else(|m| panic!("{m}"));
+            }
+        }
+    }
+}

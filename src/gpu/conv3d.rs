@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::backward::Conv2dGrads;
-use crate::gpu::engine::{blocking_and_async, Engine};
+use crate::gpu::engine::{blocking_and_async, copy, Engine};
 use crate::gpu::forward::Weights;
 use crate::gpu::kernels::{ConvUniforms, Kernel};
 use crate::gpu::pieces::PlainSources;
@@ -513,20 +513,37 @@ impl Engine {
                 uniforms,
                 &limits,
             )?;
-            let x = self.flat_into("folding a 3D input", fold, input, &piece.input_shape())?;
+            // Few large planes move as buffer copies (src/gpu/plan/fold.rs), others through
+            // the folding kernels.
+            let x = match plan::fold::fold_input_runs(shape, range.clone()) {
+                Some((copies, zeros)) => {
+                    let x = self.alloc(&piece.input_shape())?;
+                    self.gpu().submit("folding a 3D input", |encoder| {
+                        copy(encoder, input.buffer(), x.buffer(), &copies);
+                        for z in &zeros {
+                            let (at, len) = (z.dst as u64 * 4, z.len as u64 * 4);
+                            encoder.clear_buffer(x.buffer(), at, Some(len));
+                        }
+                    })?;
+                    x
+                }
+                None => self.flat_into("folding a 3D input", fold, input, &piece.input_shape())?,
+            };
             let y = self.alloc(&piece.output_shape())?;
             self.plan_and_record(&piece, (&x, Weights::Plain(&w), bias, None), &y, algorithm)?;
-            self.submit_steps(
-                "unfolding a 3D output",
-                &[(
-                    unfold,
-                    &[
-                        y.buffer(),
-                        residual.map_or(self.no_bias(), GpuTensor::buffer),
-                        output.buffer(),
-                    ],
-                )],
-            )?;
+            let plain = shape.activation.is_none() && residual.is_none();
+            match plan::fold::unfold_output_runs(shape, range.clone()).filter(|_| plain) {
+                Some(runs) => {
+                    self.gpu().submit("unfolding a 3D output", |encoder| {
+                        copy(encoder, y.buffer(), output.buffer(), &runs);
+                    })?;
+                }
+                None => {
+                    let second = residual.map_or(self.no_bias(), GpuTensor::buffer);
+                    let buffers = [y.buffer(), second, output.buffer()];
+                    self.submit_steps("unfolding a 3D output", &[(unfold, &buffers)])?;
+                }
+            }
         }
         Ok(())
     }
