@@ -412,7 +412,7 @@ fn large_planes_fold_as_copies_and_match_the_reference() {
     let x = random_tensor(&mut rng, &[2, 3, 5, 16, 20]);
     let w = random_tensor(&mut rng, &[4, 3, 3, 3, 3]);
     let b = random_tensor(&mut rng, &[4]);
-    assert!(16 * 20 >= wgconv::gpu::plan::fold::MIN_PLANE);
+    const { assert!(16 * 20 >= wgconv::gpu::plan::fold::MIN_PLANE) };
     for mode in ["zeros", "reflect", "replicate", "circular"] {
         for activation in [wgconv::Activation::None, wgconv::Activation::Silu] {
             for (stride, dilation) in [(1, 1), (2, 2)] {
