@@ -405,3 +405,51 @@ fn bad_transposed_problems_get_pytorchs_errors() {
         Error::NonPositive { .. }
     ));
 }
+
+/// On a device whose bindings hold 16384 values, a conv_transpose3d whose folded tensors do not
+/// fit runs over pieces of whole 3D images of its batch and matches the reference; one image too
+/// large is refused with the binding limit named.
+#[test]
+fn a_conv_transpose3d_past_the_binding_limit_is_split_over_its_batch() {
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 65536,
+        ..wgpu::Limits::downlevel_defaults()
+    };
+    let small = wgconv::Engine::with_options(wgconv::EngineOptions {
+        limits: Some(limits),
+        ..wgconv::EngineOptions::default()
+    })
+    .expect("an engine with small limits (see tests/common/mod.rs for installing an adapter)");
+    let mut rng = rng(0x7a0_0005);
+    // Output [2, 3, 4, 16, 16]; folded, the convolution it transposes has an input of
+    // 2*4 images of 9*16*16 values: 18432, past 16384.
+    let x = random_tensor(&mut rng, &[2, 2, 4, 16, 16]);
+    let w = random_tensor(&mut rng, &[2, 3, 3, 3, 3]);
+    let b = random_tensor(&mut rng, &[3]);
+    let p = ConvTransposeNdParams::<3>::default().with_padding(1);
+    let (s, want) = reference::conv_transpose_nd_f64(&x, &w, Some(&b), &p).unwrap();
+    assert_eq!(s.output_shape(), [2, 3, 4, 16, 16]);
+    let got = small.conv_transpose3d(&x, &w, Some(&b), &p).unwrap();
+    let tol = transposed_tolerance(&x, &w, Some(&b), 1);
+    compare(
+        "split conv_transpose3d",
+        view4(got.shape()),
+        got.data(),
+        &want,
+        tol,
+    )
+    .unwrap_or_else(|m| panic!("{m}"));
+    // One image of 1*16*... folded past a binding: 8 depths of 9*24*24 values.
+    let x = random_tensor(&mut rng, &[1, 2, 8, 24, 24]);
+    let e = small.conv_transpose3d(&x, &w, None, &p).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DeviceLimit {
+                limit_name: "max_storage_buffer_binding_size",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}

@@ -8,7 +8,7 @@
 use crate::error::Result;
 use crate::gpu::engine::{blocking_and_async, Engine};
 use crate::gpu::kernels::Kernel;
-use crate::gpu::plan::Algorithm;
+use crate::gpu::plan::{self, Algorithm};
 use crate::gpu::tensor::GpuTensor;
 use crate::spec::{
     ConvParams as _, ConvTranspose1dParams, ConvTranspose2dShape, ConvTranspose3dParams,
@@ -46,7 +46,8 @@ impl Engine {
     /// # Errors
     /// Every error of [`ConvTransposeNdShape::new`](crate::ConvTransposeNdShape::new),
     /// [`Error::ForeignTensor`](crate::Error::ForeignTensor), [`Error::DeviceLimit`](crate::Error::DeviceLimit)
-    /// when a folded tensor does not fit one binding, size and GPU errors.
+    /// when the folded tensors of one 3D image do not fit one binding (larger batches run over
+    /// pieces of whole images), size and GPU errors.
     pub fn conv_transpose3d_gpu(
         &self,
         input: &GpuTensor,
@@ -69,6 +70,26 @@ impl Engine {
         }
         // The convolution this transposes: its input is this output, its output this input.
         let conv = t.forward();
+        // Folded tensors past one binding: over pieces of whole 3D images of the batch, each
+        // placed in the output (one image too large is the whole problem's DeviceLimit below).
+        let (folded, images) = self.conv3d_plan(&conv, Algorithm::Auto, false)?;
+        let per_piece = images / conv.output[0].max(1);
+        if images < folded.batch && per_piece >= 1 {
+            let mut batched_in = t.input_shape();
+            let mut batched_out = t.output_shape();
+            if t.unbatched {
+                batched_in.insert(0, 1);
+                batched_out.insert(0, 1);
+            }
+            let out = self.alloc(&t.output_shape())?;
+            let per_image = out.len() / t.batch;
+            for range in plan::split::batch_ranges(t.batch, per_piece) {
+                let x = self.batch_slice(&input.view(&batched_in), &range)?;
+                let y = self.conv_transpose3d_gpu(&x, weight, bias, params)?;
+                self.copy_elements(&y, 0, &out, range.start * per_image, y.len())?;
+            }
+            return Ok(out);
+        }
         let (folded, _) = self.conv3d_plan(&conv, Algorithm::Auto, true)?;
         let w = self.fold_pass(Kernel::FoldWeight, &conv, weight, &folded.weight_shape())?;
         let x = self.fold_pass(Kernel::FoldOutput, &conv, input, &folded.output_shape())?;
@@ -114,7 +135,7 @@ impl Engine {
             // Validated (and the fold checked against the device) before anything is uploaded.
             let t = params.shape_of(input, weight, bias)?;
             if t.output_len() > 0 {
-                self.conv3d_plan(&t.forward(), Algorithm::Auto, true)?;
+                self.conv3d_plan(&t.forward(), Algorithm::Auto, false)?;
             }
             let (x, w, b) = self.upload_operands(input, weight, bias)?;
             let y = self.conv_transpose3d_gpu(&x, &w, b.as_ref(), params)?;
