@@ -286,15 +286,7 @@ fn a_box_kernel_sums_each_2x2x2_block_exactly() {
 /// binding is refused before any work.
 #[test]
 fn a_conv3d_past_the_binding_limit_is_split_over_its_folded_images() {
-    let limits = wgpu::Limits {
-        max_storage_buffer_binding_size: 65536,
-        ..wgpu::Limits::downlevel_defaults()
-    };
-    let small = wgconv::Engine::with_options(wgconv::EngineOptions {
-        limits: Some(limits),
-        ..wgconv::EngineOptions::default()
-    })
-    .expect("an engine with small limits (see tests/common/mod.rs for installing an adapter)");
+    let small = common::small_binding_engine(65536);
     let mut rng = rng(0x0c0d_3d05);
     // Input 2*2*8*16*16 = 8192 values, output 2*3*8*16*16 = 12288; folded, the input is
     // 2*8 images of 3*2*16*16: 24576 values, past 16384.

@@ -411,15 +411,7 @@ fn bad_transposed_problems_get_pytorchs_errors() {
 /// large is refused with the binding limit named.
 #[test]
 fn a_conv_transpose3d_past_the_binding_limit_is_split_over_its_batch() {
-    let limits = wgpu::Limits {
-        max_storage_buffer_binding_size: 65536,
-        ..wgpu::Limits::downlevel_defaults()
-    };
-    let small = wgconv::Engine::with_options(wgconv::EngineOptions {
-        limits: Some(limits),
-        ..wgconv::EngineOptions::default()
-    })
-    .expect("an engine with small limits (see tests/common/mod.rs for installing an adapter)");
+    let small = common::small_binding_engine(65536);
     let mut rng = rng(0x7a0_0005);
     // Output [2, 3, 4, 16, 16]; folded, the convolution it transposes has an input of
     // 2*4 images of 9*16*16 values: 18432, past 16384.

@@ -302,6 +302,19 @@ pub fn engine_with(options: wgconv::EngineOptions) -> Engine {
     })
 }
 
+/// An engine on the downlevel default limits with storage bindings of `bytes` bytes, to split
+/// problems that small (no adapter is a failure, as for [`engine`]).
+pub fn small_binding_engine(bytes: u64) -> Engine {
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: bytes,
+        ..wgpu::Limits::downlevel_defaults()
+    };
+    engine_with(wgconv::EngineOptions {
+        limits: Some(limits),
+        ..wgconv::EngineOptions::default()
+    })
+}
+
 /// A fresh, empty folder under the system's temporary folder for this test.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("wgconv-{name}-{}", std::process::id()));
