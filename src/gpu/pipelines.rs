@@ -168,8 +168,16 @@ impl PipelineCache {
                 let _ = sender.send(build(&worker_device, &layout, kernel, workgroup_size));
             });
         let result = match spawned {
-            Ok(_) => match receiver.recv_timeout(limit) {
-                Ok(built) => built,
+            Ok(worker) => match receiver.recv_timeout(limit) {
+                Ok(built) => {
+                    // Joined, so the thread has ended (its thread-local driver state torn down,
+                    // as libglvnd's EGL does at thread exit) before the caller goes on: a thread
+                    // left ending while the process exits has crashed the GL driver at exit
+                    // (a double free in its thread state; wgpu #4285). It has sent its result, so
+                    // the join is immediate.
+                    let _ = worker.join();
+                    built
+                }
                 Err(_) => Err(Error::Timeout {
                     during: format!("building the {} pipeline", kernel.name()),
                     waited_ms: limit.as_millis(),
